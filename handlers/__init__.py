@@ -1,0 +1,1 @@
+"""Tornado handlers: thin adapters from HTTP and WebSocket to server/."""

@@ -1,0 +1,1 @@
+"""Switchboard: a real-time WebSocket server on Tornado, Redis and MongoDB."""

@@ -1,0 +1,1 @@
+"""Brokers carry publications, join/leave and control messages between processes."""

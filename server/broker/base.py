@@ -1,0 +1,72 @@
+"""The broker interface: fan-out between processes and the per-channel offset sequencer.
+
+A broker assigns each publication its offset atomically with sending it, so every process sees
+one order per channel. It keeps only the newest position of a channel; when it has none (first use,
+or it lost its state), the node seeds it from the store, so offsets continue across restarts.
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from typing import Protocol
+
+from server.position import Position
+
+
+class BrokerUnavailable(Exception):
+    """The broker cannot be reached now; callers reply `unavailable`."""
+
+
+class BrokerHandler(Protocol):
+    """What a broker calls back on the IOLoop: the node."""
+
+    def on_publication(self, channel: str, offset: int, epoch: str, body: bytes) -> None: ...
+
+    def on_join_leave(self, channel: str, client_id: str, frame: bytes) -> None: ...
+
+    def on_control(self, message: bytes) -> None: ...
+
+    def on_reconnected(self) -> None:
+        """Called after the broker lost its link and resubscribed: messages may be missing."""
+
+
+class Broker(ABC):
+    """Carries messages of subscribed channels to the handler given to `start`."""
+
+    @abstractmethod
+    async def start(self, handler: BrokerHandler) -> None: ...
+
+    @abstractmethod
+    async def close(self) -> None: ...
+
+    @abstractmethod
+    async def check(self) -> None:
+        """Raise BrokerUnavailable with a reason when the broker is not usable."""
+
+    @abstractmethod
+    async def subscribe(self, channel: str) -> None:
+        """Start receiving a channel: called once per process, for its first local subscriber."""
+
+    @abstractmethod
+    async def unsubscribe(self, channel: str) -> None:
+        """Stop receiving a channel: called when its last local subscriber left."""
+
+    @abstractmethod
+    async def publish(self, channel: str, body: bytes) -> Position | None:
+        """Assign the next offset, send the publication; None when the channel needs `seed`."""
+
+    @abstractmethod
+    async def position(self, channel: str) -> Position | None:
+        """The channel's newest position, or None when the channel needs `seed`."""
+
+    @abstractmethod
+    async def seed(self, channel: str, position: Position) -> None:
+        """Set a channel's position unless it already has one."""
+
+    @abstractmethod
+    async def publish_join_leave(self, channel: str, client_id: str, frame: bytes) -> None:
+        """Send a join or leave push to every process's subscribers of `channel`."""
+
+    @abstractmethod
+    async def publish_control(self, message: bytes) -> None:
+        """Send a control message to every process, this one included."""

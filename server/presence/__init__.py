@@ -1,0 +1,1 @@
+"""Presence: who is subscribed to a channel, across processes."""

@@ -1,0 +1,1 @@
+"""Stores keep durable state: channel history, users, sessions."""

