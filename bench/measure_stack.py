@@ -1,0 +1,139 @@
+"""Measure client CPU per received message for each candidate client stack.
+
+Why: the load tester must not be what limits a run, so its stack was chosen by this measurement,
+not by reputation. A picows sprayer sends pre-encoded `pub` frames as fast as it can to C clients
+in one other process; each candidate receives them, extracts offset and send timestamp, and we
+report the client's CPU seconds per 100,000 messages. Results go into bench/README.md.
+
+    python -m bench.measure_stack --messages 300000 --clients 100
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import multiprocessing as mp
+import time
+from collections.abc import Callable
+from typing import Any
+
+import orjson
+from picows import WSFrame, WSListener, WSMsgType, WSTransport, ws_connect, ws_create_server
+
+from bench.fastparse import parse_pub
+
+FRAME = (
+    b'{"push":"pub","channel":"bench.0","offset":%d,"data":{"bt":1700000000000000,"pad":"xxxxxxxx"},'
+    b'"info":{"user":null,"client":"abc"},"ts":1700000000000}'
+)
+
+
+def _serve(port: int, per_client: int, ready: Any) -> None:
+    """Sprayer: on each client's `go` frame, send it `per_client` pub frames in batches."""
+
+    class Spray(WSListener):
+        def on_ws_frame(self, transport: WSTransport, frame: WSFrame) -> None:
+            asyncio.get_running_loop().create_task(self._spray(transport))
+
+        async def _spray(self, transport: WSTransport) -> None:
+            for start in range(1, per_client + 1, 500):
+                for off in range(start, min(start + 500, per_client + 1)):
+                    transport.send(WSMsgType.TEXT, FRAME % off)
+                await asyncio.sleep(0)
+
+    async def main() -> None:
+        server = await ws_create_server(lambda _req: Spray(), "127.0.0.1", port)
+        ready.set()
+        await server.serve_forever()
+
+    asyncio.run(main())
+
+
+def _orjson_parse(payload: bytes) -> tuple[int, int]:
+    obj = orjson.loads(payload)
+    return obj["offset"], obj["data"]["bt"]
+
+
+async def _run_picows(url: str, clients: int, per_client: int, parse: Callable[[bytes], Any]) -> None:
+    done = asyncio.get_running_loop().create_future()
+    remaining = [clients * per_client]
+
+    class Sub(WSListener):
+        def on_ws_frame(self, transport: WSTransport, frame: WSFrame) -> None:
+            parse(frame.get_payload_as_bytes())
+            remaining[0] -= 1
+            if remaining[0] == 0:
+                done.set_result(None)
+
+    transports = [(await ws_connect(Sub, url))[0] for _ in range(clients)]
+    for t in transports:
+        t.send(WSMsgType.TEXT, b"go")
+    await done
+    for t in transports:
+        t.disconnect()
+
+
+async def _run_websockets(url: str, clients: int, per_client: int, parse: Callable[[bytes], Any]) -> None:
+    from websockets.asyncio.client import connect
+
+    async def one(ws: Any) -> None:
+        for _ in range(per_client):
+            parse(await ws.recv(decode=False))
+
+    conns = [await connect(url, max_queue=None) for _ in range(clients)]
+    for ws in conns:
+        await ws.send("go")
+    await asyncio.gather(*(one(ws) for ws in conns))
+    for ws in conns:
+        await ws.close()
+
+
+CANDIDATES: dict[str, tuple[Callable[..., Any], Callable[[bytes], Any], bool]] = {
+    "websockets+orjson": (_run_websockets, _orjson_parse, False),
+    "websockets+orjson+uvloop": (_run_websockets, _orjson_parse, True),
+    "picows+orjson": (_run_picows, _orjson_parse, False),
+    "picows+orjson+uvloop": (_run_picows, _orjson_parse, True),
+    "picows+fastparse+uvloop": (_run_picows, parse_pub, True),
+}
+
+
+def measure(name: str, clients: int, messages: int, port: int) -> dict[str, float]:
+    """Run one candidate against a fresh sprayer; return CPU s per 100k messages and msgs/s."""
+    per_client = messages // clients
+    ready = mp.Event()
+    server = mp.Process(target=_serve, args=(port, per_client, ready), daemon=True)
+    server.start()
+    ready.wait(10)
+    runner, parse, use_uvloop = CANDIDATES[name]
+    url = f"ws://127.0.0.1:{port}/ws"
+    try:
+        if use_uvloop:
+            import uvloop
+
+            uvloop.install()
+        else:
+            asyncio.set_event_loop_policy(None)
+        cpu0, wall0 = time.process_time(), time.perf_counter()
+        asyncio.run(runner(url, clients, per_client, parse))
+        cpu, wall = time.process_time() - cpu0, time.perf_counter() - wall0
+    finally:
+        server.kill()
+        server.join()
+    total = per_client * clients
+    return {"cpu_s_per_100k": cpu / total * 100_000, "msgs_per_s": total / wall}
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--messages", type=int, default=300_000)
+    ap.add_argument("--clients", type=int, default=100)
+    ap.add_argument("--port", type=int, default=18765)
+    args = ap.parse_args()
+    print(f"{'candidate':28} {'CPU s / 100k msgs':>18} {'msgs/s':>10}")
+    for i, name in enumerate(CANDIDATES):
+        r = measure(name, args.clients, args.messages, args.port + i)
+        print(f"{name:28} {r['cpu_s_per_100k']:18.3f} {r['msgs_per_s']:10.0f}", flush=True)
+
+
+if __name__ == "__main__":
+    main()

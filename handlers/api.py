@@ -1,0 +1,126 @@
+"""The HTTP API for backends (publish, broadcast, history, presence, tokens, disconnect, stats)
+and the unauthenticated health endpoints."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+from prometheus_client.registry import CollectorRegistry
+
+from handlers.base import ApiHandler, JsonHandler
+from server import auth, protocol, stats
+from server.client import history_args
+from server.protocol import Close, Code, ProtocolError
+
+MAX_TOKEN_TTL_S = 30 * 24 * 3600
+MAX_BROADCAST = 1000
+
+
+class PublishHandler(ApiHandler):
+    async def post(self) -> None:
+        body = self.json_body()
+        channel = protocol.check_channel(body.get("channel"))
+        if "data" not in body:
+            raise ProtocolError(Code.BAD_REQUEST, "`data` is required")
+        pos = await self.node.publish(channel, body["data"], None)
+        self.send_json(pos.as_dict())
+
+
+class BroadcastHandler(ApiHandler):
+    async def post(self) -> None:
+        body = self.json_body()
+        channels = body.get("channels")
+        if not isinstance(channels, list) or not 1 <= len(channels) <= MAX_BROADCAST:
+            raise ProtocolError(Code.BAD_REQUEST,
+                                f"`channels` must be a list of 1 to {MAX_BROADCAST} channels")
+        if "data" not in body:
+            raise ProtocolError(Code.BAD_REQUEST, "`data` is required")
+        results: list[dict[str, Any]] = []
+        for channel in channels:
+            try:
+                pos = await self.node.publish(protocol.check_channel(channel), body["data"], None)
+                results.append(pos.as_dict())
+            except ProtocolError as exc:
+                results.append({"error": exc.as_dict()})
+        self.send_json({"results": results})
+
+
+class HistoryHandler(ApiHandler):
+    async def get(self, channel: str) -> None:
+        protocol.check_channel(channel)
+        args: dict[str, Any] = {}
+        for name in ("since", "limit"):
+            raw = self.get_query_argument(name, None)
+            if raw is not None:
+                if not raw.isdigit():
+                    raise ProtocolError(Code.BAD_REQUEST, f"`{name}` must be an integer")
+                args[name] = int(raw)
+        args["reverse"] = self.get_query_argument("reverse", "false").lower() in ("1", "true")
+        since, limit, reverse = history_args(args)
+        self.send_json(await self.node.history(channel, since, limit, reverse))
+
+
+class PresenceHandler(ApiHandler):
+    async def get(self, channel: str) -> None:
+        protocol.check_channel(channel)
+        self.send_json(await self.node.presence_of(channel))
+
+
+class TokenHandler(ApiHandler):
+    def post(self) -> None:
+        body = self.json_body()
+        user, name, ttl = body.get("user"), body.get("name"), body.get("ttl_s", 3600)
+        channels, info = body.get("channels"), body.get("info")
+        if not isinstance(user, str) or not user:
+            raise ProtocolError(Code.BAD_REQUEST, "`user` must be a non-empty string")
+        if name is not None and not isinstance(name, str):
+            raise ProtocolError(Code.BAD_REQUEST, "`name` must be a string")
+        if type(ttl) not in (int, float) or not 0 < ttl <= MAX_TOKEN_TTL_S:
+            raise ProtocolError(Code.BAD_REQUEST,
+                                f"`ttl_s` must be seconds from 1 to {MAX_TOKEN_TTL_S}")
+        if channels is not None:
+            if not isinstance(channels, list):
+                raise ProtocolError(Code.BAD_REQUEST, "`channels` must be a list")
+            channels = [protocol.check_channel(c) for c in channels]
+        if info is not None and not isinstance(info, dict):
+            raise ProtocolError(Code.BAD_REQUEST, "`info` must be an object")
+        token = auth.mint_token(self.node.config.security.token_secret, user, ttl, name,
+                                channels, info)
+        self.send_json({"token": token})
+
+
+class DisconnectHandler(ApiHandler):
+    async def post(self) -> None:
+        user = self.json_body().get("user")
+        if not isinstance(user, str) or not user:
+            raise ProtocolError(Code.BAD_REQUEST, "`user` must be a non-empty string")
+        n = await self.node.disconnect_user(user, Close.UNAUTHORIZED, "disconnected by the server")
+        self.send_json({"disconnected": n})
+
+
+class StatsHandler(ApiHandler):
+    async def get(self) -> None:
+        processes = await self.node.cluster_stats()
+        self.send_json({"processes": processes, "total": stats.totals(processes)})
+
+
+class HealthHandler(JsonHandler):
+    def get(self) -> None:
+        self.send_json({"status": "ok", "node": self.node.id})
+
+
+class ReadyHandler(JsonHandler):
+    async def get(self) -> None:
+        problems = await self.node.ready()
+        self.send_json({"ready": not problems, "problems": problems}, 503 if problems else 200)
+
+
+class MetricsHandler(ApiHandler):
+    def initialize(self, node: Any, registry: CollectorRegistry) -> None:  # type: ignore[override]
+        super().initialize(node)
+        self.registry = registry
+
+    def get(self) -> None:
+        self.set_header("Content-Type", CONTENT_TYPE_LATEST)
+        self.finish(generate_latest(self.registry))

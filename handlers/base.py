@@ -1,0 +1,68 @@
+"""Shared handler plumbing: JSON errors in the protocol's shape, the API key, JSON bodies."""
+
+from __future__ import annotations
+
+import hmac
+from typing import Any
+
+import orjson
+import tornado.web
+
+from server.node import Node
+from server.protocol import HTTP_STATUS, Code, ProtocolError
+
+
+class JsonHandler(tornado.web.RequestHandler):
+    """A JSON endpoint whose errors are `{"error": {"code", "message"}}` with a fitting status."""
+
+    node: Node
+
+    def initialize(self, node: Node) -> None:
+        self.node = node
+
+    def set_default_headers(self) -> None:
+        self.set_header("Content-Type", "application/json; charset=utf-8")
+        self.set_header("Cache-Control", "no-store")
+
+    def send_json(self, obj: Any, status: int = 200) -> None:
+        self.set_status(status)
+        self.finish(orjson.dumps(obj))
+
+    def fail(self, code: Code, message: str) -> None:
+        self.send_json({"error": {"code": code.value, "message": message}}, HTTP_STATUS[code])
+
+    def write_error(self, status_code: int, **kwargs: Any) -> None:
+        exc = kwargs.get("exc_info", (None, None, None))[1]
+        if isinstance(exc, ProtocolError):
+            self.fail(exc.code, exc.message)
+            return
+        code = {400: Code.BAD_REQUEST, 401: Code.UNAUTHORIZED, 403: Code.FORBIDDEN,
+                404: Code.NOT_FOUND, 405: Code.BAD_REQUEST, 413: Code.LIMIT_EXCEEDED,
+                429: Code.LIMIT_EXCEEDED, 503: Code.UNAVAILABLE}.get(status_code, Code.INTERNAL)
+        message = self._reason if status_code < 500 else "internal error"
+        self.set_status(status_code)
+        self.finish(orjson.dumps({"error": {"code": code.value, "message": message}}))
+
+    def log_exception(self, typ: Any, value: Any, tb: Any) -> None:
+        if isinstance(value, ProtocolError):
+            return  # an expected refusal, answered in the protocol's shape
+        super().log_exception(typ, value, tb)
+
+    def json_body(self) -> dict[str, Any]:
+        try:
+            body = orjson.loads(self.request.body or b"null")
+        except orjson.JSONDecodeError as exc:
+            raise ProtocolError(Code.BAD_REQUEST, f"body is not valid JSON: {exc.msg}") from None
+        if not isinstance(body, dict):
+            raise ProtocolError(Code.BAD_REQUEST, "body must be a JSON object")
+        return body
+
+
+class ApiHandler(JsonHandler):
+    """An HTTP API endpoint for backends: `Authorization: apikey <key>` is required."""
+
+    def prepare(self) -> None:
+        scheme, _, key = self.request.headers.get("Authorization", "").partition(" ")
+        expected = self.node.config.api.key.encode()
+        if scheme.lower() != "apikey" or not hmac.compare_digest(key.strip().encode(), expected):
+            raise ProtocolError(Code.UNAUTHORIZED, "missing or wrong `Authorization: apikey KEY`")

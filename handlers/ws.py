@@ -1,0 +1,87 @@
+"""The WebSocket endpoint: a thin adapter between Tornado and server.client.Connection."""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any
+from urllib.parse import urlsplit
+
+import tornado.web
+import tornado.websocket
+
+from server import auth
+from server.client import Connection, Transport
+from server.node import Node
+from server.outbox import Flusher, Outbox
+from server.protocol import Close
+
+
+class WebSocketHandler(tornado.websocket.WebSocketHandler, Transport):
+    """Serves protocol v1 at /ws; see docs/protocol.md."""
+
+    def initialize(self, node: Node, flusher: Flusher) -> None:
+        self.node = node
+        self.flusher = flusher
+        self.identity = auth.ANONYMOUS
+        self.conn: Connection | None = None
+        self.outbox: Outbox | None = None
+
+    def check_origin(self, origin: str) -> bool:
+        """Same origin always; other origins only when listed in `allowed_origins`.
+
+        A page on another site could otherwise open a socket that carries this site's cookies
+        (cross-site WebSocket hijacking), so the default is to refuse.
+        """
+        allowed = self.node.config.security.allowed_origins
+        if "*" in allowed or origin in allowed:
+            return True
+        return urlsplit(origin).netloc.lower() == self.request.host.lower()
+
+    async def get(self, *args: Any, **kwargs: Any) -> None:
+        if self.node.hub.client_count >= self.node.config.server.max_connections:
+            self.node.stats.refused += 1
+            raise tornado.web.HTTPError(503, reason="connection limit reached")
+        token = self.get_query_argument("token", None)
+        if token is not None:
+            try:
+                self.identity = auth.verify_token(self.node.config.security.token_secret, token)
+            except auth.TokenError as exc:
+                self.node.stats.refused += 1
+                self.set_status(401, reason="Unauthorized")
+                self.finish({"error": {"code": "unauthorized", "message": str(exc)}})
+                return
+        await super().get(*args, **kwargs)
+
+    def open(self, *args: str, **kwargs: str) -> None:
+        stream = self.ws_connection.stream  # type: ignore[union-attr]
+        self.outbox = Outbox(stream.write, self.node.config.server.max_pending_bytes,
+                             self._too_slow, self.flusher)
+        self.conn = Connection(self.node, self, self.identity)
+        self.conn.open()
+
+    def on_message(self, message: str | bytes) -> Any:
+        assert self.conn is not None
+        return self.conn.handle(message)
+
+    def on_close(self) -> None:
+        if self.outbox is not None:
+            self.outbox.close()
+        if self.conn is not None:
+            asyncio.ensure_future(self.conn.closed())
+
+    # -- Transport ----------------------------------------------------------------------------
+
+    def send(self, frame: bytes) -> None:
+        if self.outbox is not None:
+            self.outbox.send(frame)
+
+    def close(self, code: int | None = None, reason: str | None = None) -> None:
+        if self.outbox is not None:
+            self.outbox.drain()
+            self.outbox.close()
+        super().close(code, reason)
+
+    def _too_slow(self) -> None:
+        """The client stopped reading: its unsent bytes passed max_pending_bytes."""
+        if self.conn is not None:
+            self.conn.disconnect(Close.TOO_SLOW, "client too slow", True)

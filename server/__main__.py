@@ -1,0 +1,111 @@
+"""Entry point: `python -m server [--config PATH] [--host H] [--port N] [--dev]`.
+
+Parses arguments, loads config (a mistake exits with status 2 and one line), builds the node,
+listens, and on SIGTERM or SIGINT closes every connection with 1001 before exiting.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import logging
+import signal
+import socket
+import sys
+from collections.abc import Sequence
+
+import tornado.httpserver
+import tornado.netutil
+
+from server import config as config_mod
+from server import logs, protocol
+from server.app import build_node, make_app
+from server.config import Config, ConfigError
+from server.node import Node
+
+log = logging.getLogger("switchboard")
+LISTEN_BACKLOG = 4096  # Tornado's default of 128 refuses bursts of connects
+
+
+def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
+    p = argparse.ArgumentParser(prog="python -m server", description="Run a Switchboard server.")
+    p.add_argument("--config", default="config.toml", help="config file (default ./config.toml)")
+    p.add_argument("--host", help="address to listen on (overrides [server] host)")
+    p.add_argument("--port", type=int, help="port to listen on (overrides [server] port)")
+    p.add_argument("--dev", action="store_true",
+                   help="development mode: shipped placeholder secrets are accepted")
+    p.add_argument("--processes", type=int, default=1,
+                   help="worker processes sharing the port (needs [redis] url above 1)")
+    p.add_argument("--log-level", default="INFO")
+    return p.parse_args(argv)
+
+
+def load_config(args: argparse.Namespace) -> Config:
+    cfg = config_mod.load(args.config, dev=args.dev)
+    server = cfg.server
+    if args.host is not None:
+        server = config_mod.dataclasses.replace(server, host=args.host)
+    if args.port is not None:
+        server = config_mod.dataclasses.replace(server, port=args.port)
+    cfg = cfg.replace(server=server)
+    cfg.server.validate()
+    if args.processes < 1:
+        raise ConfigError("--processes: must be 1 or more")
+    if args.processes > 1 and not cfg.redis.url:
+        raise ConfigError("--processes above 1 needs [redis] url (or SWITCHBOARD_REDIS_URL): "
+                          "processes exchange publications through Redis")
+    return cfg
+
+
+async def serve(cfg: Config, sockets: list[socket.socket]) -> None:
+    node = build_node(cfg)
+    await node.start()
+    app = make_app(node)
+    server = tornado.httpserver.HTTPServer(app, xheaders=True)
+    server.add_sockets(sockets)
+    port = sockets[0].getsockname()[1]
+    log.info("listening on http://%s:%d/ (node %s)", cfg.server.host, port, node.id,
+             extra={"node": node.id, "port": port})
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, stop.set)
+    await stop.wait()
+    log.info("shutting down", extra={"node": node.id})
+    server.stop()
+    await shutdown(node, cfg.server.shutdown_grace_s)
+    await server.close_all_connections()
+
+
+async def shutdown(node: Node, grace_s: float) -> None:
+    """Tell every client to reconnect elsewhere (1001), wait for them to go, close services."""
+    for client in list(node.hub.clients()):
+        client.disconnect(protocol.Close.GOING_AWAY, "server shutting down", True)  # type: ignore[attr-defined]
+    deadline = asyncio.get_running_loop().time() + grace_s
+    while node.hub.client_count and asyncio.get_running_loop().time() < deadline:
+        await asyncio.sleep(0.05)
+    await node.close()
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = parse_args(argv)
+    logs.setup(args.log_level)
+    try:
+        cfg = load_config(args)
+    except ConfigError as exc:
+        print(f"switchboard: config error: {exc}", file=sys.stderr)
+        return 2
+    try:
+        sockets = tornado.netutil.bind_sockets(cfg.server.port, cfg.server.host,
+                                               backlog=LISTEN_BACKLOG,
+                                               reuse_port=args.processes > 1)
+    except OSError as exc:
+        print(f"switchboard: cannot listen on {cfg.server.host}:{cfg.server.port}: {exc}",
+              file=sys.stderr)
+        return 1
+    asyncio.run(serve(cfg, sockets))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

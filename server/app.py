@@ -1,0 +1,65 @@
+"""The composition root: builds the node's parts from config and maps URLs to handlers.
+
+The one module in server/ that imports handlers/.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import tornado.web
+from prometheus_client.registry import CollectorRegistry
+
+from handlers import api, pages, ws
+from server.broker.base import Broker
+from server.broker.memory import MemoryBroker
+from server.config import Config
+from server.hub import Hub
+from server.node import Node
+from server.outbox import Flusher
+from server.presence.base import Presence
+from server.presence.memory import MemoryPresence
+from server.stats import NodeCollector
+from server.store.base import Store
+from server.store.memory import MemoryStore
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def build_node(config: Config) -> Node:
+    """Choose broker, presence and store by config; in-memory parts when nothing is set."""
+    broker: Broker = MemoryBroker()
+    presence: Presence = MemoryPresence()
+    store: Store = MemoryStore()
+    return Node(config, Hub(), broker, store, presence)
+
+
+def make_app(node: Node) -> tornado.web.Application:
+    config = node.config
+    registry = CollectorRegistry(auto_describe=True)
+    registry.register(NodeCollector(node))
+    n = {"node": node}
+    channel = r"/api/channels/([^/]+)"
+    return tornado.web.Application(
+        [
+            (r"/", pages.IndexHandler, n),
+            (r"/ws", ws.WebSocketHandler, {**n, "flusher": Flusher()}),
+            (r"/api/publish", api.PublishHandler, n),
+            (r"/api/broadcast", api.BroadcastHandler, n),
+            (channel + "/history", api.HistoryHandler, n),
+            (channel + "/presence", api.PresenceHandler, n),
+            (r"/api/tokens", api.TokenHandler, n),
+            (r"/api/disconnect", api.DisconnectHandler, n),
+            (r"/api/stats", api.StatsHandler, n),
+            (r"/healthz", api.HealthHandler, n),
+            (r"/readyz", api.ReadyHandler, n),
+            (r"/metrics", api.MetricsHandler, {**n, "registry": registry}),
+        ],
+        template_path=str(ROOT / "templates"),
+        static_path=str(ROOT / "static"),
+        cookie_secret=config.security.secret,
+        websocket_max_message_size=config.server.max_message_bytes,
+        websocket_ping_interval=config.server.ping_interval_s,
+        compress_response=False,
+        debug=False,
+    )

@@ -1,0 +1,242 @@
+"""One client connection's protocol state: commands in, replies and pushes out.
+
+Transport-free: the WebSocket handler gives it frames and an outbox to write to, so every rule of
+the protocol (limits, permissions, error replies) lives here and is tested without a socket.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import secrets
+import time
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+from server import auth, protocol, wsframe
+from server.auth import ANONYMOUS, Identity, TokenError
+from server.limits import StrikeCounter, TokenBucket
+from server.node import Node
+from server.position import Position
+from server.protocol import Close, Code, Command, FrameError, ProtocolError
+
+log = logging.getLogger("switchboard.client")
+
+Handler = Callable[["Connection", Command], Awaitable[Any]]
+
+
+class Transport:
+    """What a connection needs of its socket."""
+
+    def send(self, frame: bytes) -> None:
+        """Queue one encoded WebSocket frame."""
+        raise NotImplementedError
+
+    def close(self, code: int, reason: str) -> None:
+        raise NotImplementedError
+
+
+class Connection:
+    __slots__ = ("id", "user", "name", "identity", "node", "transport", "_bucket",
+                 "_strikes", "_closed", "_expiry", "__weakref__")
+
+    def __init__(self, node: Node, transport: Transport, identity: Identity = ANONYMOUS) -> None:
+        self.id = secrets.token_hex(8)
+        self.node = node
+        self.transport = transport
+        self.identity = identity
+        self.user = identity.user
+        self.name = identity.name
+        limits = node.config.limits
+        self._bucket = TokenBucket(limits.command_rate, limits.command_burst)
+        self._strikes = StrikeCounter(limits.malformed_per_minute)
+        self._closed = False
+        self._expiry: asyncio.TimerHandle | None = None
+
+    @property
+    def session(self) -> str | None:
+        return self.identity.session
+
+    # -- lifecycle ----------------------------------------------------------------------------
+
+    def open(self) -> None:
+        """Register with the hub and greet the client."""
+        self.node.hub.add_client(self)
+        self.node.stats.connections_total += 1
+        self._watch_expiry()
+        self.send_json({"push": "hello", "client": self.id, "user": self.user,
+                        "node": self.node.id,
+                        "ping_interval": round(self.node.config.server.ping_interval_s),
+                        "version": protocol.VERSION})
+
+    async def closed(self) -> None:
+        """The socket is gone: drop every subscription, presence entry and timer."""
+        if self._expiry is not None:
+            self._expiry.cancel()
+        self._closed = True
+        await self.node.client_gone(self)
+
+    def send(self, frame: bytes) -> None:
+        self.transport.send(frame)
+
+    def send_json(self, payload: bytes | dict[str, Any]) -> None:
+        if isinstance(payload, dict):
+            payload = protocol.dumps(payload)
+        self.transport.send(wsframe.text(payload))
+
+    def disconnect(self, code: int, reason: str, reconnect: bool) -> None:
+        """Tell the client why, then close with `code`."""
+        if self._closed:
+            return
+        self._closed = True
+        self.send_json(protocol.disconnect_push(code, reason, reconnect))
+        self.transport.close(code, reason)
+
+    def _watch_expiry(self) -> None:
+        if self._expiry is not None:
+            self._expiry.cancel()
+            self._expiry = None
+        exp = self.identity.expires_at
+        if exp is not None:
+            loop = asyncio.get_running_loop()
+            delay = exp + auth.LEEWAY_S - time.time()
+            self._expiry = loop.call_later(max(delay, 0.0), self.disconnect,
+                                           Close.UNAUTHORIZED, "token expired", False)
+
+    # -- commands -----------------------------------------------------------------------------
+
+    def handle(self, frame: str | bytes) -> Awaitable[None] | None:
+        """Handle one frame; returns an awaitable when the command needs I/O."""
+        if self._closed:
+            return None
+        self.node.stats.received += 1
+        try:
+            cmd = protocol.parse_command(frame)
+        except FrameError as exc:
+            self._refuse(exc.cmd_id, Code.BAD_REQUEST, exc.message)
+            return None
+        if not self._bucket.take():
+            self.send_json(protocol.reply_error(cmd.id, Code.LIMIT_EXCEEDED,
+                                                "command rate exceeded"))
+            self.disconnect(Close.POLICY, "command rate exceeded", True)
+            return None
+        if cmd.op == "ping":
+            self.send_json(protocol.reply_ok(cmd.id, {}))
+            return None
+        handler = _HANDLERS.get(cmd.op)
+        if handler is None:
+            self._refuse(cmd.id, Code.UNKNOWN_OP, f"unknown op {cmd.op!r}")
+            return None
+        return self._run(handler, cmd)
+
+    async def _run(self, handler: Handler, cmd: Command) -> None:
+        try:
+            result = await handler(self, cmd)
+        except ProtocolError as exc:
+            self._refuse(cmd.id, exc.code, exc.message)
+        except Exception:
+            log.exception("command %s failed", cmd.op, extra={"client": self.id})
+            self._refuse(cmd.id, Code.INTERNAL, "internal error")
+        else:
+            if result is not None:
+                self.send_json(protocol.reply_ok(cmd.id, result))
+
+    def _refuse(self, cmd_id: int | None, code: Code, message: str) -> None:
+        """Reply with an error; malformed frames count as strikes towards a 4008 close."""
+        if self._closed:
+            return
+        self.send_json(protocol.reply_error(cmd_id, code, message))
+        if code in (Code.BAD_REQUEST, Code.UNKNOWN_OP) and self._strikes.strike():
+            self.disconnect(Close.POLICY, "too many malformed frames", False)
+
+    # -- ops ----------------------------------------------------------------------------------
+
+    async def op_auth(self, cmd: Command) -> dict[str, Any] | None:
+        if self.user is not None:
+            raise ProtocolError(Code.BAD_REQUEST, "already authenticated")
+        try:
+            identity = auth.verify_token(self.node.config.security.token_secret,
+                                         cmd.args.get("token"))
+        except TokenError as exc:
+            self.send_json(protocol.reply_error(cmd.id, Code.UNAUTHORIZED, str(exc)))
+            self.disconnect(Close.UNAUTHORIZED, str(exc), False)
+            return None
+        self.identity = identity
+        self.name = identity.name
+        self.node.hub.set_user(self, identity.user)
+        self._watch_expiry()
+        return {"user": self.user}
+
+    async def op_subscribe(self, cmd: Command) -> None:
+        channel = protocol.check_channel(cmd.args.get("channel"))
+        since = _since_position(cmd.args.get("since"))
+        ns = self.node.namespace(channel)
+        auth.check_subscribe(self.identity, channel, ns)
+        if len(self.node.hub.channels_of(self)) >= self.node.config.limits.max_subscriptions:
+            raise ProtocolError(Code.LIMIT_EXCEEDED, "too many subscriptions")
+        result, reached = await self.node.subscribe(self, channel, since)
+        if self._closed:
+            return
+        self.send_json(protocol.reply_ok(cmd.id, result))
+        self.node.release(self, channel, reached)
+
+    async def op_unsubscribe(self, cmd: Command) -> dict[str, Any]:
+        channel = protocol.check_channel(cmd.args.get("channel"))
+        await self.node.unsubscribe(self, channel)
+        return {}
+
+    async def op_publish(self, cmd: Command) -> dict[str, Any]:
+        channel = protocol.check_channel(cmd.args.get("channel"))
+        if "data" not in cmd.args:
+            raise ProtocolError(Code.BAD_REQUEST, "`data` is required")
+        ns = self.node.namespace(channel)
+        subscribed = self.node.hub.is_subscribed(channel, self)
+        auth.check_publish(self.identity, channel, ns, subscribed)
+        info = {"user": self.user, "client": self.id}
+        pos = await self.node.publish(channel, cmd.args["data"], info)
+        return pos.as_dict()
+
+    async def op_history(self, cmd: Command) -> dict[str, Any]:
+        channel = protocol.check_channel(cmd.args.get("channel"))
+        since, limit, reverse = history_args(cmd.args)
+        auth.check_subscribe(self.identity, channel, self.node.namespace(channel))
+        return await self.node.history(channel, since, limit, reverse)
+
+    async def op_presence(self, cmd: Command) -> dict[str, Any]:
+        channel = protocol.check_channel(cmd.args.get("channel"))
+        auth.check_subscribe(self.identity, channel, self.node.namespace(channel))
+        return await self.node.presence_of(channel)
+
+
+_HANDLERS: dict[str, Handler] = {
+    "auth": Connection.op_auth,
+    "subscribe": Connection.op_subscribe,
+    "unsubscribe": Connection.op_unsubscribe,
+    "publish": Connection.op_publish,
+    "history": Connection.op_history,
+    "presence": Connection.op_presence,
+}
+
+
+def _since_position(since: Any) -> Position | None:
+    if since is None:
+        return None
+    if not isinstance(since, dict):
+        raise ProtocolError(Code.BAD_REQUEST, "`since` must be {\"offset\": N, \"epoch\": \"E\"}")
+    offset, epoch = since.get("offset"), since.get("epoch")
+    if type(offset) is not int or offset < 0 or not isinstance(epoch, str):
+        raise ProtocolError(Code.BAD_REQUEST,
+                            "`since` needs an integer `offset` >= 0 and a string `epoch`")
+    return Position(offset, epoch)
+
+
+def history_args(args: dict[str, Any]) -> tuple[int | None, int, bool]:
+    """Validated `since`, `limit` and `reverse` of a history request."""
+    since, limit, reverse = args.get("since"), args.get("limit", 100), args.get("reverse", False)
+    if since is not None and (type(since) is not int or since < 0):
+        raise ProtocolError(Code.BAD_REQUEST, "`since` must be an integer offset >= 0")
+    if type(limit) is not int or not 1 <= limit <= 1000:
+        raise ProtocolError(Code.BAD_REQUEST, "`limit` must be an integer from 1 to 1000")
+    if not isinstance(reverse, bool):
+        raise ProtocolError(Code.BAD_REQUEST, "`reverse` must be true or false")
+    return since, limit, reverse

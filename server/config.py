@@ -1,0 +1,279 @@
+"""Typed, frozen settings from config.toml, with SWITCHBOARD_<SECTION>_<KEY> overrides.
+
+Every mistake in a config stops start-up with one line that names the key and says what is
+allowed: a ConfigError, which the entry point prints before exiting with status 2.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import tomllib
+from collections.abc import Mapping
+from dataclasses import dataclass, field, fields
+from pathlib import Path
+from typing import Any, get_type_hints
+
+PLACEHOLDER_PREFIX = "change-me"
+PUBLISH_MODES = ("anyone", "subscribers", "authenticated", "server")
+
+
+class ConfigError(Exception):
+    """A config mistake, phrased for the person who made it."""
+
+
+def _check(key: str, ok: bool, allowed: str, value: Any) -> None:
+    if not ok:
+        raise ConfigError(f"{key}: must be {allowed}, got {value!r}")
+
+
+@dataclass(frozen=True, slots=True)
+class ServerConfig:
+    host: str = "127.0.0.1"
+    port: int = 8000
+    ping_interval_s: float = 25.0
+    max_message_bytes: int = 65536
+    max_connections: int = 19000
+    max_pending_bytes: int = 1048576
+    shutdown_grace_s: float = 5.0
+
+    def validate(self) -> None:
+        _check("server.port", 0 <= self.port <= 65535, "an integer from 0 to 65535", self.port)
+        for key in ("ping_interval_s", "shutdown_grace_s"):
+            v = getattr(self, key)
+            _check(f"server.{key}", 0 < v <= 3600, "a number of seconds from 0 to 3600", v)
+        for key in ("max_message_bytes", "max_connections", "max_pending_bytes"):
+            v = getattr(self, key)
+            _check(f"server.{key}", v >= 1, "a positive integer", v)
+        _check("server.host", bool(self.host), "a host name or address", self.host)
+
+
+@dataclass(frozen=True, slots=True)
+class SecurityConfig:
+    secret: str = "change-me-cookie-secret"
+    token_secret: str = "change-me-token-secret"
+    allowed_origins: tuple[str, ...] = ()
+
+    def validate(self) -> None:
+        for key in ("secret", "token_secret"):
+            v = getattr(self, key)
+            _check(f"security.{key}", len(v) >= 16, "at least 16 characters", "<hidden>")
+        for origin in self.allowed_origins:
+            ok = origin == "*" or origin.startswith(("http://", "https://"))
+            _check("security.allowed_origins", ok, "a list of http(s)://host[:port] or '*'", origin)
+
+
+@dataclass(frozen=True, slots=True)
+class ApiConfig:
+    key: str = "change-me-api-key"
+
+    def validate(self) -> None:
+        _check("api.key", len(self.key) >= 16, "at least 16 characters", "<hidden>")
+
+
+@dataclass(frozen=True, slots=True)
+class RedisConfig:
+    url: str = ""
+    prefix: str = "switchboard"
+
+    def validate(self) -> None:
+        ok = not self.url or self.url.startswith(("redis://", "rediss://", "unix://"))
+        _check("redis.url", ok, "empty (in-memory broker) or a redis:// URL", self.url)
+        _check("redis.prefix", bool(self.prefix), "a non-empty string", self.prefix)
+
+
+@dataclass(frozen=True, slots=True)
+class MongoConfig:
+    url: str = ""
+    database: str = "switchboard"
+    data_dir: str = "./data"
+
+    def validate(self) -> None:
+        ok = not self.url or self.url.startswith(("mongodb://", "mongodb+srv://", "memory:"))
+        _check("mongo.url", ok, "empty (embedded), memory: or a mongodb:// URL", self.url)
+        _check("mongo.database", bool(self.database), "a database name", self.database)
+
+
+@dataclass(frozen=True, slots=True)
+class LimitsConfig:
+    command_rate: float = 100.0
+    command_burst: int = 200
+    malformed_per_minute: int = 20
+    max_subscriptions: int = 1000
+
+    def validate(self) -> None:
+        _check("limits.command_rate", self.command_rate > 0, "a positive number", self.command_rate)
+        for key in ("command_burst", "malformed_per_minute", "max_subscriptions"):
+            v = getattr(self, key)
+            _check(f"limits.{key}", v >= 1, "a positive integer", v)
+
+
+@dataclass(frozen=True, slots=True)
+class NamespaceConfig:
+    history_size: int = 0
+    history_ttl_s: float = 0.0
+    presence: bool = False
+    join_leave: bool = False
+    anonymous: bool = True
+    publish: str = "anyone"
+
+    @property
+    def keeps_history(self) -> bool:
+        return self.history_size > 0 and self.history_ttl_s > 0
+
+    def validate(self, name: str) -> None:
+        k = f"namespaces.{name}"
+        _check(f"{k}.history_size", 0 <= self.history_size <= 100_000,
+               "an integer from 0 (no history) to 100000", self.history_size)
+        _check(f"{k}.history_ttl_s", self.history_ttl_s >= 0, "seconds, 0 or more",
+               self.history_ttl_s)
+        _check(f"{k}.publish", self.publish in PUBLISH_MODES, " or ".join(PUBLISH_MODES),
+               self.publish)
+
+
+@dataclass(frozen=True, slots=True)
+class Config:
+    server: ServerConfig = field(default_factory=ServerConfig)
+    security: SecurityConfig = field(default_factory=SecurityConfig)
+    api: ApiConfig = field(default_factory=ApiConfig)
+    redis: RedisConfig = field(default_factory=RedisConfig)
+    mongo: MongoConfig = field(default_factory=MongoConfig)
+    limits: LimitsConfig = field(default_factory=LimitsConfig)
+    namespaces: Mapping[str, NamespaceConfig] = field(
+        default_factory=lambda: {"default": NamespaceConfig()}
+    )
+    dev: bool = False
+
+    def namespace(self, name: str) -> NamespaceConfig | None:
+        return self.namespaces.get(name)
+
+    def replace(self, **changes: Any) -> Config:
+        return dataclasses.replace(self, **changes)
+
+
+SECTIONS: dict[str, type] = {
+    "server": ServerConfig,
+    "security": SecurityConfig,
+    "api": ApiConfig,
+    "redis": RedisConfig,
+    "mongo": MongoConfig,
+    "limits": LimitsConfig,
+}
+
+
+def _coerce(key: str, typ: Any, value: Any, from_env: bool) -> Any:
+    """Turn a TOML (or environment) value into the field's type, or raise ConfigError."""
+    if from_env:
+        value = _parse_env(key, typ, value)
+    if typ is bool:
+        _check(key, isinstance(value, bool), "true or false", value)
+    elif typ is int:
+        _check(key, type(value) is int, "an integer", value)
+    elif typ is float:
+        ok = type(value) in (int, float)
+        _check(key, ok, "a number", value)
+        value = float(value)
+    elif typ is str:
+        _check(key, isinstance(value, str), "a string", value)
+    elif typ == tuple[str, ...]:
+        ok = isinstance(value, list) and all(isinstance(v, str) for v in value)
+        _check(key, ok, "a list of strings", value)
+        value = tuple(value)
+    return value
+
+
+def _parse_env(key: str, typ: Any, raw: str) -> Any:
+    try:
+        if typ is bool:
+            return {"true": True, "1": True, "false": False, "0": False}[raw.strip().lower()]
+        if typ is int:
+            return int(raw)
+        if typ is float:
+            return float(raw)
+        if typ == tuple[str, ...]:
+            return [v.strip() for v in raw.split(",") if v.strip()]
+    except (KeyError, ValueError):
+        return raw  # the type check then names what is allowed
+    return raw
+
+
+def _build(cls: type, key: str, table: Any, env: Mapping[str, str], env_prefix: str) -> Any:
+    _check(key, isinstance(table, dict), "a table", table)
+    hints = get_type_hints(cls)
+    names = {f.name for f in fields(cls)}
+    unknown = sorted(set(table) - names)
+    if unknown:
+        raise ConfigError(f"{key}.{unknown[0]}: unknown key (allowed: {', '.join(sorted(names))})")
+    values: dict[str, Any] = {}
+    for name in names:
+        env_name = f"{env_prefix}_{name}".upper()
+        if env_name in env:
+            values[name] = _coerce(f"{key}.{name} (from {env_name})", hints[name],
+                                   env[env_name], True)
+        elif name in table:
+            values[name] = _coerce(f"{key}.{name}", hints[name], table[name], False)
+    return cls(**values)
+
+
+def load(path: str | Path | None, env: Mapping[str, str] | None = None,
+         dev: bool = False) -> Config:
+    """Read and validate a config file (None: defaults only) with environment overrides."""
+    env = os.environ if env is None else env
+    data: dict[str, Any] = {}
+    if path is not None:
+        try:
+            with open(path, "rb") as f:
+                data = tomllib.load(f)
+        except FileNotFoundError:
+            raise ConfigError(f"{path}: config file not found (pass --config PATH)") from None
+        except tomllib.TOMLDecodeError as exc:
+            raise ConfigError(f"{path}: not valid TOML: {exc}") from None
+    return from_dict(data, env, dev)
+
+
+def from_dict(data: Mapping[str, Any], env: Mapping[str, str] | None = None,
+              dev: bool = False) -> Config:
+    env = {} if env is None else env
+    unknown = sorted(set(data) - set(SECTIONS) - {"namespaces"})
+    if unknown:
+        allowed = ", ".join([*SECTIONS, "namespaces"])
+        raise ConfigError(f"{unknown[0]}: unknown section (allowed: {allowed})")
+    sections = {
+        name: _build(cls, name, data.get(name, {}), env, f"SWITCHBOARD_{name}")
+        for name, cls in SECTIONS.items()
+    }
+    namespaces = _namespaces(data.get("namespaces", {}), env)
+    cfg = Config(**sections, namespaces=namespaces, dev=dev)
+    for name in SECTIONS:
+        getattr(cfg, name).validate()
+    for name, ns in namespaces.items():
+        ns.validate(name)
+    if not dev:
+        _refuse_placeholders(cfg)
+    return cfg
+
+
+def _namespaces(table: Any, env: Mapping[str, str]) -> dict[str, NamespaceConfig]:
+    _check("namespaces", isinstance(table, dict), "a table of namespace tables", table)
+    result: dict[str, NamespaceConfig] = {}
+    for name, ns_table in table.items():
+        ok = name.replace("_", "").replace("-", "").isalnum()
+        _check(f"namespaces.{name}", ok, "a name of letters, digits, _ and -", name)
+        result[name] = _build(NamespaceConfig, f"namespaces.{name}", ns_table, env,
+                              f"SWITCHBOARD_NAMESPACES_{name}")
+    result.setdefault("default", NamespaceConfig())
+    return result
+
+
+def _refuse_placeholders(cfg: Config) -> None:
+    for key, value, env_name in (
+        ("security.secret", cfg.security.secret, "SWITCHBOARD_SECURITY_SECRET"),
+        ("security.token_secret", cfg.security.token_secret, "SWITCHBOARD_SECURITY_TOKEN_SECRET"),
+        ("api.key", cfg.api.key, "SWITCHBOARD_API_KEY"),
+    ):
+        if value.startswith(PLACEHOLDER_PREFIX):
+            raise ConfigError(
+                f"{key}: still the shipped placeholder; set a random value in config.toml or "
+                f"{env_name} (e.g. `python -c 'import secrets; print(secrets.token_urlsafe(32))'`)"
+                ", or pass --dev for local development"
+            )

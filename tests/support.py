@@ -1,0 +1,172 @@
+"""Test helpers: a protocol-speaking WebSocket client and a server running in the test's loop."""
+
+from __future__ import annotations
+
+import asyncio
+from dataclasses import dataclass, field
+from typing import Any
+
+import orjson
+import tornado.httpclient
+import tornado.httpserver
+import tornado.testing
+import tornado.websocket
+
+from server import config as config_mod
+from server.app import build_node, make_app
+from server.config import Config
+from server.node import Node
+
+API_KEY = "test-api-key-0123456789"
+TOKEN_SECRET = "test-token-secret-0123456789"
+
+
+def make_config(data: dict[str, Any] | None = None, **sections: dict[str, Any]) -> Config:
+    """A dev config with test secrets; `sections` merge into the TOML-shaped dict."""
+    base: dict[str, Any] = {
+        "security": {"secret": "test-cookie-secret-0123456789", "token_secret": TOKEN_SECRET},
+        "api": {"key": API_KEY},
+        "namespaces": {
+            "default": {"history_size": 100, "history_ttl_s": 600, "presence": True,
+                        "join_leave": True},
+            "chat": {"history_size": 50, "history_ttl_s": 600, "presence": True,
+                     "join_leave": True, "anonymous": False, "publish": "authenticated"},
+            "feed": {"publish": "server"},
+            "sub": {"publish": "subscribers"},
+            "quiet": {},
+        },
+    }
+    for name, values in {**(data or {}), **sections}.items():
+        base[name] = {**base.get(name, {}), **values}
+    return config_mod.from_dict(base, env={}, dev=True)
+
+
+@dataclass
+class RunningServer:
+    node: Node
+    port: int
+    server: tornado.httpserver.HTTPServer
+
+    @property
+    def base_url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    @property
+    def ws_url(self) -> str:
+        return f"ws://127.0.0.1:{self.port}/ws"
+
+    async def stop(self) -> None:
+        self.server.stop()
+        for client in list(self.node.hub.clients()):
+            client.disconnect(1001, "test over", True)  # type: ignore[attr-defined]
+        await self.server.close_all_connections()
+        await self.node.close()
+
+
+async def start_server(cfg: Config, node: Node | None = None) -> RunningServer:
+    node = node or build_node(cfg)
+    await node.start()
+    sock, port = tornado.testing.bind_unused_port()
+    server = tornado.httpserver.HTTPServer(make_app(node))
+    server.add_sockets([sock])
+    return RunningServer(node, port, server)
+
+
+@dataclass
+class WsClient:
+    """Speaks protocol v1: `call` sends a command and returns its reply; pushes are queued."""
+
+    conn: tornado.websocket.WebSocketClientConnection
+    hello: dict[str, Any]
+    pushes: asyncio.Queue[dict[str, Any]] = field(default_factory=asyncio.Queue)
+    replies: dict[int, asyncio.Future[dict[str, Any]]] = field(default_factory=dict)
+    errors: asyncio.Queue[dict[str, Any]] = field(default_factory=asyncio.Queue)
+    next_id: int = 1
+    close_code: int | None = None
+    _reader: asyncio.Task[None] | None = None
+
+    def start(self) -> None:
+        self._reader = asyncio.ensure_future(self._read())
+
+    async def _read(self) -> None:
+        while True:
+            msg = await self.conn.read_message()
+            if msg is None:
+                self.close_code = self.conn.close_code
+                for fut in self.replies.values():
+                    if not fut.done():
+                        fut.set_exception(ConnectionError(f"closed {self.close_code}"))
+                await self.pushes.put({"closed": self.close_code})
+                return
+            obj = orjson.loads(msg)
+            if "id" in obj and obj["id"] in self.replies:
+                self.replies.pop(obj["id"]).set_result(obj)
+            elif "push" in obj:
+                await self.pushes.put(obj)
+            else:
+                await self.errors.put(obj)
+
+    def send_raw(self, frame: str | bytes) -> None:
+        self.conn.write_message(frame, binary=isinstance(frame, bytes))
+
+    async def call(self, op: str, timeout: float = 5.0, **fields: Any) -> dict[str, Any]:
+        cmd_id = self.next_id
+        self.next_id += 1
+        fut: asyncio.Future[dict[str, Any]] = asyncio.get_running_loop().create_future()
+        self.replies[cmd_id] = fut
+        self.conn.write_message(orjson.dumps({"id": cmd_id, "op": op, **fields}).decode())
+        return await asyncio.wait_for(fut, timeout)
+
+    async def ok(self, op: str, **fields: Any) -> dict[str, Any]:
+        reply = await self.call(op, **fields)
+        assert "error" not in reply, reply
+        return reply["result"]
+
+    async def push(self, timeout: float = 5.0) -> dict[str, Any]:
+        return await asyncio.wait_for(self.pushes.get(), timeout)
+
+    async def push_of(self, kind: str, timeout: float = 5.0) -> dict[str, Any]:
+        """The next push of `kind`, skipping others."""
+        while True:
+            msg = await self.push(timeout)
+            if msg.get("push") == kind or ("closed" in msg and kind == "closed"):
+                return msg
+
+    async def closed(self, timeout: float = 5.0) -> int | None:
+        await self.push_of("closed", timeout)
+        return self.close_code
+
+    async def close(self) -> None:
+        self.conn.close()
+        if self._reader is not None:
+            try:
+                await asyncio.wait_for(self._reader, 2)
+            except (asyncio.TimeoutError, Exception):
+                self._reader.cancel()
+
+
+async def ws_open(url: str, headers: dict[str, str] | None = None) -> WsClient:
+    req = tornado.httpclient.HTTPRequest(url, headers=headers or {})
+    conn = await tornado.websocket.websocket_connect(req)
+    hello = orjson.loads(await conn.read_message())
+    client = WsClient(conn, hello)
+    client.start()
+    return client
+
+
+async def http(server: RunningServer, method: str, path: str, body: Any = None,
+               key: str | None = API_KEY, raw: bytes | None = None) -> tuple[int, Any]:
+    """Call the HTTP API; returns (status, decoded JSON or text)."""
+    headers = {"Authorization": f"apikey {key}"} if key else {}
+    data = raw if raw is not None else (orjson.dumps(body) if body is not None else None)
+    if method == "POST" and data is None:
+        data = b""
+    req = tornado.httpclient.HTTPRequest(server.base_url + path, method=method, body=data,
+                                         headers=headers)
+    client = tornado.httpclient.AsyncHTTPClient()
+    resp = await client.fetch(req, raise_error=False)
+    text = resp.body or b""
+    try:
+        return resp.code, orjson.loads(text)
+    except orjson.JSONDecodeError:
+        return resp.code, text.decode()
