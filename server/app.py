@@ -26,12 +26,19 @@ from server.store.memory import MemoryStore
 ROOT = Path(__file__).resolve().parent.parent
 
 
+def build_broker(config: Config) -> tuple[Broker, Presence]:
+    """The broker and presence for `[redis] url`: in-memory ones when it is empty."""
+    return MemoryBroker(), MemoryPresence()
+
+
+def build_store(config: Config) -> Store:
+    """The store for `[mongo] url`: in-memory when it is `memory:`."""
+    return MemoryStore()
+
+
 def build_node(config: Config) -> Node:
-    """Choose broker, presence and store by config; in-memory parts when nothing is set."""
-    broker: Broker = MemoryBroker()
-    presence: Presence = MemoryPresence()
-    store: Store = MemoryStore()
-    return Node(config, Hub(), broker, store, presence)
+    broker, presence = build_broker(config)
+    return Node(config, Hub(), broker, build_store(config), presence)
 
 
 def make_app(node: Node) -> tornado.web.Application:

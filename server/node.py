@@ -278,8 +278,8 @@ class Node:
         return self.stats.snapshot(self)
 
     async def cluster_stats(self) -> list[dict[str, Any]]:
-        """Every process's figures; one process without a shared broker."""
-        return [self.process_stats()]
+        """Every process's figures, gathered through the broker."""
+        return await _guard(self.broker.cluster_stats(self.process_stats()))
 
     async def ready(self) -> dict[str, str]:
         """What is not ready, by service; empty when everything is reachable."""

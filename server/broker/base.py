@@ -8,7 +8,7 @@ or it lost its state), the node seeds it from the store, so offsets continue acr
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from typing import Protocol
+from typing import Any, Protocol
 
 from server.position import Position
 
@@ -70,3 +70,7 @@ class Broker(ABC):
     @abstractmethod
     async def publish_control(self, message: bytes) -> None:
         """Send a control message to every process, this one included."""
+
+    @abstractmethod
+    async def cluster_stats(self, local: dict[str, Any]) -> list[dict[str, Any]]:
+        """Every live process's figures, given this one's; a single-process broker has one."""

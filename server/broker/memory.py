@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 from server.broker.base import Broker, BrokerHandler
 from server.position import Position
 
@@ -50,3 +52,6 @@ class MemoryBroker(Broker):
     async def publish_control(self, message: bytes) -> None:
         if self._handler is not None:
             self._handler.on_control(message)
+
+    async def cluster_stats(self, local: dict[str, Any]) -> list[dict[str, Any]]:
+        return [local]
