@@ -22,6 +22,9 @@ from server import logs, protocol
 from server.app import build_node, make_app
 from server.config import Config, ConfigError
 from server.node import Node
+from server.store.embedded import EmbeddedError, EmbeddedMongo
+from server.store.mongo import prepare_store
+from server.store.schema import SchemaTooNew
 
 log = logging.getLogger("switchboard")
 LISTEN_BACKLOG = 4096  # Tornado's default of 128 refuses bursts of connects
@@ -90,9 +93,29 @@ async def shutdown(node: Node, grace_s: float) -> None:
 def prepare_services(cfg: Config) -> tuple[Config, Callable[[], None]]:
     """Start the machine-wide services the config asks for, once, before any fork.
 
-    Returns the config pointing at them and a function that stops them.
+    Returns the config pointing at them and a function that stops them. With `[mongo] url`
+    empty that is the embedded MongoDB-compatible server; then (or with a URL) the schema is
+    made once here, so a database of a newer schema stops start-up with one line.
     """
-    return cfg, lambda: None
+    stop: Callable[[], None] = lambda: None
+    if not cfg.mongo.url:
+        embedded = EmbeddedMongo(cfg.mongo.data_dir)
+        try:
+            url = embedded.start()
+        except EmbeddedError as exc:
+            print(f"switchboard: {exc}", file=sys.stderr)
+            raise SystemExit(1) from None
+        log.info("embedded MongoDB server on %s, data in %s", url, cfg.mongo.data_dir)
+        cfg = cfg.replace(mongo=config_mod.dataclasses.replace(cfg.mongo, url=url))
+        stop = embedded.stop
+    if cfg.mongo.url.startswith("mongodb"):
+        try:
+            asyncio.run(prepare_store(cfg.mongo))
+        except SchemaTooNew as exc:
+            stop()
+            print(f"switchboard: {exc}", file=sys.stderr)
+            raise SystemExit(2) from None
+    return cfg, stop
 
 
 def main(argv: Sequence[str] | None = None) -> int:

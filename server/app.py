@@ -22,6 +22,7 @@ from server.presence.memory import MemoryPresence
 from server.stats import NodeCollector
 from server.store.base import Store
 from server.store.memory import MemoryStore
+from server.store.mongo import MongoStore
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -32,7 +33,14 @@ def build_broker(config: Config) -> tuple[Broker, Presence]:
 
 
 def build_store(config: Config) -> Store:
-    """The store for `[mongo] url`: in-memory when it is `memory:`."""
+    """The store for `[mongo] url`: MongoDB for a mongodb:// URL, in-memory for `memory:`.
+
+    An empty url asks for the embedded server, which prepare_services starts and puts in the
+    config before any node is built; a node built without it (tests, embedding) keeps its
+    state in memory.
+    """
+    if config.mongo.url.startswith("mongodb"):
+        return MongoStore(config.mongo)
     return MemoryStore()
 
 

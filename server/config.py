@@ -87,11 +87,15 @@ class MongoConfig:
     url: str = ""
     database: str = "switchboard"
     data_dir: str = "./data"
+    group_commit_ms: float = 2.0
 
     def validate(self) -> None:
         ok = not self.url or self.url.startswith(("mongodb://", "mongodb+srv://", "memory:"))
         _check("mongo.url", ok, "empty (embedded), memory: or a mongodb:// URL", self.url)
         _check("mongo.database", bool(self.database), "a database name", self.database)
+        _check("mongo.data_dir", bool(self.data_dir), "a directory", self.data_dir)
+        _check("mongo.group_commit_ms", 0 <= self.group_commit_ms <= 100,
+               "milliseconds from 0 (off) to 100", self.group_commit_ms)
 
 
 @dataclass(frozen=True, slots=True)

@@ -1,0 +1,279 @@
+"""The MongoDB store, on PyMongo's native async client, used from the IOLoop.
+
+Publications are kept as their JSON bodies in BSON binary, so whatever a client publishes (keys
+with `$` or `.`, integers beyond int64) comes back byte for byte. Appends are group-committed
+(`[mongo] group_commit_ms`). Every driver error becomes StoreUnavailable: the client fails fast
+(2 s server selection) and reconnects by itself, so an outage costs replies, never the process.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import secrets
+import time
+from collections import OrderedDict
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+
+from pymongo import AsyncMongoClient, ReturnDocument
+from pymongo.asynchronous.database import AsyncDatabase
+from pymongo.errors import BulkWriteError, DuplicateKeyError, PyMongoError
+
+from server.config import MongoConfig
+from server.position import Position
+from server.store import schema
+from server.store.base import Session, Store, StoreUnavailable, User
+from server.store.commit import GroupCommit
+
+log = logging.getLogger("switchboard.store")
+
+#: Channels whose epoch this process remembers, so an append checks it only on a change.
+EPOCH_CACHE = 10_000
+DUPLICATE_KEY = 11000
+
+
+@dataclass(frozen=True, slots=True)
+class Append:
+    channel: str
+    epoch: str
+    offset: int
+    body: bytes
+    history_size: int
+    expire_at: datetime
+
+
+def _when(t: float) -> datetime:
+    return datetime.fromtimestamp(t, UTC)
+
+
+def _reason(exc: PyMongoError) -> str:
+    """The first line of a driver error, without the topology dump of a selection timeout."""
+    text = str(exc).split(", Timeout:")[0].split("\n")[0]
+    return text[:200] or type(exc).__name__
+
+
+@contextmanager
+def _outage(what: str) -> Iterator[None]:
+    try:
+        yield
+    except PyMongoError as exc:
+        raise StoreUnavailable(f"MongoDB {what} failed: {_reason(exc)}") from exc
+
+
+class MongoStore(Store):
+    def __init__(self, config: MongoConfig) -> None:
+        self.config = config
+        self._client: AsyncMongoClient[dict[str, Any]] | None = None
+        self._schema_ok = False
+        self._schema_lock = asyncio.Lock()
+        self._epochs: OrderedDict[str, str] = OrderedDict()
+        self._commit = (GroupCommit(self._write, config.group_commit_ms / 1000)
+                        if config.group_commit_ms > 0 else None)
+
+    @property
+    def _db(self) -> AsyncDatabase[dict[str, Any]]:
+        if self._client is None:
+            self._client = AsyncMongoClient(
+                self.config.url, serverSelectionTimeoutMS=2000, connectTimeoutMS=2000,
+                socketTimeoutMS=10000, tz_aware=True, appname="switchboard")
+        return self._client[self.config.database]
+
+    async def start(self) -> None:
+        """Make the schema now if MongoDB is there; otherwise on first use, once it is back."""
+        try:
+            await self._ready()
+        except schema.SchemaTooNew:
+            raise
+        except StoreUnavailable as exc:
+            log.warning("store not ready at start-up, will retry on use: %s", exc)
+
+    async def close(self) -> None:
+        if self._commit is not None:
+            await self._commit.flush()
+        if self._client is not None:
+            await self._client.close()
+            self._client = None
+
+    async def _ready(self) -> AsyncDatabase[dict[str, Any]]:
+        db = self._db
+        if not self._schema_ok:
+            async with self._schema_lock:
+                if not self._schema_ok:
+                    with _outage("schema set-up"):
+                        await schema.ensure(db)
+                    self._schema_ok = True
+        return db
+
+    async def check(self) -> None:
+        db = await self._ready()
+        with _outage("ping"):
+            await db.command("ping")
+
+    # -- history ------------------------------------------------------------------------------
+
+    async def append(self, channel: str, epoch: str, offset: int, body: bytes,
+                     history_size: int, ttl_s: float) -> None:
+        item = Append(channel, epoch, offset, body, history_size, _when(time.time() + ttl_s))
+        if self._commit is None:
+            await self._write([item])
+        else:
+            await self._commit.submit(item)
+
+    async def _write(self, batch: list[Append]) -> None:
+        """Write a batch: per channel, drop older epochs, insert the newest, trim to size."""
+        db = await self._ready()
+        by_channel: dict[str, list[Append]] = {}
+        for item in batch:
+            by_channel.setdefault(item.channel, []).append(item)
+        docs: list[dict[str, Any]] = []
+        floors: dict[str, int] = {}
+        for channel, items in by_channel.items():
+            newest = max(items, key=lambda i: i.offset)
+            await self._set_epoch(db, channel, newest.epoch)
+            floor = newest.offset - newest.history_size
+            docs += [{"channel": i.channel, "epoch": i.epoch, "offset": i.offset, "body": i.body,
+                      "expire_at": i.expire_at}
+                     for i in items if i.epoch == newest.epoch and i.offset > floor]
+            if floor > 0:
+                floors[channel] = floor
+        await self._insert(db, docs)
+        with _outage("trimming history"):
+            await asyncio.gather(*(
+                db[schema.PUBLICATIONS].delete_many({"channel": c, "offset": {"$lte": f}})
+                for c, f in floors.items()))
+
+    async def _insert(self, db: AsyncDatabase[dict[str, Any]], docs: list[dict[str, Any]]) -> None:
+        """Insert; an offset held by an older epoch's leftover is replaced, a retried one kept."""
+        pubs = db[schema.PUBLICATIONS]
+        with _outage("storing publications"):
+            try:
+                await pubs.insert_many(docs, ordered=False)
+                return
+            except BulkWriteError as exc:
+                dups = _duplicates(exc, docs)
+            for doc in dups:
+                await pubs.delete_one({"channel": doc["channel"], "offset": doc["offset"],
+                                       "epoch": {"$ne": doc["epoch"]}})
+            try:
+                await pubs.insert_many(dups, ordered=False)
+            except BulkWriteError as exc:
+                _duplicates(exc, dups)  # now the same epoch's: already stored
+
+    async def _set_epoch(self, db: AsyncDatabase[dict[str, Any]], channel: str,
+                         epoch: str) -> None:
+        """Record the channel's epoch; a new one drops what the channel held under the old."""
+        if self._epochs.get(channel) == epoch:
+            self._epochs.move_to_end(channel)
+            return
+        with _outage("recording the epoch"):
+            try:
+                before = await db[schema.CHANNELS].find_one_and_update(
+                    {"_id": channel}, {"$set": {"epoch": epoch}}, upsert=True)
+            except DuplicateKeyError:  # a concurrent first upsert of the same channel
+                before = await db[schema.CHANNELS].find_one_and_update(
+                    {"_id": channel}, {"$set": {"epoch": epoch}}, upsert=True)
+            if before is not None and before["epoch"] != epoch:
+                await db[schema.PUBLICATIONS].delete_many(
+                    {"channel": channel, "epoch": {"$ne": epoch}})
+        self._epochs[channel] = epoch
+        if len(self._epochs) > EPOCH_CACHE:
+            self._epochs.popitem(last=False)
+
+    async def history(self, channel: str, epoch: str, since: int | None, limit: int,
+                      reverse: bool) -> list[tuple[int, bytes]]:
+        db = await self._ready()
+        query: dict[str, Any] = {"channel": channel, "epoch": epoch,
+                                 "expire_at": {"$gt": _when(time.time())}}
+        if since is not None:
+            query["offset"] = {"$gt": since}
+        with _outage("reading history"):
+            cursor = (db[schema.PUBLICATIONS].find(query, {"_id": 0, "offset": 1, "body": 1})
+                      .sort("offset", -1 if reverse else 1).limit(limit))
+            return [(d["offset"], d["body"]) async for d in cursor]
+
+    async def position(self, channel: str) -> Position | None:
+        db = await self._ready()
+        with _outage("reading the position"):
+            current = await db[schema.CHANNELS].find_one({"_id": channel})
+            if current is None:
+                return None
+            newest = await db[schema.PUBLICATIONS].find_one(
+                {"channel": channel, "epoch": current["epoch"],
+                 "expire_at": {"$gt": _when(time.time())}},
+                {"_id": 0, "offset": 1}, sort=[("offset", -1)])
+        return None if newest is None else Position(newest["offset"], current["epoch"])
+
+    # -- users and sessions -------------------------------------------------------------------
+
+    async def upsert_user(self, provider: str, subject: str, name: str,
+                          avatar: str | None) -> User:
+        db = await self._ready()
+        with _outage("saving the user"):
+            for attempt in (1, 2):  # two first logins of one identity: the loser retries
+                try:
+                    doc = await db[schema.USERS].find_one_and_update(
+                        {"provider": provider, "subject": subject},
+                        {"$set": {"name": name, "avatar": avatar},
+                         "$setOnInsert": {"_id": secrets.token_hex(12)}},
+                        upsert=True, return_document=ReturnDocument.AFTER)
+                    return _user(doc)
+                except DuplicateKeyError:
+                    if attempt == 2:
+                        raise
+        raise AssertionError("unreachable")
+
+    async def get_user(self, user_id: str) -> User | None:
+        db = await self._ready()
+        with _outage("reading the user"):
+            doc = await db[schema.USERS].find_one({"_id": user_id})
+        return None if doc is None else _user(doc)
+
+    async def create_session(self, user_id: str, ttl_s: float) -> Session:
+        db = await self._ready()
+        session = Session(secrets.token_urlsafe(32), user_id, time.time() + ttl_s)
+        with _outage("creating the session"):
+            await db[schema.SESSIONS].insert_one(
+                {"_id": session.id, "user_id": user_id, "expires_at": _when(session.expires_at)})
+        return session
+
+    async def get_session(self, session_id: str) -> Session | None:
+        db = await self._ready()
+        with _outage("reading the session"):  # the TTL sweep lags: filter on expiry too
+            doc = await db[schema.SESSIONS].find_one(
+                {"_id": session_id, "expires_at": {"$gt": _when(time.time())}})
+        return None if doc is None else _session(doc)
+
+    async def delete_session(self, session_id: str) -> Session | None:
+        db = await self._ready()
+        with _outage("deleting the session"):
+            doc = await db[schema.SESSIONS].find_one_and_delete({"_id": session_id})
+        return None if doc is None else _session(doc)
+
+
+def _duplicates(exc: BulkWriteError, docs: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """The documents refused as duplicate keys; any other write error is re-raised."""
+    errors = exc.details.get("writeErrors", [])
+    if any(e.get("code") != DUPLICATE_KEY for e in errors):
+        raise exc
+    return [docs[e["index"]] for e in errors]
+
+
+def _user(doc: dict[str, Any]) -> User:
+    return User(doc["_id"], doc["provider"], doc["subject"], doc["name"], doc.get("avatar"))
+
+
+def _session(doc: dict[str, Any]) -> Session:
+    return Session(doc["_id"], doc["user_id"], doc["expires_at"].timestamp())
+
+
+async def prepare_store(config: MongoConfig) -> None:
+    """Make the schema once per machine before processes fork; raise SchemaTooNew if newer."""
+    store = MongoStore(config)
+    try:
+        await store.start()
+    finally:
+        await store.close()
