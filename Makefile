@@ -2,6 +2,8 @@
 # Both set up .venv first; on a fresh Debian machine with Python 3.11 nothing else is needed.
 
 PYTHON ?= python3.11
+ARGS ?=
+PYTEST_ARGS ?=
 VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
@@ -18,7 +20,7 @@ $(STAMP): pyproject.toml
 	touch $(STAMP)
 
 run: setup
-	$(PY) -m server --dev
+	$(PY) -m server --dev $(ARGS)
 
 # The whole local topology of the Procfile: Redis, the MongoDB-compatible server, web processes.
 up: setup services
@@ -29,7 +31,7 @@ services:
 	@sh tools/install-services.sh
 
 test: setup services
-	$(PY) -m pytest -q
+	$(PY) -m pytest -q $(PYTEST_ARGS)
 
 bench: setup services
 	$(PY) -m bench.suite
