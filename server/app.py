@@ -11,14 +11,17 @@ import tornado.web
 from prometheus_client.registry import CollectorRegistry
 
 from handlers import api, pages, ws
+from server.broker import redis_conn
 from server.broker.base import Broker
 from server.broker.memory import MemoryBroker
+from server.broker.redis import RedisBroker
 from server.config import Config
 from server.hub import Hub
 from server.node import Node
 from server.outbox import Flusher
 from server.presence.base import Presence
 from server.presence.memory import MemoryPresence
+from server.presence.redis import RedisPresence
 from server.stats import NodeCollector
 from server.store.base import Store
 from server.store.memory import MemoryStore
@@ -29,7 +32,12 @@ ROOT = Path(__file__).resolve().parent.parent
 
 def build_broker(config: Config) -> tuple[Broker, Presence]:
     """The broker and presence for `[redis] url`: in-memory ones when it is empty."""
-    return MemoryBroker(), MemoryPresence()
+    rc = config.redis
+    if not rc.url:
+        return MemoryBroker(), MemoryPresence()
+    client = redis_conn.client(rc.url)
+    return (RedisBroker(client, rc.prefix, rc.presence_ttl_s, rc.sharded),
+            RedisPresence(client, rc.prefix, rc.presence_ttl_s))
 
 
 def build_store(config: Config) -> Store:

@@ -75,11 +75,16 @@ class ApiConfig:
 class RedisConfig:
     url: str = ""
     prefix: str = "switchboard"
+    presence_ttl_s: float = 30.0
+    sharded: bool = True
 
     def validate(self) -> None:
         ok = not self.url or self.url.startswith(("redis://", "rediss://", "unix://"))
         _check("redis.url", ok, "empty (in-memory broker) or a redis:// URL", self.url)
-        _check("redis.prefix", bool(self.prefix), "a non-empty string", self.prefix)
+        ok = bool(self.prefix) and not set(self.prefix) & set("{}")
+        _check("redis.prefix", ok, "a non-empty string without { or }", self.prefix)
+        _check("redis.presence_ttl_s", 0.1 <= self.presence_ttl_s <= 3600,
+               "a number of seconds from 0.1 to 3600", self.presence_ttl_s)
 
 
 @dataclass(frozen=True, slots=True)

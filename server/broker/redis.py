@@ -1,0 +1,177 @@
+"""The Redis broker: fan-out between processes, offsets sequenced in Redis.
+
+Every Switchboard channel `C` has a Redis hash `<prefix>:pos:{C}` (offset, epoch) and a Redis
+channel `<prefix>:ch:{C}` (the braces keep both in one Redis Cluster slot). One Lua script
+increments the offset and publishes, so the order on the wire is the offset order. Messages carry
+their position in front of the body, `offset:epoch:body`, so receivers build frames without
+decoding JSON; join/leave travels on the same Redis channel as `j:client:frame`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from typing import Any, Protocol, runtime_checkable
+
+import orjson
+import redis.asyncio
+
+from server.broker.base import Broker, BrokerHandler, BrokerUnavailable
+from server.broker.redis_batch import Batcher
+from server.broker.redis_conn import ERRORS, unavailable
+from server.broker.redis_pubsub import CLASSIC, SHARDED, PubSubLink
+from server.position import Position
+
+log = logging.getLogger("switchboard.redis")
+
+PUBLISH = """
+local epoch = redis.call('HGET', KEYS[1], 'epoch')
+if not epoch then return false end
+local offset = redis.call('HINCRBY', KEYS[1], 'offset', 1)
+redis.call(ARGV[2], KEYS[2], offset .. ':' .. epoch .. ':' .. ARGV[1])
+return {offset, epoch}
+"""
+
+SEED = """
+if redis.call('EXISTS', KEYS[1]) == 0 then
+  redis.call('HSET', KEYS[1], 'offset', ARGV[1], 'epoch', ARGV[2])
+end
+"""
+
+# Stores one process's figures for ARGV[1] ms and returns every live process's figures.
+STATS = """
+local t = redis.call('TIME')
+local now = t[1] * 1000 + math.floor(t[2] / 1000)
+redis.call('SET', KEYS[2], ARGV[2], 'PX', ARGV[1])
+redis.call('ZADD', KEYS[1], now + ARGV[1], KEYS[2])
+redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', now)
+return redis.call('MGET', unpack(redis.call('ZRANGE', KEYS[1], 0, -1)))
+"""
+
+
+@runtime_checkable
+class StatsSource(Protocol):
+    """A handler that can tell its figures: the node. Its heartbeat keeps them in Redis."""
+
+    def process_stats(self) -> dict[str, Any]: ...
+
+
+class RedisBroker(Broker):
+    def __init__(self, client: redis.asyncio.Redis, prefix: str, ttl_s: float,
+                 sharded: bool = True) -> None:
+        self._client = client
+        self._batch = Batcher(client)
+        self._prefix = prefix
+        self._ttl_s = ttl_s
+        self._dialect = SHARDED if sharded else CLASSIC
+        self._control = f"{prefix}:control".encode()
+        self._channel_head = len(self._redis_channel("")) - 1
+        self._handler: BrokerHandler | None = None
+        self._link = PubSubLink(client.connection_pool, self._dialect, self._on_message,
+                                self._on_reconnected)
+        self._heartbeat: asyncio.Task[None] | None = None
+
+    def _redis_channel(self, channel: str) -> bytes:
+        return f"{self._prefix}:ch:{{{channel}".encode() + b"}"
+
+    def _pos_key(self, channel: str) -> str:
+        return f"{self._prefix}:pos:{{{channel}}}"
+
+    async def start(self, handler: BrokerHandler) -> None:
+        self._handler = handler
+        await self._link.start({self._control})
+        self._heartbeat = asyncio.ensure_future(self._beat())
+
+    async def close(self) -> None:
+        if self._heartbeat is not None:
+            self._heartbeat.cancel()
+            self._heartbeat = None
+        await self._link.close()
+        await self._client.aclose()
+        self._handler = None
+
+    async def check(self) -> None:
+        self._require_link()
+        await self._call("PING")
+
+    def _require_link(self) -> None:
+        """Fail fast while the pub/sub link is down: this process would not see the result."""
+        if self._link.down is not None:
+            raise BrokerUnavailable(self._link.down)
+
+    async def _call(self, *args: Any) -> Any:
+        return await self._batch.call(*args)
+
+    # -- channels -----------------------------------------------------------------------------
+
+    async def subscribe(self, channel: str) -> None:
+        await self._link.subscribe(self._redis_channel(channel))
+
+    async def unsubscribe(self, channel: str) -> None:
+        await self._link.unsubscribe(self._redis_channel(channel))
+
+    async def publish(self, channel: str, body: bytes) -> Position | None:
+        self._require_link()
+        res = await self._call("EVAL", PUBLISH, 2, self._pos_key(channel),
+                               self._redis_channel(channel), body, self._dialect.publish)
+        return None if res is None else Position(int(res[0]), res[1].decode())
+
+    async def position(self, channel: str) -> Position | None:
+        offset, epoch = await self._call("HMGET", self._pos_key(channel), "offset", "epoch")
+        return None if epoch is None else Position(int(offset), epoch.decode())
+
+    async def seed(self, channel: str, position: Position) -> None:
+        await self._call("EVAL", SEED, 1, self._pos_key(channel), position.offset,
+                         position.epoch)
+
+    async def publish_join_leave(self, channel: str, client_id: str, frame: bytes) -> None:
+        self._require_link()
+        await self._call(self._dialect.publish, self._redis_channel(channel),
+                         b"j:%s:%s" % (client_id.encode(), frame))
+
+    async def publish_control(self, message: bytes) -> None:
+        self._require_link()
+        await self._call(self._dialect.publish, self._control, message)
+
+    # -- receiving ----------------------------------------------------------------------------
+
+    def _on_message(self, redis_channel: bytes, data: bytes) -> None:
+        handler = self._handler
+        if handler is None:
+            return
+        if redis_channel == self._control:
+            handler.on_control(data)
+            return
+        channel = redis_channel[self._channel_head:-1].decode()
+        head, client_or_epoch, rest = data.split(b":", 2)
+        if head == b"j":
+            handler.on_join_leave(channel, client_or_epoch.decode(), rest)
+        else:
+            handler.on_publication(channel, int(head), client_or_epoch.decode(), rest)
+
+    def _on_reconnected(self) -> None:
+        if self._handler is not None:
+            self._handler.on_reconnected()
+
+    # -- figures of every process -------------------------------------------------------------
+
+    async def cluster_stats(self, local: dict[str, Any]) -> list[dict[str, Any]]:
+        found = await self._share_stats(local)
+        return [orjson.loads(raw) for raw in found if raw is not None]
+
+    async def _share_stats(self, local: dict[str, Any]) -> list[bytes | None]:
+        head = f"{self._prefix}:{{stats}}"
+        result: list[bytes | None] = await self._call(
+            "EVAL", STATS, 2, f"{head}:nodes", f"{head}:node:{local['node']}",
+            int(self._ttl_s * 1000), orjson.dumps(local))
+        return result
+
+    async def _beat(self) -> None:
+        """Keep this process's figures in Redis while it lives; they expire when it dies."""
+        while True:
+            if isinstance(self._handler, StatsSource):
+                try:
+                    await self._share_stats(self._handler.process_stats())
+                except (BrokerUnavailable, *ERRORS) as exc:
+                    log.debug("stats not shared: %s", unavailable(exc))
+            await asyncio.sleep(self._ttl_s / 3)

@@ -1,0 +1,196 @@
+"""The one pub/sub connection of a process: subscriptions, reading, reconnecting.
+
+Written on a bare redis-py connection rather than its PubSub class because the broker must know
+two things PubSub hides: when a subscription is confirmed (only then may the node read the
+channel's position without missing a publication) and when the link was lost and rebuilt (then
+the node must make its subscribers recover through history).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections import deque
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import redis.asyncio
+import redis.exceptions
+
+from server.broker.base import BrokerUnavailable
+from server.broker.redis_conn import CONNECT_TIMEOUT_S, ERRORS, backoff, unavailable
+
+log = logging.getLogger("switchboard.redis")
+
+#: Without traffic for this long the link sends a PING; without an answer for as long again
+#: it counts as lost (a half-open TCP connection is otherwise never noticed).
+PING_S = 5.0
+
+
+@dataclass(frozen=True, slots=True)
+class Dialect:
+    """Command and message names: sharded pub/sub (Redis 7) or classic pub/sub."""
+
+    publish: str
+    subscribe: str
+    unsubscribe: str
+    message: bytes
+    confirmed: bytes
+
+
+SHARDED = Dialect("SPUBLISH", "SSUBSCRIBE", "SUNSUBSCRIBE", b"smessage", b"ssubscribe")
+CLASSIC = Dialect("PUBLISH", "SUBSCRIBE", "UNSUBSCRIBE", b"message", b"subscribe")
+
+
+class PubSubLink:
+    """Keeps a set of Redis channels subscribed on one connection, across reconnects."""
+
+    def __init__(self, pool: redis.asyncio.ConnectionPool, dialect: Dialect,
+                 on_message: Callable[[bytes, bytes], None],
+                 on_reconnected: Callable[[], None]) -> None:
+        self._pool = pool
+        self._dialect = dialect
+        self._on_message = on_message
+        self._on_reconnected = on_reconnected
+        self._wanted: set[bytes] = set()
+        self._waiters: dict[bytes, deque[asyncio.Future[None]]] = {}
+        self._conn: redis.asyncio.Connection | None = None
+        self._resubscribing: set[bytes] = set()
+        self._was_up = False
+        self._up = asyncio.Event()
+        self._task: asyncio.Task[None] | None = None
+        #: Why the link is down, or None while it is up.
+        self.down: str | None = "redis: not connected yet"
+
+    async def start(self, channels: set[bytes]) -> None:
+        """Connect in the background; wait a little for the first link, never fail."""
+        self._wanted |= channels
+        self._task = asyncio.ensure_future(self._run())
+        try:
+            await asyncio.wait_for(self._up.wait(), CONNECT_TIMEOUT_S * 2)
+        except asyncio.TimeoutError:
+            log.warning("redis pub/sub not connected yet: %s", self.down)
+
+    async def close(self) -> None:
+        if self._task is not None:
+            self._task.cancel()
+            try:
+                await self._task
+            except asyncio.CancelledError:
+                pass
+            self._task = None
+
+    async def subscribe(self, channel: bytes) -> None:
+        """Subscribe and wait for Redis to confirm it."""
+        self._wanted.add(channel)
+        waiter = asyncio.get_running_loop().create_future()
+        self._waiters.setdefault(channel, deque()).append(waiter)
+        try:
+            await self._send(self._dialect.subscribe, channel)
+            await asyncio.wait_for(asyncio.shield(waiter), CONNECT_TIMEOUT_S * 5)
+        except (BrokerUnavailable, asyncio.TimeoutError) as exc:
+            self._wanted.discard(channel)
+            raise exc if isinstance(exc, BrokerUnavailable) else unavailable(exc) from None
+
+    async def unsubscribe(self, channel: bytes) -> None:
+        self._wanted.discard(channel)
+        if self.down is None:
+            try:
+                await self._send(self._dialect.unsubscribe, channel)
+            except BrokerUnavailable:
+                pass  # the lost link took the subscription with it
+
+    async def _send(self, *args: str | bytes) -> None:
+        conn = self._conn
+        if conn is None or not conn.is_connected:
+            raise BrokerUnavailable(self.down or "redis: pub/sub link lost")
+        try:
+            await conn.send_command(*args, check_health=False)
+        except ERRORS as exc:
+            raise unavailable(exc) from None
+
+    # -- the link's task ----------------------------------------------------------------------
+
+    async def _run(self) -> None:
+        attempt = 0
+        while True:
+            conn = self._pool.make_connection()
+            try:
+                await conn.connect()
+                self._conn = conn
+                attempt = 0
+                await self._resubscribe()
+                await self._read(conn)
+            except (redis.exceptions.RedisError, OSError) as exc:
+                self._lost(str(unavailable(exc)))
+            finally:
+                self._conn = None
+                await conn.disconnect()
+            attempt += 1
+            await asyncio.sleep(backoff(attempt))
+
+    async def _resubscribe(self) -> None:
+        self._resubscribing = set(self._wanted)
+        for channel in self._resubscribing:
+            await self._conn.send_command(self._dialect.subscribe, channel,  # type: ignore[union-attr]
+                                          check_health=False)
+
+    def _lost(self, reason: str) -> None:
+        if self.down is None:
+            log.warning("redis pub/sub link lost: %s", reason)
+        self.down = reason
+        self._up.clear()
+        for waiters in self._waiters.values():
+            for waiter in waiters:
+                if not waiter.done():
+                    waiter.set_exception(BrokerUnavailable(reason))
+        self._waiters.clear()
+
+    def _linked(self) -> None:
+        """Every wanted channel is subscribed again."""
+        self.down = None
+        self._up.set()
+        if self._was_up:
+            log.info("redis pub/sub link restored")
+            self._on_reconnected()
+        self._was_up = True
+
+    async def _read(self, conn: redis.asyncio.Connection) -> None:
+        if not self._resubscribing:
+            self._linked()
+        pinged = False
+        d = self._dialect
+        while True:
+            msg = await conn.read_response(timeout=PING_S)
+            if msg is None:
+                if pinged:
+                    raise redis.exceptions.TimeoutError("no answer to PING")
+                await conn.send_command("PING", check_health=False)
+                pinged = True
+                continue
+            pinged = False
+            kind = msg[0]
+            if kind == d.message:
+                if msg[1] in self._wanted:
+                    self._dispatch(msg[1], msg[2])
+            elif kind == d.confirmed:
+                self._confirmed(msg[1])
+
+    def _dispatch(self, channel: bytes, data: bytes) -> None:
+        try:
+            self._on_message(channel, data)
+        except Exception:  # a bug in one message's handling must not take the link down
+            log.exception("failed to handle a message of %r", channel)
+
+    def _confirmed(self, channel: bytes) -> None:
+        waiters = self._waiters.get(channel)
+        if waiters:
+            waiter = waiters.popleft()
+            if not waiters:
+                del self._waiters[channel]
+            if not waiter.done():
+                waiter.set_result(None)
+        if channel in self._resubscribing:
+            self._resubscribing.discard(channel)
+            if not self._resubscribing:
+                self._linked()

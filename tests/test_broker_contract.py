@@ -1,0 +1,89 @@
+"""The broker contract: the same test bodies over the in-memory and the Redis brokers."""
+
+from __future__ import annotations
+
+import asyncio
+
+import pytest
+
+from server.broker.base import Broker
+from server.position import Position
+from tests.broker_recorder import Recorder
+
+
+async def started(broker: Broker) -> Recorder:
+    recorder = Recorder()
+    await broker.start(recorder)
+    return recorder
+
+
+@pytest.mark.asyncio
+async def test_a_channel_needs_a_seed_then_counts_from_it(any_broker: Broker) -> None:
+    await started(any_broker)
+    assert await any_broker.position("c") is None
+    assert await any_broker.publish("c", b'{"x":1}') is None
+    await any_broker.seed("c", Position(7, "e1"))
+    await any_broker.seed("c", Position(0, "e2"))  # set-if-absent: the first seed stays
+    assert await any_broker.position("c") == Position(7, "e1")
+    assert await any_broker.publish("c", b'{"x":1}') == Position(8, "e1")
+    assert await any_broker.publish("c", b'{"x":2}') == Position(9, "e1")
+    assert await any_broker.position("c") == Position(9, "e1")
+
+
+@pytest.mark.asyncio
+async def test_subscribers_receive_every_publication_in_offset_order(any_broker: Broker) -> None:
+    rec = await started(any_broker)
+    await any_broker.subscribe("a")
+    await any_broker.seed("a", Position(0, "ep"))
+    bodies = [b'{"channel":"a","data":%d}' % i for i in range(300)]
+    positions = await asyncio.gather(*(any_broker.publish("a", b) for b in bodies))
+    assert sorted(p.offset for p in positions if p) == list(range(1, 301))
+    by_offset = {p.offset: b for p, b in zip(positions, bodies, strict=True) if p}
+    for offset in range(1, 301):
+        assert await rec.next() == ("pub", "a", offset, "ep", by_offset[offset])
+
+
+@pytest.mark.asyncio
+async def test_only_subscribed_channels_are_delivered(any_broker: Broker) -> None:
+    rec = await started(any_broker)
+    for channel in ("a", "b"):
+        await any_broker.seed(channel, Position(0, "ep"))
+    await any_broker.subscribe("a")
+    await any_broker.subscribe("b")
+    await any_broker.unsubscribe("b")
+    await any_broker.publish("b", b'{"n":1}')
+    await any_broker.publish("never:subscribed", b"{}")
+    await any_broker.publish("a", b'{"n":2}')
+    assert await rec.next() == ("pub", "a", 1, "ep", b'{"n":2}')
+    assert rec.events.empty()
+
+
+@pytest.mark.asyncio
+async def test_join_and_leave_reach_subscribed_channels(any_broker: Broker) -> None:
+    rec = await started(any_broker)
+    await any_broker.subscribe("room")
+    await any_broker.publish_join_leave("elsewhere", "c0", b'{"push":"join"}')
+    frame = b'{"push":"join","channel":"room","client":"c1","user":"u:1"}'
+    await any_broker.publish_join_leave("room", "c1", frame)
+    assert await rec.next() == ("join_leave", "room", "c1", frame)
+    assert rec.events.empty()
+
+
+@pytest.mark.asyncio
+async def test_control_messages_reach_this_process(any_broker: Broker) -> None:
+    rec = await started(any_broker)
+    await any_broker.publish_control(b'{"op":"disconnect","user":"42"}')
+    assert await rec.next() == ("control", b'{"op":"disconnect","user":"42"}')
+
+
+@pytest.mark.asyncio
+async def test_cluster_stats_include_this_process(any_broker: Broker) -> None:
+    await started(any_broker)
+    local = {"node": "n-1", "connections": 3}
+    assert await any_broker.cluster_stats(local) == [local]
+
+
+@pytest.mark.asyncio
+async def test_a_reachable_broker_passes_its_check(any_broker: Broker) -> None:
+    await started(any_broker)
+    await any_broker.check()
