@@ -180,6 +180,10 @@ class Node:
         except BaseException:
             await self._leave_hub(client, channel)
             raise
+        if not self.hub.is_subscribed(channel, client):  # the connection closed meanwhile
+            if ns.presence:
+                await _quietly(self.presence.remove(channel, client.id))
+            raise ProtocolError(Code.UNAVAILABLE, "the connection closed while subscribing")
         if ns.join_leave:
             self._announce("join", channel, client)
         reached = missed[-1][0] if missed else pos.offset
