@@ -66,3 +66,7 @@ class ApiHandler(JsonHandler):
         expected = self.node.config.api.key.encode()
         if scheme.lower() != "apikey" or not hmac.compare_digest(key.strip().encode(), expected):
             raise ProtocolError(Code.UNAUTHORIZED, "missing or wrong `Authorization: apikey KEY`")
+
+    def check_xsrf_cookie(self) -> None:
+        """No XSRF token: the API key in a header, which no other site can make a browser
+        send, is what authenticates these requests, not cookies."""

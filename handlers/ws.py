@@ -9,11 +9,12 @@ from urllib.parse import urlsplit
 import tornado.web
 import tornado.websocket
 
-from server import auth
+from server import auth, sessions
 from server.client import Connection, Transport
 from server.node import Node
 from server.outbox import Flusher, Outbox
 from server.protocol import Close
+from server.store.base import StoreUnavailable
 
 
 class WebSocketHandler(tornado.websocket.WebSocketHandler, Transport):
@@ -50,7 +51,19 @@ class WebSocketHandler(tornado.websocket.WebSocketHandler, Transport):
                 self.set_status(401, reason="Unauthorized")
                 self.finish({"error": {"code": "unauthorized", "message": str(exc)}})
                 return
+        else:
+            await self._identify_by_session()
         await super().get(*args, **kwargs)
+
+    async def _identify_by_session(self) -> None:
+        """A browser's session cookie, if it names a live session, signs the connection in."""
+        try:
+            found = await sessions.current(self, self.node.store,
+                                           self.node.config.auth.session_ttl_s)
+        except StoreUnavailable:
+            raise tornado.web.HTTPError(503, reason="session store unavailable") from None
+        if found is not None:
+            self.identity = sessions.identity(*found)
 
     def open(self, *args: str, **kwargs: str) -> None:
         stream = self.ws_connection.stream  # type: ignore[union-attr]

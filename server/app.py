@@ -10,13 +10,14 @@ from pathlib import Path
 import tornado.web
 from prometheus_client.registry import CollectorRegistry
 
-from handlers import api, pages, ws
+from handlers import api, login, pages, ws
 from server.broker import redis_conn
 from server.broker.base import Broker
 from server.broker.memory import MemoryBroker
 from server.broker.redis import RedisBroker
 from server.config import Config
 from server.hub import Hub
+from server.login.service import Login
 from server.node import Node
 from server.outbox import Flusher
 from server.presence.base import Presence
@@ -62,10 +63,16 @@ def make_app(node: Node) -> tornado.web.Application:
     registry = CollectorRegistry(auto_describe=True)
     registry.register(NodeCollector(node))
     n = {"node": node}
+    nl = {**n, "login": Login(config, node.store)}
     channel = r"/api/channels/([^/]+)"
     return tornado.web.Application(
         [
-            (r"/", pages.IndexHandler, n),
+            (r"/", pages.IndexHandler, nl),
+            (r"/login", login.LoginPageHandler, nl),
+            (r"/login/dev/authorize", login.DevAuthorizeHandler, nl),
+            (r"/login/([A-Za-z0-9_-]+)", login.StartHandler, nl),
+            (r"/login/([A-Za-z0-9_-]+)/callback", login.CallbackHandler, nl),
+            (r"/logout", login.LogoutHandler, nl),
             (r"/ws", ws.WebSocketHandler, {**n, "flusher": Flusher()}),
             (r"/api/publish", api.PublishHandler, n),
             (r"/api/broadcast", api.BroadcastHandler, n),
@@ -81,6 +88,10 @@ def make_app(node: Node) -> tornado.web.Application:
         template_path=str(ROOT / "templates"),
         static_path=str(ROOT / "static"),
         cookie_secret=config.security.secret,
+        # Every POST must carry the _xsrf form field matching its cookie, except the HTTP API,
+        # which authenticates with an API key rather than cookies (ApiHandler opts out).
+        xsrf_cookies=True,
+        xsrf_cookie_kwargs={"httponly": True, "samesite": "Lax"},
         websocket_max_message_size=config.server.max_message_bytes,
         websocket_ping_interval=config.server.ping_interval_s,
         compress_response=False,

@@ -141,6 +141,100 @@ class NamespaceConfig:
 
 
 @dataclass(frozen=True, slots=True)
+class GitHubConfig:
+    """`[auth.github]`: an OAuth app; the URLs change only to point tests at a fake GitHub."""
+
+    client_id: str = ""
+    client_secret: str = ""
+    authorize_url: str = "https://github.com/login/oauth/authorize"
+    token_url: str = "https://github.com/login/oauth/access_token"
+    api_url: str = "https://api.github.com"
+
+    @property
+    def enabled(self) -> bool:
+        return bool(self.client_id)
+
+    def validate(self, key: str = "auth.github") -> None:
+        _validate_client(key, self.client_id, self.client_secret)
+        for name in ("authorize_url", "token_url", "api_url"):
+            _check(f"{key}.{name}", _is_url(getattr(self, name)), "an http(s):// URL",
+                   getattr(self, name))
+
+
+@dataclass(frozen=True, slots=True)
+class OidcConfig:
+    """`[auth.google]` and `[auth.oidc.NAME]`: an OpenID Connect client of `issuer`."""
+
+    issuer: str = ""
+    client_id: str = ""
+    client_secret: str = ""
+    label: str = ""  # button text; the provider's name when empty
+
+    @property
+    def enabled(self) -> bool:
+        return bool(self.client_id)
+
+    def validate(self, key: str) -> None:
+        _validate_client(key, self.client_id, self.client_secret)
+        _check(f"{key}.issuer", _is_url(self.issuer), "the issuer's http(s):// URL", self.issuer)
+
+
+GOOGLE_ISSUER = "https://accounts.google.com"
+SESSION_TTL_S = 7 * 86400.0
+
+
+@dataclass(frozen=True, slots=True)
+class DevAuthConfig:
+    enabled: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class AuthConfig:
+    """`[auth]`: sessions, admins and the login providers (only configured ones are offered).
+
+    `admins` lists provider identities as "provider:subject" (e.g. "github:583231", GitHub's
+    numeric id, which unlike the login name never changes hands), so an admin can be named
+    before their first sign-in and stays one whatever store holds the users.
+    """
+
+    session_ttl_s: float = SESSION_TTL_S
+    admins: tuple[str, ...] = ()
+    base_url: str = ""  # public URL for redirect URIs behind a proxy; empty: from the request
+    github: GitHubConfig = field(default_factory=GitHubConfig)
+    google: OidcConfig = field(default_factory=lambda: OidcConfig(issuer=GOOGLE_ISSUER))
+    oidc: Mapping[str, OidcConfig] = field(default_factory=dict)
+    dev: DevAuthConfig = field(default_factory=DevAuthConfig)
+
+    def validate(self, dev_mode: bool) -> None:
+        _check("auth.session_ttl_s", 60 <= self.session_ttl_s <= 365 * 86400,
+               "seconds from 60 to 31536000", self.session_ttl_s)
+        for admin in self.admins:
+            provider, _, subject = admin.partition(":")
+            _check("auth.admins", bool(provider and subject),
+                   'a list of "provider:subject" (e.g. "github:583231")', admin)
+        _check("auth.base_url", not self.base_url or _is_url(self.base_url),
+               "empty or the public http(s):// URL of this server", self.base_url)
+        self.github.validate()
+        self.google.validate("auth.google")
+        for name, oidc in self.oidc.items():
+            oidc.validate(f"auth.oidc.{name}")
+        if self.dev.enabled and not dev_mode:
+            raise ConfigError(
+                "auth.dev.enabled: the development login signs anyone in as any user, so it "
+                "is refused outside --dev; set it to false (or SWITCHBOARD_AUTH_DEV_ENABLED=false)"
+            )
+
+
+def _is_url(value: str) -> bool:
+    return value.startswith(("http://", "https://")) and len(value) > len("https://")
+
+
+def _validate_client(key: str, client_id: str, client_secret: str) -> None:
+    _check(f"{key}.client_secret", not client_id or bool(client_secret),
+           "set when client_id is set", "")
+
+
+@dataclass(frozen=True, slots=True)
 class Config:
     server: ServerConfig = field(default_factory=ServerConfig)
     security: SecurityConfig = field(default_factory=SecurityConfig)
@@ -151,6 +245,7 @@ class Config:
     namespaces: Mapping[str, NamespaceConfig] = field(
         default_factory=lambda: {"default": NamespaceConfig()}
     )
+    auth: AuthConfig = field(default_factory=AuthConfig)
     dev: bool = False
 
     def namespace(self, name: str) -> NamespaceConfig | None:
@@ -243,20 +338,22 @@ def load(path: str | Path | None, env: Mapping[str, str] | None = None,
 def from_dict(data: Mapping[str, Any], env: Mapping[str, str] | None = None,
               dev: bool = False) -> Config:
     env = {} if env is None else env
-    unknown = sorted(set(data) - set(SECTIONS) - {"namespaces"})
+    unknown = sorted(set(data) - set(SECTIONS) - {"namespaces", "auth"})
     if unknown:
-        allowed = ", ".join([*SECTIONS, "namespaces"])
+        allowed = ", ".join([*SECTIONS, "namespaces", "auth"])
         raise ConfigError(f"{unknown[0]}: unknown section (allowed: {allowed})")
     sections = {
         name: _build(cls, name, data.get(name, {}), env, f"SWITCHBOARD_{name}")
         for name, cls in SECTIONS.items()
     }
     namespaces = _namespaces(data.get("namespaces", {}), env)
-    cfg = Config(**sections, namespaces=namespaces, dev=dev)
+    cfg = Config(**sections, namespaces=namespaces, auth=_auth(data.get("auth", {}), env),
+                 dev=dev)
     for name in SECTIONS:
         getattr(cfg, name).validate()
     for name, ns in namespaces.items():
         ns.validate(name)
+    cfg.auth.validate(dev)
     if not dev:
         _refuse_placeholders(cfg)
     return cfg
@@ -272,6 +369,45 @@ def _namespaces(table: Any, env: Mapping[str, str]) -> dict[str, NamespaceConfig
                               f"SWITCHBOARD_NAMESPACES_{name}")
     result.setdefault("default", NamespaceConfig())
     return result
+
+
+def _auth(table: Any, env: Mapping[str, str]) -> AuthConfig:
+    """`[auth]` with its provider sub-tables; env overrides as SWITCHBOARD_AUTH_GITHUB_CLIENT_ID."""
+    _check("auth", isinstance(table, dict), "a table", table)
+    subtables = {"github": GitHubConfig, "google": OidcConfig, "oidc": None, "dev": DevAuthConfig}
+    allowed = {f.name for f in fields(_AuthScalars)} | set(subtables)
+    unknown = sorted(set(table) - allowed)
+    if unknown:
+        raise ConfigError(f"auth.{unknown[0]}: unknown key (allowed: {', '.join(sorted(allowed))})")
+    flat = {k: v for k, v in table.items() if k not in subtables}
+    base = _build(_AuthScalars, "auth", flat, env, "SWITCHBOARD_AUTH")
+    parts: dict[str, Any] = {}
+    for name, cls in subtables.items():
+        if cls is not None:
+            sub = table.get(name, {})
+            if name == "google" and isinstance(sub, dict):
+                sub = {"issuer": GOOGLE_ISSUER, **sub}
+            parts[name] = _build(cls, f"auth.{name}", sub, env, f"SWITCHBOARD_AUTH_{name}")
+    oidc = table.get("oidc", {})
+    _check("auth.oidc", isinstance(oidc, dict), "a table of provider tables", oidc)
+    parts["oidc"] = {}
+    for name, sub in oidc.items():
+        ok = name.replace("_", "").replace("-", "").isalnum() and name not in subtables
+        _check(f"auth.oidc.{name}", ok, "a name of letters, digits, _ and - (not github, "
+               "google or dev)", name)
+        parts["oidc"][name] = _build(OidcConfig, f"auth.oidc.{name}", sub, env,
+                                     f"SWITCHBOARD_AUTH_OIDC_{name}")
+    return AuthConfig(session_ttl_s=base.session_ttl_s, admins=base.admins,
+                      base_url=base.base_url, **parts)
+
+
+@dataclass(frozen=True, slots=True)
+class _AuthScalars:
+    """The plain keys of `[auth]`, read with the same rules as every other section."""
+
+    session_ttl_s: float = SESSION_TTL_S
+    admins: tuple[str, ...] = ()
+    base_url: str = ""
 
 
 def _refuse_placeholders(cfg: Config) -> None:
