@@ -18,7 +18,7 @@ import tornado.httpserver
 import tornado.netutil
 
 from server import config as config_mod
-from server import logs, protocol
+from server import cluster, logs, protocol
 from server.app import build_node, make_app
 from server.config import Config, ConfigError
 from server.node import Node
@@ -136,9 +136,15 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 1
     cfg, stop_services = prepare_services(cfg)
     try:
-        asyncio.run(serve(cfg, sockets))
+        if args.processes > 1:
+            return cluster.run_workers(args.processes, lambda: _serve_until_stopped(cfg, sockets))
+        return _serve_until_stopped(cfg, sockets)
     finally:
         stop_services()
+
+
+def _serve_until_stopped(cfg: Config, sockets: list[socket.socket]) -> int:
+    asyncio.run(serve(cfg, sockets))
     return 0
 
 
