@@ -52,7 +52,7 @@ class EmbeddedMongo:
         assert proc.stdout is not None
         kind, _, rest = proc.stdout.readline().strip().partition(" ")
         if kind != "ready":
-            proc.wait(STOP_TIMEOUT_S)
+            proc.communicate(timeout=STOP_TIMEOUT_S)
             raise EmbeddedError(rest if kind == "error" else
                                 f"embedded MongoDB server exited with status {proc.returncode}")
         self._proc, self.uri = proc, rest
