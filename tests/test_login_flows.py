@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import re
-
 import pytest
 import pytest_asyncio
 import tornado.httpserver
@@ -12,7 +10,8 @@ import tornado.testing
 from server.app import build_node, make_app
 from server.config import Config
 from server.sessions import COOKIE
-from tests.fixtures.fake_providers import Browser, FakeProvider, login_config, ws_hello
+from tests.fixtures.fake_providers import (Browser, FakeProvider, form_field, login_config,
+                                          ws_hello)
 from tests.support import RunningServer, make_config, start_server
 
 
@@ -77,23 +76,15 @@ async def test_one_user_per_provider_identity(app: RunningServer) -> None:
     assert first["user"] == again["user"] != other["user"]
 
 
-def xsrf_of(body: str) -> str:
-    match = re.search(r'name="_xsrf" value="([^"]+)"', body)
-    assert match, body
-    return match.group(1)
-
-
 @pytest.mark.asyncio
 async def test_dev_login_takes_the_same_path(app: RunningServer) -> None:
     browser = Browser()
     page = await browser.go(app.base_url + "/login/dev")
     assert page.code == 200 and "/login/dev/authorize?state=" in page.url
     assert "sb_login" in browser.cookies  # the same flow cookie as every provider
-    state = re.search(r'name="state" value="([^"]+)"', page.body)
-    assert state
     page = await browser.go(app.base_url + "/login/dev/authorize", "POST",
-                            {"_xsrf": xsrf_of(page.body), "state": state.group(1),
-                             "name": "Grace Hopper"})
+                            {"_xsrf": form_field(page.body, "_xsrf"),
+                             "state": form_field(page.body, "state"), "name": "Grace Hopper"})
     assert page.code == 200 and page.url == app.base_url + "/"
     assert "/login/dev/callback?code=" in browser.visited[-2]
     user = await app.node.store.get_user((await ws_hello(app.ws_url, browser))["user"])
