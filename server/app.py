@@ -10,7 +10,7 @@ from pathlib import Path
 import tornado.web
 from prometheus_client.registry import CollectorRegistry
 
-from handlers import api, login, pages, ws
+from handlers import api, login, site, ws
 from server.broker import redis_conn
 from server.broker.base import Broker
 from server.broker.memory import MemoryBroker
@@ -24,6 +24,7 @@ from server.presence.base import Presence
 from server.presence.memory import MemoryPresence
 from server.presence.redis import RedisPresence
 from server.stats import NodeCollector
+from server.statsfeed import StatsFeed
 from server.store.base import Store
 from server.store.memory import MemoryStore
 from server.store.mongo import MongoStore
@@ -62,12 +63,16 @@ def make_app(node: Node) -> tornado.web.Application:
     config = node.config
     registry = CollectorRegistry(auto_describe=True)
     registry.register(NodeCollector(node))
+    StatsFeed(node).start()
     n = {"node": node}
     nl = {**n, "login": Login(config, node.store)}
     channel = r"/api/channels/([^/]+)"
     return tornado.web.Application(
         [
-            (r"/", pages.IndexHandler, nl),
+            (r"/", site.HomeHandler, nl),
+            (r"/channels/([^/]+)", site.ChannelHandler, nl),
+            (r"/admin", site.AdminHandler, nl),
+            (r"/admin/token", site.AdminTokenHandler, nl),
             (r"/login", login.LoginPageHandler, nl),
             (r"/login/dev/authorize", login.DevAuthorizeHandler, nl),
             (r"/login/([A-Za-z0-9_-]+)", login.StartHandler, nl),
