@@ -11,7 +11,7 @@ import pytest
 import pytest_asyncio
 import tornado.httpclient
 
-from tests.fixtures.redis import TEST_TTL_S
+from tests.redis_server import TEST_TTL_S
 from tests.fixtures.server_processes import ServerProcess
 from tests.support import API_KEY, WsClient, ws_open
 

@@ -13,7 +13,8 @@ from server.broker.base import BrokerUnavailable
 from server.broker.redis import RedisBroker
 from server.position import Position
 from tests.broker_recorder import Recorder
-from tests.fixtures.redis import TEST_TTL_S, RedisProcess, redis_broker
+from tests.fixtures.redis import redis_broker
+from tests.redis_server import TEST_TTL_S, RedisProcess
 
 Make = Callable[..., Awaitable[tuple[RedisBroker, Recorder]]]
 

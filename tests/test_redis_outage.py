@@ -15,7 +15,7 @@ import orjson
 import pytest
 import tornado.httpclient
 
-from tests.fixtures.redis import RedisProcess
+from tests.redis_server import RedisProcess
 from tests.fixtures.server_processes import ServerProcess
 from tests.support import WsClient, ws_open
 

@@ -10,7 +10,8 @@ import pytest_asyncio
 
 from server.broker import redis_conn
 from server.presence.redis import RedisPresence
-from tests.fixtures.redis import TEST_TTL_S, redis_presence
+from tests.fixtures.redis import redis_presence
+from tests.redis_server import TEST_TTL_S
 
 
 @pytest_asyncio.fixture
