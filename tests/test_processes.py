@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import asyncio
+import os
+import subprocess
+import sys
 from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any
 
@@ -12,7 +15,7 @@ import pytest_asyncio
 import tornado.httpclient
 
 from tests.redis_server import TEST_TTL_S
-from tests.fixtures.server_processes import ServerProcess
+from tests.fixtures.server_processes import ROOT, ServerProcess
 from tests.support import API_KEY, WsClient, ws_open
 
 Pair = tuple[ServerProcess, ServerProcess]
@@ -123,3 +126,12 @@ async def test_workers_forked_on_one_port_exchange_messages(
     await pub.ok("publish", channel="shared", data="across workers")
     assert (await sub.push_of("pub"))["data"] == "across workers"
     assert server.stop() == 0, server.log()
+
+
+def test_several_processes_without_redis_are_refused() -> None:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("SWITCHBOARD_")}
+    done = subprocess.run([sys.executable, "-m", "server", "--dev", "--processes", "2",
+                           "--port", "0"], cwd=ROOT, env=env, capture_output=True, text=True,
+                          timeout=30)
+    assert done.returncode == 2
+    assert "needs [redis] url" in done.stderr
