@@ -35,14 +35,14 @@ async function refreshPresence() {
   people.replaceChildren(...rows);
 }
 
-function joined({ client, user }) {
+function someoneJoined({ client, user }) {
   if (!people.querySelector(`[data-client="${CSS.escape(client)}"]`)) {
     people.append(person(client, user, names.get(user)));
   }
   refreshPresence().catch(() => {}); // only for the display name
 }
 
-function left({ client }) {
+function someoneLeft({ client }) {
   people.querySelector(`[data-client="${CSS.escape(client)}"]`)?.remove();
 }
 
@@ -64,18 +64,27 @@ document.getElementById("composer").addEventListener("submit", async (ev) => {
   } catch (err) { fail(err); }
 });
 
-async function open() {
-  await sb.connect();
+let subscription = null; // the subscription, once asked for: it then survives reconnects by itself
+
+/** History, then the subscription from where it ended. Runs on every connect until the
+ *  subscription was asked for, so a connection lost half-way through just tries again. */
+async function join() {
   let since;
   try {
     const recent = await sb.history(channel, { limit: HISTORY, reverse: true });
+    if (subscription) return;
+    messages.replaceChildren();
     recent.publications.reverse().forEach(show);
     since = { offset: recent.offset, epoch: recent.epoch };
   } catch (err) {
+    if (err.code === "unavailable") return; // the next connect tries again
     if (err.code !== "disabled") throw err; // no history here: just go live
   }
-  await sb.subscribe(channel, show, { since, onJoin: joined, onLeave: left, onRecovery: recovered });
+  if (subscription) return;
+  subscription = sb.subscribe(channel, show, { since, onJoin: someoneJoined, onLeave: someoneLeft, onRecovery: recovered });
+  await subscription;
   await refreshPresence().catch((err) => { if (err.code !== "disabled") throw err; });
 }
 
-open().catch(fail);
+sb.on("state", (state) => { if (state === "connected" && !subscription) join().catch(fail); });
+sb.connect().catch(fail);
