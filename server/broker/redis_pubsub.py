@@ -57,8 +57,8 @@ class PubSubLink:
         self._waiters: dict[bytes, deque[asyncio.Future[None]]] = {}
         self._conn: redis.asyncio.Connection | None = None
         self._resubscribing: set[bytes] = set()
-        self._was_up = False
         self._received = 0
+        self._links = 0  # how often the link came up
         self._up = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
         #: Why the link is down, or None while it is up.
@@ -86,21 +86,28 @@ class PubSubLink:
         """Subscribe and wait for Redis to confirm it."""
         self._wanted.add(channel)
         waiter = asyncio.get_running_loop().create_future()
-        self._waiters.setdefault(channel, deque()).append(waiter)
+        waiters = self._waiters.setdefault(channel, deque())
+        waiters.append(waiter)  # before sending: the confirmation may come during the send
         try:
             await self._send(self._dialect.subscribe, channel)
+        except BrokerUnavailable:
+            if waiter in waiters:
+                waiters.remove(waiter)  # no confirmation will come for it
+            self._wanted.discard(channel)
+            raise
+        try:
             await asyncio.wait_for(asyncio.shield(waiter), CONNECT_TIMEOUT_S * 5)
         except (BrokerUnavailable, asyncio.TimeoutError) as exc:
+            waiter.cancel()  # stays queued: its confirmation, if any, still pops it
             self._wanted.discard(channel)
             raise exc if isinstance(exc, BrokerUnavailable) else unavailable(exc) from None
 
     async def unsubscribe(self, channel: bytes) -> None:
         self._wanted.discard(channel)
-        if self.down is None:
-            try:
-                await self._send(self._dialect.unsubscribe, channel)
-            except BrokerUnavailable:
-                pass  # the lost link took the subscription with it
+        try:
+            await self._send(self._dialect.unsubscribe, channel)
+        except BrokerUnavailable:
+            pass  # the lost link took the subscription with it
 
     async def _send(self, *args: str | bytes) -> None:
         conn = self._conn
@@ -117,10 +124,10 @@ class PubSubLink:
         attempt = 0
         while True:
             conn = self._pool.make_connection()
+            links = self._links
             try:
                 await conn.connect()
                 self._conn = conn
-                attempt = 0
                 await self._resubscribe()
                 await self._serve(conn)
             except (redis.exceptions.RedisError, OSError) as exc:
@@ -128,7 +135,7 @@ class PubSubLink:
             finally:
                 self._conn = None
                 await conn.disconnect()
-            attempt += 1
+            attempt = 1 if self._links != links else attempt + 1  # count failures in a row
             await asyncio.sleep(backoff(attempt))
 
     async def _resubscribe(self) -> None:
@@ -151,11 +158,11 @@ class PubSubLink:
     def _linked(self) -> None:
         """Every wanted channel is subscribed again."""
         self.down = None
+        self._links += 1
         self._up.set()
-        if self._was_up:
+        if self._links > 1:
             log.info("redis pub/sub link restored")
             self._on_reconnected()
-        self._was_up = True
 
     async def _serve(self, conn: redis.asyncio.Connection) -> None:
         """Read until the link fails; a watchdog fails it when Redis stops answering."""
