@@ -180,6 +180,7 @@ export class Switchboard {
 
   async _ping() {
     const ws = this._ws;
+    if (!ws || this._timers.pong) return; // one ping in flight; its deadline must not move
     const timeout = new Promise((_, reject) => {
       this._timer("pong", this.options.pingTimeoutMs,
         () => reject(new SwitchboardError("unavailable", "ping unanswered")));
@@ -194,7 +195,7 @@ export class Switchboard {
 
   /** The socket closed or is presumed dead: fail what waited on it, then retry or stop. */
   _lost(ws, { code, reason }) {
-    if (ws !== this._ws) return; // an old socket's late news
+    if (!ws || ws !== this._ws) return; // an old socket's late news
     const push = this._lastPush;
     this._dropSocket(4000, "connection lost");
     if (!this._wanted) return;
