@@ -80,7 +80,7 @@ async def _run_websockets(url: str, clients: int, per_client: int, parse: Callab
         for _ in range(per_client):
             parse(await ws.recv(decode=False))
 
-    conns = [await connect(url, max_queue=None) for _ in range(clients)]
+    conns = [await connect(url, max_queue=None, close_timeout=0.1) for _ in range(clients)]
     for ws in conns:
         await ws.send("go")
     await asyncio.gather(*(one(ws) for ws in conns))

@@ -1,0 +1,155 @@
+"""One protocol-v1 client connection on picows: hello, commands with ids, pub pushes.
+
+Why picows + orjson: measured cheapest per received frame (bench/README.md). Frames are handled in
+the picows callback itself, with no task or queue per message; commands resolve futures by `id`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import socket
+from collections.abc import Callable
+from itertools import count
+from typing import Any
+
+import orjson
+from picows import WSFrame, WSListener, WSMsgType, WSTransport, ws_connect
+
+#: Linux IP_BIND_ADDRESS_NO_PORT: pick the source port at connect(), per destination, not at bind().
+_IP_BIND_ADDRESS_NO_PORT = getattr(socket, "IP_BIND_ADDRESS_NO_PORT", 24)
+
+PubHandler = Callable[["Client", dict[str, Any]], None]
+
+
+class CommandError(Exception):
+    """An error reply to a command; `code` is the protocol error code."""
+
+    def __init__(self, code: str, message: str) -> None:
+        super().__init__(f"{code}: {message}")
+        self.code = code
+
+
+class Client(WSListener):
+    """A WSListener that speaks protocol v1. `on_pub` is called for every pub push."""
+
+    def __init__(self, on_pub: PubHandler | None = None) -> None:
+        self.on_pub = on_pub
+        self.transport: WSTransport | None = None
+        self.hello: asyncio.Future[dict[str, Any]] = asyncio.get_running_loop().create_future()
+        self.closed: asyncio.Future[int | None] = asyncio.get_running_loop().create_future()
+        self._ids = count(1)
+        self._pending: dict[int, asyncio.Future[Any]] = {}
+        self.frames = 0
+        self.tag: Any = None  # the owner's per-connection state (e.g. its OffsetChecker)
+
+    def on_ws_connected(self, transport: WSTransport) -> None:
+        self.transport = transport
+
+    def on_ws_frame(self, transport: WSTransport, frame: WSFrame) -> None:
+        if frame.msg_type is WSMsgType.CLOSE:
+            code = frame.get_close_code()
+            if not self.closed.done():
+                self.closed.set_result(int(code))
+            transport.send_close(code)
+            transport.disconnect()
+            return
+        if frame.msg_type is not WSMsgType.TEXT:
+            return
+        self.frames += 1
+        msg = orjson.loads(frame.get_payload_as_memoryview())
+        push = msg.get("push")
+        if push == "pub":
+            if self.on_pub is not None:
+                self.on_pub(self, msg)
+        elif push is None:
+            fut = self._pending.pop(msg.get("id", -1), None)
+            if fut is not None and not fut.done():
+                err = msg.get("error")
+                if err is not None:
+                    fut.set_exception(CommandError(err.get("code", "?"), err.get("message", "")))
+                else:
+                    fut.set_result(msg.get("result"))
+        elif push == "hello" and not self.hello.done():
+            self.hello.set_result(msg)
+        elif push == "disconnect" and not self.closed.done():
+            self.closed.set_result(int(msg.get("code", 0)))
+
+    def on_ws_disconnected(self, transport: WSTransport) -> None:
+        if not self.closed.done():
+            self.closed.set_result(None)
+        if not self.hello.done():
+            self.hello.set_exception(ConnectionError("closed before hello"))
+        for fut in self._pending.values():
+            if not fut.done():
+                fut.set_exception(ConnectionError("connection closed"))
+        self._pending.clear()
+
+    def send_command(self, op: str, **fields: Any) -> asyncio.Future[Any]:
+        """Send one command; the future resolves with its `result` or raises CommandError."""
+        assert self.transport is not None
+        cmd_id = next(self._ids)
+        fut: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
+        self._pending[cmd_id] = fut
+        self.transport.send(WSMsgType.TEXT, orjson.dumps({"id": cmd_id, "op": op, **fields}))
+        return fut
+
+    @property
+    def in_flight(self) -> int:
+        return len(self._pending)
+
+    def close(self) -> None:
+        if self.transport is not None:
+            self.transport.send_close()
+            self.transport.disconnect()
+
+
+def _socket_factory(source: str) -> Callable[[Any], socket.socket]:
+    def make(_url: Any) -> socket.socket:
+        sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        try:
+            sock.setsockopt(socket.SOL_IP, _IP_BIND_ADDRESS_NO_PORT, 1)
+            sock.bind((source, 0))
+            sock.setblocking(False)
+        except BaseException:
+            sock.close()
+            raise
+        return sock
+
+    return make
+
+
+async def connect(
+    url: str, on_pub: PubHandler | None = None, source: str | None = None, timeout: float = 10.0
+) -> Client:
+    """Open a connection (bound to `source` if given) and wait for the server's hello push."""
+
+    async def go() -> Client:
+        factory = _socket_factory(source) if source else None
+        _, client = await ws_connect(
+            lambda: Client(on_pub), url, socket_factory=factory, websocket_handshake_timeout=timeout
+        )
+        assert isinstance(client, Client)
+        try:
+            await client.hello
+        except BaseException:
+            client.close()
+            raise
+        return client
+
+    return await asyncio.wait_for(go(), timeout)
+
+
+def error_cause(exc: BaseException) -> str:
+    """A short, stable name for why a connection or command failed, for `errors` by cause."""
+    if isinstance(exc, CommandError):
+        return f"error:{exc.code}"
+    if isinstance(exc, (asyncio.TimeoutError, TimeoutError)):
+        return "timeout"
+    status = getattr(getattr(exc, "response", None), "status", None)
+    if status is not None:
+        return f"http:{int(status)}"
+    if isinstance(exc, OSError) and exc.errno is not None:
+        import errno
+
+        return errno.errorcode.get(exc.errno, f"errno:{exc.errno}")
+    return type(exc).__name__
