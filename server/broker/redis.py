@@ -15,10 +15,10 @@ from typing import Any, Protocol, runtime_checkable
 
 import orjson
 import redis.asyncio
+import redis.exceptions
 
 from server.broker.base import Broker, BrokerHandler, BrokerUnavailable
 from server.broker.redis_batch import Batcher
-from server.broker.redis_conn import ERRORS, unavailable
 from server.broker.redis_pubsub import CLASSIC, SHARDED, PubSubLink
 from server.position import Position
 
@@ -172,6 +172,6 @@ class RedisBroker(Broker):
             if isinstance(self._handler, StatsSource):
                 try:
                     await self._share_stats(self._handler.process_stats())
-                except (BrokerUnavailable, *ERRORS) as exc:
-                    log.debug("stats not shared: %s", unavailable(exc))
+                except (BrokerUnavailable, redis.exceptions.RedisError, OSError) as exc:
+                    log.debug("stats not shared: %s", exc)
             await asyncio.sleep(self._ttl_s / 3)

@@ -16,6 +16,7 @@ from typing import Any
 
 import orjson
 import redis.asyncio
+import redis.exceptions
 
 from server.broker.base import BrokerUnavailable
 from server.broker.redis_conn import ERRORS, unavailable
@@ -111,7 +112,7 @@ class RedisPresence(Presence):
             await asyncio.sleep(self._ttl_ms / 3000)
             try:
                 await self._renew()
-            except BrokerUnavailable as exc:
+            except (BrokerUnavailable, redis.exceptions.RedisError) as exc:
                 log.debug("presence not renewed: %s", exc)
 
     async def _renew(self) -> None:
