@@ -1,0 +1,191 @@
+"""The parent process: splits the work, starts workers, steps them through the phases, collects.
+
+Why phases: the delivery check needs every subscriber in place before the first publication and
+every publisher's last acknowledged offset before the final count, so workers move together:
+all `ready` -> `go` -> all `published` -> `final` (offsets merged) -> all `result`.
+Every wait is bounded, so a hung worker or server ends the run with a message, never a hang.
+"""
+
+from __future__ import annotations
+
+import multiprocessing as mp
+import time
+from collections import defaultdict
+from dataclasses import dataclass, field
+from multiprocessing.connection import Connection, wait
+from typing import Any
+
+from bench.params import Params
+from bench.progress import Progress
+from bench.serverstats import stats_url, try_memory
+from bench.stats import Histogram
+from bench.worker import WorkerPlan, worker_main
+
+#: A worker whose CPU use over a second exceeds this share of a core is saturated.
+SATURATED_CPU = 0.9
+
+
+class RunFailed(RuntimeError):
+    """The run could not complete (a worker died or a phase timed out)."""
+
+
+@dataclass
+class Collected:
+    """What the coordinator gathers for the report."""
+
+    ready: dict[int, dict[str, Any]] = field(default_factory=dict)
+    results: dict[int, dict[str, Any]] = field(default_factory=dict)
+    #: per second since `go`: summed deliveries, published, merged histogram, max worker CPU
+    seconds: dict[int, dict[str, Any]] = field(default_factory=lambda: defaultdict(dict))
+    finals: dict[str, int] = field(default_factory=dict)
+    server_before: tuple[int | None, int | None] = (None, None)
+    server_after: tuple[int | None, int | None] = (None, None)
+    server_stats_error: str | None = None
+    warnings: list[str] = field(default_factory=list)
+    t_go: float = 0.0
+    load_s: float = 0.0
+
+
+def make_plans(p: Params) -> list[WorkerPlan]:
+    """Split holders, publishers and rates evenly over the workers."""
+    w = max(1, p.workers)
+
+    def share(total: int, i: int) -> tuple[int, int]:
+        base, extra = divmod(total, w)
+        return i * base + min(i, extra), base + (1 if i < extra else 0)
+
+    plans = []
+    publishers = p.publishers if p.scenario in ("fanout", "churn") else 0
+    for i in range(w):
+        start, count = share(p.holders, i)
+        _, pubs = share(publishers, i)
+        pub_rate = p.rate * (pubs / publishers) if publishers and not p.api_url else 0.0
+        if p.api_url and p.scenario in ("fanout", "churn"):
+            pub_rate = p.rate / w
+        plans.append(WorkerPlan(
+            index=i, params=p, holder_start=start, holder_count=count, publishers=pubs,
+            pub_rate=pub_rate, churn_rate=p.churn_rate / w, connect_rate=p.connect_rate / w,
+        ))
+    return plans
+
+
+class Coordinator:
+    def __init__(self, p: Params, progress: Progress) -> None:
+        self.p = p
+        self.progress = progress
+        self.c = Collected()
+        self.pipes: dict[int, Connection] = {}
+        self.procs: dict[int, mp.process.BaseProcess] = {}
+        self.connecting: dict[int, tuple[int, int]] = {}
+        self.stats_url = stats_url(p.url, p.api_url)
+
+    def run(self) -> Collected:
+        p = self.p
+        if p.scenario == "hold":
+            self.c.server_before, self.c.server_stats_error = try_memory(self.stats_url, p.api_key)
+        ctx = mp.get_context("spawn")
+        try:
+            for plan in make_plans(p):
+                parent, child = ctx.Pipe()
+                proc = ctx.Process(target=worker_main, args=(plan, child), daemon=True,
+                                   name=f"bench-worker-{plan.index}")
+                proc.start()
+                child.close()
+                self.pipes[plan.index], self.procs[plan.index] = parent, proc
+            self.phases()
+        finally:
+            self.stop_workers()
+        return self.c
+
+    def phases(self) -> None:
+        p, c = self.p, self.c
+        connect_budget = p.holders / p.connect_rate + p.connect_timeout + 60
+        self.progress.say(f"connecting {p.holders} clients over {len(self.pipes)} worker(s)...")
+        self.gather("ready", connect_budget, c.ready)
+        connected = sum(r["connected"] for r in c.ready.values())
+        self.progress.say(f"connected {connected}/{p.holders}")
+        if p.scenario == "hold":
+            time.sleep(0.5)  # let the server account the last connections
+            c.server_after, err = try_memory(self.stats_url, p.api_key)
+            c.server_stats_error = c.server_stats_error or err
+        c.t_go = time.time() + 0.2
+        self.broadcast("go", c.t_go)
+        published: dict[int, dict[str, int]] = {}
+        self.gather("published", p.duration + p.drain + 60, published)
+        c.load_s = time.time() - c.t_go
+        for offsets in published.values():
+            for ch, off in offsets.items():
+                c.finals[ch] = max(c.finals.get(ch, 0), off)
+        self.broadcast("final", c.finals)
+        self.gather("result", p.drain + 60, c.results)
+        self.progress.say("")
+
+    def gather(self, kind: str, timeout: float, into: dict[int, Any]) -> None:
+        """Handle worker messages until every worker sent `kind`; ticks feed the live display."""
+        deadline = time.monotonic() + timeout
+        while len(into) < len(self.pipes):
+            left = deadline - time.monotonic()
+            if left <= 0:
+                missing = sorted(set(self.pipes) - set(into))
+                raise RunFailed(f"workers {missing} did not report {kind!r} within {timeout:.0f} s")
+            for conn in wait(list(self.pipes.values()), timeout=min(left, 1.0)):
+                try:
+                    msg = conn.recv()  # type: ignore[union-attr]
+                except EOFError:
+                    idx = next(i for i, pc in self.pipes.items() if pc is conn)
+                    raise RunFailed(f"worker {idx} exited (code {self.procs[idx].exitcode})")
+                self.handle(msg, kind, into)
+
+    def handle(self, msg: tuple[Any, ...], kind: str, into: dict[int, Any]) -> None:
+        what, idx = msg[0], msg[1]
+        if what == kind:
+            into[idx] = msg[2]
+        elif what == "connecting":
+            self.connecting[idx] = (msg[2], msg[3])
+            ok = sum(v[0] for v in self.connecting.values())
+            bad = sum(v[1] for v in self.connecting.values())
+            self.progress.update(f"connecting: {ok} open, {bad} failed")
+        elif what == "tick":
+            self.tick(idx, msg[2])
+
+    def tick(self, idx: int, t: dict[str, Any]) -> None:
+        sec = int(t["t"] - self.c.t_go)
+        s = self.c.seconds[sec]
+        s["delivered"] = s.get("delivered", 0) + t["delivered"]
+        s["published"] = s.get("published", 0) + t["published"]
+        s.setdefault("hist", Histogram()).merge(Histogram.from_sparse(t["hist"]))
+        s["cpu_max"] = max(s.get("cpu_max", 0.0), t["cpu"])
+        s["conns"] = s.get("conns", 0) + t["conns"]
+        if t["cpu"] > SATURATED_CPU or t["lag_ms"] > 200:
+            warn = (f"worker {idx} saturated at {sec}s (cpu {t['cpu']:.0%}, loop lag "
+                    f"{t['lag_ms']:.0f} ms): figures may measure the tester; add --workers")
+            if len(self.c.warnings) < 20:
+                self.c.warnings.append(warn)
+            self.progress.say("warning: " + warn)
+        h = s["hist"]
+        self.progress.update(
+            f"[{sec:>4}s] conns {s['conns']:>6}  delivered/s {s['delivered']:>8}  "
+            f"pub/s {s['published']:>6}  p50 {h.percentile_us(50) / 1000:7.1f} ms  "
+            f"p99 {h.percentile_us(99) / 1000:7.1f} ms  errors {t['errors']}"
+        )
+
+    def broadcast(self, *msg: Any) -> None:
+        for conn in self.pipes.values():
+            conn.send(msg)
+
+    def stop_workers(self) -> None:
+        """Ask, then insist: every worker ends within a few seconds, whatever state it is in."""
+        for conn in self.pipes.values():
+            try:
+                conn.send(("quit",))
+            except OSError:
+                pass
+        deadline = time.monotonic() + 5
+        for proc in self.procs.values():
+            proc.join(max(0.1, deadline - time.monotonic()))
+            if proc.is_alive():
+                proc.terminate()
+                proc.join(2)
+            if proc.is_alive():
+                proc.kill()
+                proc.join()
