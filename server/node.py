@@ -143,9 +143,13 @@ class Node:
                                       bool(msg.get("reconnect", False)))
 
     def on_reconnected(self) -> None:
-        """The broker came back: subscriptions that may have missed something must recover."""
-        for channel in list(self._last):
-            self._last.pop(channel, None)
+        """The broker came back: subscriptions that may have missed something must recover.
+
+        Every channel with local subscribers, not only those that saw a publication: one
+        that saw none yet has no last offset to notice the gap by.
+        """
+        self._last.clear()
+        for channel in self.hub.channels():
             self._end_subscriptions(channel, RESUBSCRIBE)
 
     def _end_subscriptions(self, channel: str, reason: str) -> None:
