@@ -37,13 +37,15 @@ class Transport:
 
 
 class Connection:
-    __slots__ = ("id", "user", "name", "identity", "node", "transport", "_bucket",
+    __slots__ = ("id", "user", "name", "identity", "node", "transport", "send", "_bucket",
                  "_strikes", "_closed", "_expiry", "__weakref__")
 
     def __init__(self, node: Node, transport: Transport, identity: Identity = ANONYMOUS) -> None:
         self.id = secrets.token_hex(8)
         self.node = node
         self.transport = transport
+        #: Queue one encoded frame: the transport's own method, one call per delivery.
+        self.send = transport.send
         self.identity = identity
         self.user = identity.user
         self.name = identity.name
@@ -75,9 +77,6 @@ class Connection:
             self._expiry.cancel()
         self._closed = True
         await self.node.client_gone(self)
-
-    def send(self, frame: bytes) -> None:
-        self.transport.send(frame)
 
     def send_json(self, payload: bytes | dict[str, Any]) -> None:
         if isinstance(payload, dict):

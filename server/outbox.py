@@ -1,38 +1,33 @@
 """Per-connection output: frames are queued, coalesced and written once per loop iteration.
 
-Each connection's unsent bytes are capped: a client that does not read goes over the cap and
-is dropped (close 4009) instead of growing the server's memory or delaying anyone else.
+The hot path of fan-out. A connection's frames of one loop iteration are joined into one write;
+when Tornado's stream has nothing pending, that write goes straight to the socket, skipping the
+stream's per-write Future. What the kernel does not take is left to the stream, whose buffer is
+capped at `max_pending_bytes`: a client that does not read goes over the cap and is dropped
+(close 4009) instead of growing the server's memory or delaying anyone else.
 """
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable
-from typing import Any
+from collections.abc import Callable
 
 from tornado.ioloop import IOLoop
-
-Writer = Callable[[bytes], Awaitable[Any]]
+from tornado.iostream import IOStream, StreamBufferFullError, StreamClosedError
 
 
 class Outbox:
-    __slots__ = ("_frames", "_queued", "_inflight", "_write", "_limit", "_on_overflow",
-                 "_flusher", "_closed")
+    __slots__ = ("_frames", "_stream", "_direct", "_flusher", "_on_overflow", "_closed")
 
-    def __init__(self, write: Writer, limit: int, on_overflow: Callable[[], None],
+    def __init__(self, stream: IOStream, limit: int, on_overflow: Callable[[], None],
                  flusher: Flusher) -> None:
         self._frames: list[bytes] = []
-        self._queued = 0
-        self._inflight = 0
-        self._write = write
-        self._limit = limit
-        self._on_overflow = on_overflow
+        self._stream = stream
+        # Straight socket writes only for plain TCP: TLS streams must go through Tornado.
+        self._direct = type(stream) is IOStream
+        stream.max_write_buffer_size = limit
         self._flusher = flusher
+        self._on_overflow = on_overflow
         self._closed = False
-
-    @property
-    def pending(self) -> int:
-        """Bytes accepted but not yet taken by the kernel."""
-        return self._queued + self._inflight
 
     def send(self, frame: bytes) -> None:
         if self._closed:
@@ -40,48 +35,38 @@ class Outbox:
         if not self._frames:
             self._flusher.mark(self)
         self._frames.append(frame)
-        self._queued += len(frame)
-        if self._queued + self._inflight > self._limit:
-            self.close()
-            self._on_overflow()
-
-    def drain(self) -> None:
-        """Write everything queued now, whatever is in flight: used just before a close."""
-        if self._frames and not self._closed:
-            data = b"".join(self._frames)
-            self._frames.clear()
-            self._queued = 0
-            try:
-                fut = self._write(data)
-            except Exception:  # already closed: nothing left to tell the client
-                return
-            IOLoop.current().add_future(fut, lambda f: f.exception())
 
     def close(self) -> None:
         self._closed = True
         self._frames.clear()
-        self._queued = 0
 
     def flush(self) -> None:
-        if self._inflight or not self._frames or self._closed:
+        """Write what this iteration queued; called by the Flusher (or before a close)."""
+        frames = self._frames
+        if not frames or self._closed:
             return
-        data = self._frames[0] if len(self._frames) == 1 else b"".join(self._frames)
-        self._frames.clear()
-        self._queued = 0
-        self._inflight = len(data)
+        data = frames[0] if len(frames) == 1 else b"".join(frames)
+        frames.clear()
+        stream = self._stream
+        if stream.closed():
+            return
+        if self._direct and not stream.writing():
+            try:
+                sent = stream.socket.send(data)
+            except BlockingIOError:
+                sent = 0
+            except OSError:  # the peer is gone: the stream's read side will close the handler
+                return
+            if sent == len(data):
+                return
+            data = data[sent:]
         try:
-            fut = self._write(data)
-        except Exception:  # the stream closed under us: the close handler cleans up
+            stream.write(data)
+        except StreamBufferFullError:
             self.close()
-            return
-        IOLoop.current().add_future(fut, self._written)
-
-    def _written(self, fut: Any) -> None:
-        self._inflight = 0
-        if fut.exception() is not None:
+            self._on_overflow()
+        except StreamClosedError:
             self.close()
-            return
-        self.flush()
 
 
 class Flusher:
