@@ -1,0 +1,191 @@
+"""Unit tests of the load tester's own logic: statistics, the delivery checker, parameters."""
+
+from __future__ import annotations
+
+import random
+
+import pytest
+
+from bench.checker import DeliveryTotals, OffsetChecker
+from bench.coordinator import make_plans
+from bench.params import ParamError, parse_addresses, parse_params
+from bench.serverstats import memory, stats_url
+from bench.stats import Histogram, percentile
+from bench.tokens import UrlMaker, with_token
+
+URL = "ws://127.0.0.1:9/ws"
+
+
+# -- statistics -------------------------------------------------------------------------------
+
+
+def test_percentile_nearest_rank() -> None:
+    values = list(range(1, 101))
+    random.Random(1).shuffle(values)
+    assert percentile(values, 50) == 50
+    assert percentile(values, 99) == 99
+    assert percentile(values, 99.9) == 100
+    assert percentile(values, 0) == 1
+    assert percentile([7.5], 99) == 7.5
+
+
+def test_percentile_rejects_nonsense() -> None:
+    with pytest.raises(ValueError):
+        percentile([], 50)
+    with pytest.raises(ValueError):
+        percentile([1], 101)
+
+
+def test_histogram_matches_exact_percentiles_within_one_percent() -> None:
+    rng = random.Random(7)
+    values = [rng.lognormvariate(7, 1.5) for _ in range(20_000)]  # µs, a long tail
+    h = Histogram()
+    h.add_many(values[:5000])
+    h2 = Histogram()
+    h2.add_many(values[5000:])
+    h.merge(h2)
+    assert h.total == len(values)
+    for q in (50, 90, 99, 99.9):
+        exact = percentile(values, q)
+        assert abs(h.percentile_us(q) - exact) / exact < 0.011, q
+    assert h.max_us == max(values)
+    assert h.summary_ms()["max"] == round(max(values) / 1000, 3)
+
+
+def test_histogram_round_trips_through_its_sparse_form() -> None:
+    h = Histogram()
+    h.add_many([0, 5, 1000, 1000, 2e6, -3])  # a negative (clock skew) counts as zero
+    back = Histogram.from_sparse(h.to_sparse())
+    assert back.total == 6 and back.max_us == 2e6
+    assert back.summary_ms() == h.summary_ms()
+    assert Histogram().summary_ms() == {"p50": 0.0, "p90": 0.0, "p99": 0.0, "p999": 0.0, "max": 0.0}
+
+
+# -- delivery checker -------------------------------------------------------------------------
+
+
+def feed(start: int, offsets: list[int]) -> OffsetChecker:
+    chk = OffsetChecker(start)
+    for off in offsets:
+        chk.see(off)
+    return chk
+
+
+def test_checker_in_order_is_clean() -> None:
+    chk = feed(10, [11, 12, 13])
+    assert chk.caught_up(13) and chk.lost(13) == 0
+    assert (chk.duplicated, chk.reordered) == (0, 0)
+
+
+def test_checker_counts_gap_as_lost() -> None:
+    chk = feed(0, [1, 2, 4, 5])
+    assert chk.lost(5) == 1 and chk.missing == {3}
+    assert not chk.caught_up(5)
+
+
+def test_checker_counts_missing_tail_as_lost_only_with_final() -> None:
+    chk = feed(0, [1, 2])
+    assert chk.lost(5) == 3
+    assert chk.lost(None) == 0
+
+
+def test_checker_late_arrival_is_reordered_not_lost() -> None:
+    chk = feed(0, [1, 3, 2, 4])
+    assert chk.lost(4) == 0 and chk.reordered == 1 and chk.duplicated == 0
+
+
+def test_checker_duplicates() -> None:
+    chk = feed(0, [1, 2, 2, 3, 1])
+    assert chk.duplicated == 2 and chk.lost(3) == 0 and chk.reordered == 0
+
+
+def test_checker_ignores_publications_from_before_the_subscription() -> None:
+    chk = feed(5, [4, 5, 6])
+    assert chk.lost(6) == 0 and chk.duplicated == 0
+
+
+def test_totals_sum_over_subscribers() -> None:
+    t = DeliveryTotals()
+    t.add("a", feed(0, [1, 2, 3]), 3)
+    t.add("a", feed(0, [1, 3]), 3)
+    t.add("b", feed(0, [1, 1]), 2)
+    assert (t.lost, t.duplicated, t.reordered, t.subscriptions) == (2, 1, 0, 3)
+    assert t.examples == [("a", 2), ("b", 2)]
+    assert not t.ok
+
+
+# -- parameters -------------------------------------------------------------------------------
+
+
+def test_fanout_parameters() -> None:
+    p = parse_params(["fanout", "--url", URL, "--subscribers", "40000", "--publishers", "4",
+                      "--rate", "200", "--channels", "10", "--source-addresses", "127.0.0.2-127.0.0.9"])
+    assert (p.subscribers, p.publishers, p.rate, p.channels) == (40000, 4, 200.0, 10)
+    assert p.workers == 3  # 40,004 sockets need three workers under the fd limit
+    assert p.source_addresses == tuple(f"127.0.0.{i}" for i in range(2, 10))
+    assert p.churn_rate == 0.0  # only churn churns
+    plans = make_plans(p)
+    assert sum(pl.holder_count for pl in plans) == 40000
+    assert [pl.holder_start for pl in plans] == [0, 13334, 26667]
+    assert sum(pl.publishers for pl in plans) == 4
+    assert sum(pl.pub_rate for pl in plans) == pytest.approx(200)
+
+
+def test_addresses_must_be_loopback() -> None:
+    assert parse_addresses("127.0.0.2,127.0.0.4-127.0.0.5") == ("127.0.0.2", "127.0.0.4", "127.0.0.5")
+    with pytest.raises(ParamError, match="not a loopback"):
+        parse_addresses("10.0.0.1")
+    with pytest.raises(ParamError, match="backwards"):
+        parse_addresses("127.0.0.9-127.0.0.2")
+
+
+def test_remote_targets_refused_without_flag() -> None:
+    with pytest.raises(ParamError, match="not loopback"):
+        parse_params(["echo", "--url", "ws://192.0.2.1:80/ws"])
+    with pytest.raises(ParamError, match="not loopback"):
+        parse_params(["fanout", "--url", URL, "--api-url", "http://192.0.2.1"])
+    assert parse_params(["echo", "--url", "ws://192.0.2.1/ws", "--allow-remote"]).url
+
+
+@pytest.mark.parametrize("argv, message", [
+    (["fanout", "--url", "http://127.0.0.1/ws"], "ws/wss URL"),
+    (["fanout", "--url", URL, "--rate", "0"], "--rate"),
+    (["fanout", "--url", URL, "--publishers", "0"], "--publishers"),
+    (["hold", "--url", URL, "--duration", "0"], "--duration"),
+    (["hold", "--url", URL, "--connections", "40000", "--workers", "1"], "fd limit"),
+    (["echo", "--url", URL, "--token", "a", "--token-secret", "b"], "not both"),
+])
+def test_bad_parameters_are_refused_with_a_reason(argv: list[str], message: str) -> None:
+    with pytest.raises(ParamError, match=message):
+        parse_params(argv)
+
+
+def test_secrets_stay_out_of_the_result_document() -> None:
+    p = parse_params(["echo", "--url", URL, "--token-secret", "s3cret"])
+    assert p.document()["token_secret"] == "***"
+    assert "s3cret" not in repr(p.document())
+
+
+def test_minted_tokens_carry_sub_and_exp() -> None:
+    import jwt
+
+    url = UrlMaker("ws://127.0.0.1:9/ws?v=1", None, "k" * 32, 60)("bench-7")
+    assert url.startswith("ws://127.0.0.1:9/ws?v=1&token=")
+    claims = jwt.decode(url.split("token=")[1], "k" * 32, algorithms=["HS256"])
+    assert claims["sub"] == "bench-7" and "exp" in claims
+    assert with_token(URL, None) == URL
+
+
+# -- server stats -----------------------------------------------------------------------------
+
+
+def test_memory_from_per_process_or_flat_stats() -> None:
+    assert memory({"processes": [{"rss_bytes": 10, "connections": 1},
+                                 {"rss_bytes": 20, "connections": 2}],
+                   "rss_bytes": 999}) == (30, 3)
+    assert memory({"rss_bytes": 5, "connections": 7}) == (5, 7)
+    assert memory({"total": {"rss_bytes": 5, "connections": 7}}) == (5, 7)
+    assert memory({"processes": {"a": {"rss_bytes": 1, "connections": 1}}}) == (1, 1)
+    assert memory({}) == (None, None)
+    assert stats_url("ws://127.0.0.1:81/ws?x=1", None) == "http://127.0.0.1:81/api/stats"
+    assert stats_url(URL, "http://127.0.0.1:5/") == "http://127.0.0.1:5/api/stats"
