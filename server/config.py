@@ -353,9 +353,9 @@ def from_dict(data: Mapping[str, Any], env: Mapping[str, str] | None = None,
         getattr(cfg, name).validate()
     for name, ns in namespaces.items():
         ns.validate(name)
-    cfg.auth.validate(dev)
     if not dev:
         _refuse_placeholders(cfg)
+    cfg.auth.validate(dev)  # after the placeholders: the shipped config trips those first
     return cfg
 
 
