@@ -1,0 +1,163 @@
+"""Start the servers a benchmark runs against: Switchboard, the bare-Tornado baseline, Redis.
+
+Why here: the suite and the end-to-end tests need the same start-up, with the same bounded wait
+and the same clear message (and log tail) when a server does not come up.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+API_KEY = "bench-api-key-0123456789"
+TOKEN_SECRET = "bench-token-secret-0123456789-abcdefghij"
+#: Switchboard namespace the bench uses: history on (the product's real cost), no presence or
+#: join/leave pushes (which would turn N joins into N² frames and measure something else).
+BENCH_NAMESPACE = """
+[namespaces.bench]
+history_size = 100
+history_ttl_s = 600
+presence = false
+join_leave = false
+anonymous = true
+publish = "anyone"
+"""
+
+
+class ServerFailed(RuntimeError):
+    """A server did not start; the message holds the command and the end of its log."""
+
+
+@dataclass
+class Running:
+    name: str
+    port: int
+    proc: subprocess.Popen[bytes]
+    log: Path
+
+    @property
+    def ws_url(self) -> str:
+        return f"ws://127.0.0.1:{self.port}/ws"
+
+    @property
+    def http_url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def log_tail(path: Path, lines: int = 15) -> str:
+    try:
+        return "\n".join(path.read_text(errors="replace").splitlines()[-lines:])
+    except OSError:
+        return "(no log)"
+
+
+def wait_listening(r: Running, timeout: float) -> None:
+    """Wait until the port accepts connections; fail fast if the process exits first."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if r.proc.poll() is not None:
+            raise ServerFailed(f"{r.name} exited with code {r.proc.returncode}:\n{log_tail(r.log)}")
+        try:
+            with socket.create_connection(("127.0.0.1", r.port), timeout=0.5):
+                return
+        except OSError:
+            time.sleep(0.1)
+    raise ServerFailed(f"{r.name} did not listen on port {r.port} within {timeout:.0f} s:\n"
+                       f"{log_tail(r.log)}")
+
+
+@contextmanager
+def started(name: str, argv: list[str], port: int, env: dict[str, str] | None = None,
+            timeout: float = 30.0, workdir: Path | None = None) -> Iterator[Running]:
+    """Run `argv` until the block ends; its output goes to a log file kept for the message."""
+    tmp = Path(tempfile.mkdtemp(prefix=f"bench-{name}-"))
+    log = tmp / "server.log"
+    with open(log, "wb") as out:
+        proc = subprocess.Popen(argv, stdout=out, stderr=subprocess.STDOUT, cwd=workdir or ROOT,
+                                env={**os.environ, **(env or {})}, start_new_session=True)
+    r = Running(name, port, proc, log)
+    try:
+        wait_listening(r, timeout)
+        yield r
+    finally:
+        proc.terminate()
+        try:
+            proc.wait(10)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+        shutil.rmtree(tmp, ignore_errors=True)
+
+
+@contextmanager
+def started_baseline(drop_offset: int | None = None) -> Iterator[Running]:
+    port = free_port()
+    argv = [sys.executable, "-m", "bench.baseline_tornado", "--port", str(port),
+            "--api-key", API_KEY]
+    if drop_offset is not None:
+        argv += ["--drop-offset", str(drop_offset)]
+    with started("baseline", argv, port) as r:
+        yield r
+
+
+@contextmanager
+def started_switchboard(processes: int = 1, redis_url: str | None = None,
+                        max_connections: int = 19_000, mongo_url: str = "memory:",
+                        timeout: float = 60.0) -> Iterator[Running]:
+    """`python -m server --dev` with the bench namespace, bench secrets and no command limits."""
+    if not (ROOT / "server" / "__main__.py").exists():
+        raise ServerFailed("Switchboard is not there yet: server/__main__.py is missing")
+    port = free_port()
+    tmp = Path(tempfile.mkdtemp(prefix="bench-config-"))
+    config = tmp / "config.toml"
+    base = ROOT / "config.toml"
+    config.write_text((base.read_text() if base.exists() else "") + BENCH_NAMESPACE)
+    env = {
+        "SWITCHBOARD_API_KEY": API_KEY,
+        "SWITCHBOARD_SECURITY_TOKEN_SECRET": TOKEN_SECRET,
+        "SWITCHBOARD_MONGO_URL": mongo_url,
+        "SWITCHBOARD_MONGO_DATA_DIR": str(tmp / "data"),
+        "SWITCHBOARD_LIMITS_COMMAND_RATE": "1000000",
+        "SWITCHBOARD_LIMITS_COMMAND_BURST": "1000000",
+        "SWITCHBOARD_SERVER_MAX_CONNECTIONS": str(max_connections),
+    }
+    if redis_url:
+        env["SWITCHBOARD_REDIS_URL"] = redis_url
+    argv = [sys.executable, "-m", "server", "--dev", "--config", str(config), "--port", str(port),
+            "--log-level", "WARNING"]
+    if processes > 1:
+        argv += ["--processes", str(processes)]
+    try:
+        with started("switchboard", argv, port, env, timeout) as r:
+            yield r
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+
+
+@contextmanager
+def started_redis() -> Iterator[str]:
+    """A throwaway redis-server on a free port, no persistence; yields its URL."""
+    exe = shutil.which("redis-server")
+    if exe is None:
+        raise ServerFailed("redis-server is not installed (make services installs it)")
+    port = free_port()
+    argv = [exe, "--port", str(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no",
+            "--maxclients", "10000"]
+    with started("redis", argv, port, timeout=15) as r:
+        yield f"redis://127.0.0.1:{r.port}/0"
