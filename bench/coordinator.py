@@ -120,7 +120,7 @@ class Coordinator:
                 c.finals[ch] = max(c.finals.get(ch, 0), off)
         self.broadcast("final", c.finals)
         self.gather("result", p.drain + 60, c.results)
-        self.progress.say("")
+        self.progress.say(f"finished: {sum(r['delivered'] for r in c.results.values())} delivered")
 
     def gather(self, kind: str, timeout: float, into: dict[int, Any]) -> None:
         """Handle worker messages until every worker sent `kind`; ticks feed the live display."""
@@ -174,7 +174,7 @@ class Coordinator:
     def warn(self, text: str) -> None:
         if len(self.c.warnings) < 20:
             self.c.warnings.append(text)
-        self.progress.say("warning: " + text)
+        self.progress.say("warning: " + text, always=True)
 
     def broadcast(self, *msg: Any) -> None:
         for conn in self.pipes.values():

@@ -33,8 +33,10 @@ class Progress:
             self._last = time.monotonic()
             print(line, file=self.stream, flush=True)
 
-    def say(self, line: str) -> None:
-        """A line that always stays on screen (phase changes, warnings)."""
+    def say(self, line: str, always: bool = False) -> None:
+        """A line that stays on screen: phase changes (not when quiet) and warnings (always)."""
+        if self.quiet and not always:
+            return
         if self.tty and self._width:
             self.stream.write("\r" + " " * self._width + "\r")
             self._width = 0
