@@ -50,14 +50,14 @@ class ServerConfig:
 
 @dataclass(frozen=True, slots=True)
 class SecurityConfig:
-    secret: str = "change-me-cookie-secret"
-    token_secret: str = "change-me-token-secret"
+    secret: str = "change-me-cookie-secret-for-development-only"
+    token_secret: str = "change-me-token-secret-for-development-only"
     allowed_origins: tuple[str, ...] = ()
 
     def validate(self) -> None:
         for key in ("secret", "token_secret"):
             v = getattr(self, key)
-            _check(f"security.{key}", len(v) >= 16, "at least 16 characters", "<hidden>")
+            _check(f"security.{key}", len(v) >= 32, "at least 32 characters", "<hidden>")
         for origin in self.allowed_origins:
             ok = origin == "*" or origin.startswith(("http://", "https://"))
             _check("security.allowed_origins", ok, "a list of http(s)://host[:port] or '*'", origin)

@@ -18,13 +18,14 @@ from server.config import Config
 from server.node import Node
 
 API_KEY = "test-api-key-0123456789"
-TOKEN_SECRET = "test-token-secret-0123456789"
+TOKEN_SECRET = "test-token-secret-0123456789-abcdefghij"
 
 
 def make_config(data: dict[str, Any] | None = None, **sections: dict[str, Any]) -> Config:
     """A dev config with test secrets; `sections` merge into the TOML-shaped dict."""
     base: dict[str, Any] = {
-        "security": {"secret": "test-cookie-secret-0123456789", "token_secret": TOKEN_SECRET},
+        "security": {"secret": "test-cookie-secret-0123456789-abcdefghij",
+                     "token_secret": TOKEN_SECRET},
         "api": {"key": API_KEY},
         "namespaces": {
             "default": {"history_size": 100, "history_ttl_s": 600, "presence": True,

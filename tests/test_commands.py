@@ -40,16 +40,17 @@ def test_make_test_in_clean_clone(clone: Path):
     assert " passed" in res.stdout
 
 
-def test_make_run_in_clean_clone(clone: Path):
+def test_make_run_in_clean_clone(clone: Path, tmp_path: Path):
     sock, port = tornado.testing.bind_unused_port()
     sock.close()
-    proc = subprocess.Popen(["make", "run", f"ARGS=--port {port}"], cwd=clone,
-                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
-                            start_new_session=True)
+    log = tmp_path / "run.log"
+    with open(log, "wb") as out:
+        proc = subprocess.Popen(["make", "run", f"ARGS=--port {port}"], cwd=clone, stdout=out,
+                                stderr=subprocess.STDOUT, start_new_session=True)
     try:
         deadline = time.monotonic() + 300
         while True:
-            assert proc.poll() is None, proc.stdout.read() if proc.stdout else ""
+            assert proc.poll() is None, log.read_text()
             try:
                 with urllib.request.urlopen(f"http://127.0.0.1:{port}/healthz", timeout=2) as r:
                     assert r.status == 200
