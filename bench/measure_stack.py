@@ -15,12 +15,12 @@ import asyncio
 import multiprocessing as mp
 import time
 from collections.abc import Callable
+from functools import partial
 from typing import Any
 
 import orjson
 from picows import WSFrame, WSListener, WSMsgType, WSTransport, ws_connect, ws_create_server
 
-from bench.fastparse import parse_pub
 
 FRAME = (
     b'{"push":"pub","channel":"bench.0","offset":%d,"data":{"bt":1700000000000000,"pad":"xxxxxxxx"},'
@@ -28,18 +28,34 @@ FRAME = (
 )
 
 
-def _serve(port: int, per_client: int, ready: Any) -> None:
-    """Sprayer: on each client's `go` frame, send it `per_client` pub frames in batches."""
+def _serve(port: int, per_client: int, clients: int, burst: bool, ready: Any) -> None:
+    """Sprayer. burst: each client gets its frames in batches of 500 (many frames per read);
+    fanout: once all clients said `go`, one frame to every client per round, like a broadcast
+    server, so each read carries about one frame and per-read costs show."""
+    waiting: list[WSTransport] = []
 
     class Spray(WSListener):
         def on_ws_frame(self, transport: WSTransport, frame: WSFrame) -> None:
-            asyncio.get_running_loop().create_task(self._spray(transport))
+            loop = asyncio.get_running_loop()
+            if burst:
+                loop.create_task(self._burst(transport))
+                return
+            waiting.append(transport)
+            if len(waiting) == clients:
+                loop.create_task(self._rounds(list(waiting)))
 
-        async def _spray(self, transport: WSTransport) -> None:
+        async def _burst(self, transport: WSTransport) -> None:
             for start in range(1, per_client + 1, 500):
                 for off in range(start, min(start + 500, per_client + 1)):
                     transport.send(WSMsgType.TEXT, FRAME % off)
                 await asyncio.sleep(0)
+
+        async def _rounds(self, transports: list[WSTransport]) -> None:
+            for off in range(1, per_client + 1):
+                frame = FRAME % off
+                for t in transports:
+                    t.send(WSMsgType.TEXT, frame)
+                await asyncio.sleep(0.001)
 
     async def main() -> None:
         server = await ws_create_server(lambda _req: Spray(), "127.0.0.1", port)
@@ -49,12 +65,55 @@ def _serve(port: int, per_client: int, ready: Any) -> None:
     asyncio.run(main())
 
 
+# The "parse only what you need" candidate: byte searches for three fields instead of a decode.
+_PUB = b'"push":"pub"'
+_CHANNEL = b'"channel":"'
+_OFFSET = b'"offset":'
+_BT = b'"bt":'
+
+
+def _int_at(payload: bytes, key: bytes) -> int | None:
+    i = payload.find(key)
+    if i < 0:
+        return None
+    i += len(key)
+    j = i
+    n = len(payload)
+    while j < n and payload[j] in b"0123456789-":
+        j += 1
+    return int(payload[i:j]) if j > i else None
+
+
+def parse_pub(payload: bytes) -> tuple[str, int, int | None] | None:
+    """Return (channel, offset, bench send time in µs or None) of a pub push, else None.
+
+    >>> parse_pub(b'{"push":"pub","channel":"a","offset":7,"data":{"bt":12},"ts":1}')
+    ('a', 7, 12)
+    """
+    if payload.find(_PUB) < 0:
+        return None
+    c = payload.find(_CHANNEL)
+    if c < 0:
+        return None
+    c += len(_CHANNEL)
+    channel = payload[c : payload.find(b'"', c)].decode()
+    offset = _int_at(payload, _OFFSET)
+    if offset is None:
+        return None
+    return channel, offset, _int_at(payload, _BT)
+
+
+def _no_parse(payload: bytes) -> None:
+    return None
+
+
 def _orjson_parse(payload: bytes) -> tuple[int, int]:
     obj = orjson.loads(payload)
     return obj["offset"], obj["data"]["bt"]
 
 
-async def _run_picows(url: str, clients: int, per_client: int, parse: Callable[[bytes], Any]) -> None:
+async def _run_picows(url: str, clients: int, per_client: int, parse: Callable[[bytes], Any],
+                      aiofastnet: bool | None = None) -> None:
     done = asyncio.get_running_loop().create_future()
     remaining = [clients * per_client]
 
@@ -65,7 +124,8 @@ async def _run_picows(url: str, clients: int, per_client: int, parse: Callable[[
             if remaining[0] == 0:
                 done.set_result(None)
 
-    transports = [(await ws_connect(Sub, url))[0] for _ in range(clients)]
+    transports = [(await ws_connect(Sub, url, use_aiofastnet=aiofastnet))[0]
+                  for _ in range(clients)]
     for t in transports:
         t.send(WSMsgType.TEXT, b"go")
     await done
@@ -94,14 +154,16 @@ CANDIDATES: dict[str, tuple[Callable[..., Any], Callable[[bytes], Any], bool]] =
     "picows+orjson": (_run_picows, _orjson_parse, False),
     "picows+orjson+uvloop": (_run_picows, _orjson_parse, True),
     "picows+fastparse+uvloop": (_run_picows, parse_pub, True),
+    "picows+uvloop, no parsing": (_run_picows, _no_parse, True),
+    "picows+orjson+uvloop, no aiofastnet": (partial(_run_picows, aiofastnet=False), _orjson_parse, True),
 }
 
 
-def measure(name: str, clients: int, messages: int, port: int) -> dict[str, float]:
+def measure(name: str, clients: int, messages: int, port: int, burst: bool) -> dict[str, float]:
     """Run one candidate against a fresh sprayer; return CPU s per 100k messages and msgs/s."""
     per_client = messages // clients
     ready = mp.Event()
-    server = mp.Process(target=_serve, args=(port, per_client, ready), daemon=True)
+    server = mp.Process(target=_serve, args=(port, per_client, clients, burst, ready), daemon=True)
     server.start()
     ready.wait(10)
     runner, parse, use_uvloop = CANDIDATES[name]
@@ -128,11 +190,13 @@ def main() -> None:
     ap.add_argument("--messages", type=int, default=300_000)
     ap.add_argument("--clients", type=int, default=100)
     ap.add_argument("--port", type=int, default=18765)
+    ap.add_argument("--pattern", choices=("fanout", "burst"), default="fanout")
     args = ap.parse_args()
-    print(f"{'candidate':28} {'CPU s / 100k msgs':>18} {'msgs/s':>10}")
+    print(f"pattern {args.pattern}, {args.clients} clients, {args.messages} messages")
+    print(f"{'candidate':38} {'CPU s / 100k msgs':>18} {'msgs/s':>10}")
     for i, name in enumerate(CANDIDATES):
-        r = measure(name, args.clients, args.messages, args.port + i)
-        print(f"{name:28} {r['cpu_s_per_100k']:18.3f} {r['msgs_per_s']:10.0f}", flush=True)
+        r = measure(name, args.clients, args.messages, args.port + i, args.pattern == "burst")
+        print(f"{name:38} {r['cpu_s_per_100k']:18.3f} {r['msgs_per_s']:10.0f}", flush=True)
 
 
 if __name__ == "__main__":
