@@ -77,9 +77,13 @@ async def test_mongodb_outage_is_clear_and_loses_nothing_acknowledged(data_dir: 
     sock, port = tornado.testing.bind_unused_port()
     sock.close()
     mongo = EmbeddedMongo(data_dir, port=port)
-    url = await asyncio.to_thread(mongo.start)
+    url = f"mongodb://127.0.0.1:{port}/"
+    # the server comes up without MongoDB, says why, and uses it once it is there
     running = await start_server(mongo_server_config(MongoConfig(url=url, database="outage")))
     try:
+        status, body = await http(running, "GET", "/readyz")
+        assert status == 503 and f"127.0.0.1:{port}" in body["problems"]["store"], body
+        await asyncio.to_thread(mongo.start)
         ws = await ws_open(running.ws_url)
         acked = [(await ws.ok("publish", channel="hist:x", data=i))["offset"] for i in range(10)]
         await asyncio.to_thread(mongo.stop)

@@ -31,8 +31,8 @@ from server.store.commit import GroupCommit
 
 log = logging.getLogger("switchboard.store")
 
-#: Channels whose epoch this process remembers, so an append checks it only on a change.
-EPOCH_CACHE = 10_000
+#: Channels whose epoch and trim floor this process remembers (least recently written go).
+CHANNEL_CACHE = 10_000
 DUPLICATE_KEY = 11000
 
 
@@ -44,6 +44,15 @@ class Append:
     body: bytes
     history_size: int
     expire_at: datetime
+
+
+@dataclass(slots=True)
+class _Kept:
+    """What this process knows of a channel: its epoch and the offset it is trimmed up to."""
+
+    epoch: str
+    recorded: asyncio.Future[None]  # the epoch is in the channels collection
+    floor: int = 0
 
 
 def _when(t: float) -> datetime:
@@ -70,7 +79,7 @@ class MongoStore(Store):
         self._client: AsyncMongoClient[dict[str, Any]] | None = None
         self._schema_ok = False
         self._schema_lock = asyncio.Lock()
-        self._epochs: OrderedDict[str, str] = OrderedDict()
+        self._channels: OrderedDict[str, _Kept] = OrderedDict()
         self._commit = (GroupCommit(self._write, config.group_commit_ms / 1000)
                         if config.group_commit_ms > 0 else None)
 
@@ -130,21 +139,22 @@ class MongoStore(Store):
         for item in batch:
             by_channel.setdefault(item.channel, []).append(item)
         docs: list[dict[str, Any]] = []
-        floors: dict[str, int] = {}
+        kept: dict[str, _Kept] = {}
         for channel, items in by_channel.items():
             newest = max(items, key=lambda i: i.offset)
-            await self._set_epoch(db, channel, newest.epoch)
-            floor = newest.offset - newest.history_size
+            k = kept[channel] = await self._kept(db, channel, newest.epoch)
+            k.floor = max(k.floor, newest.offset - newest.history_size)
             docs += [{"channel": i.channel, "epoch": i.epoch, "offset": i.offset, "body": i.body,
                       "expire_at": i.expire_at}
-                     for i in items if i.epoch == newest.epoch and i.offset > floor]
-            if floor > 0:
-                floors[channel] = floor
-        await self._insert(db, docs)
+                     for i in items if i.epoch == newest.epoch and i.offset > k.floor]
+        if docs:
+            await self._insert(db, docs)
+        # Trim after inserting, to the highest floor known by now: a concurrent write that
+        # trimmed while ours was in flight leaves nothing of ours below its floor.
         with _outage("trimming history"):
             await asyncio.gather(*(
-                db[schema.PUBLICATIONS].delete_many({"channel": c, "offset": {"$lte": f}})
-                for c, f in floors.items()))
+                db[schema.PUBLICATIONS].delete_many({"channel": c, "offset": {"$lte": k.floor}})
+                for c, k in kept.items() if k.floor > 0))
 
     async def _insert(self, db: AsyncDatabase[dict[str, Any]], docs: list[dict[str, Any]]) -> None:
         """Insert; an offset held by an older epoch's leftover is replaced, a retried one kept."""
@@ -163,25 +173,39 @@ class MongoStore(Store):
             except BulkWriteError as exc:
                 _duplicates(exc, dups)  # now the same epoch's: already stored
 
-    async def _set_epoch(self, db: AsyncDatabase[dict[str, Any]], channel: str,
-                         epoch: str) -> None:
+    async def _kept(self, db: AsyncDatabase[dict[str, Any]], channel: str,
+                    epoch: str) -> _Kept:
+        """The channel's state under `epoch`, shared by concurrent writes, once recorded."""
+        k = self._channels.get(channel)
+        if k is None or k.epoch != epoch:
+            recorded = asyncio.ensure_future(self._record_epoch(db, channel, epoch))
+            k = self._channels[channel] = _Kept(epoch, recorded)
+            if len(self._channels) > CHANNEL_CACHE:
+                self._channels.popitem(last=False)
+        else:
+            self._channels.move_to_end(channel)
+        try:
+            await asyncio.shield(k.recorded)
+        except StoreUnavailable:
+            if self._channels.get(channel) is k:
+                del self._channels[channel]  # the next write tries again
+            raise
+        return k
+
+    async def _record_epoch(self, db: AsyncDatabase[dict[str, Any]], channel: str,
+                            epoch: str) -> None:
         """Record the channel's epoch; a new one drops what the channel held under the old."""
-        if self._epochs.get(channel) == epoch:
-            self._epochs.move_to_end(channel)
-            return
+        channels = db[schema.CHANNELS]
         with _outage("recording the epoch"):
             try:
-                before = await db[schema.CHANNELS].find_one_and_update(
+                before = await channels.find_one_and_update(
                     {"_id": channel}, {"$set": {"epoch": epoch}}, upsert=True)
-            except DuplicateKeyError:  # a concurrent first upsert of the same channel
-                before = await db[schema.CHANNELS].find_one_and_update(
+            except DuplicateKeyError:  # a first upsert of the same channel by another process
+                before = await channels.find_one_and_update(
                     {"_id": channel}, {"$set": {"epoch": epoch}}, upsert=True)
             if before is not None and before["epoch"] != epoch:
                 await db[schema.PUBLICATIONS].delete_many(
                     {"channel": channel, "epoch": {"$ne": epoch}})
-        self._epochs[channel] = epoch
-        if len(self._epochs) > EPOCH_CACHE:
-            self._epochs.popitem(last=False)
 
     async def history(self, channel: str, epoch: str, since: int | None, limit: int,
                       reverse: bool) -> list[tuple[int, bytes]]:
@@ -212,19 +236,22 @@ class MongoStore(Store):
     async def upsert_user(self, provider: str, subject: str, name: str,
                           avatar: str | None) -> User:
         db = await self._ready()
+        users = db[schema.USERS]
+        identity = {"provider": provider, "subject": subject}
+        update = {"$set": {"name": name, "avatar": avatar},
+                  "$setOnInsert": {"_id": secrets.token_hex(12)}}
         with _outage("saving the user"):
-            for attempt in (1, 2):  # two first logins of one identity: the loser retries
+            for _ in range(3):  # racing first logins of one identity: the losers find it
                 try:
-                    doc = await db[schema.USERS].find_one_and_update(
-                        {"provider": provider, "subject": subject},
-                        {"$set": {"name": name, "avatar": avatar},
-                         "$setOnInsert": {"_id": secrets.token_hex(12)}},
-                        upsert=True, return_document=ReturnDocument.AFTER)
-                    return _user(doc)
+                    doc = await users.find_one_and_update(
+                        identity, update, upsert=True, return_document=ReturnDocument.AFTER)
                 except DuplicateKeyError:
-                    if attempt == 2:
-                        raise
-        raise AssertionError("unreachable")
+                    continue
+                # secantusdb sometimes answers a racing upsert without the document
+                doc = doc or await users.find_one(identity)
+                if doc is not None:
+                    return _user(doc)
+        raise StoreUnavailable(f"MongoDB saving the user failed: {provider}/{subject} raced")
 
     async def get_user(self, user_id: str) -> User | None:
         db = await self._ready()

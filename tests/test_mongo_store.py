@@ -1,0 +1,147 @@
+"""What only the MongoDB store has: schema, indexes, TTL sweeps, concurrent writers, outages."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator
+
+import pytest
+import pytest_asyncio
+from pymongo import AsyncMongoClient, MongoClient
+
+from server.__main__ import prepare_services
+from server.config import MongoConfig
+from server.position import Position
+from server.store import schema
+from server.store.mongo import MongoStore
+from tests.fixtures.mongo import drop_database, fresh_config
+from tests.support import make_config
+
+
+@pytest_asyncio.fixture
+async def raw(mongo_config: MongoConfig) -> AsyncIterator[object]:
+    """The test's database, through a client of its own, to look behind the store."""
+    client: AsyncMongoClient[dict[str, object]] = AsyncMongoClient(mongo_config.url)
+    yield client[mongo_config.database]
+    await client.close()
+
+
+@pytest.mark.asyncio
+async def test_indexes_and_schema_version(mongo_store: MongoStore, raw: object) -> None:
+    db = raw
+    users = await db[schema.USERS].index_information()  # type: ignore[index]
+    assert users["identity"]["unique"] is True
+    sessions = await db[schema.SESSIONS].index_information()  # type: ignore[index]
+    assert sessions["expiry"]["expireAfterSeconds"] == 0
+    pubs = await db[schema.PUBLICATIONS].index_information()  # type: ignore[index]
+    assert pubs["channel_offset"]["unique"] is True
+    assert pubs["expiry"]["expireAfterSeconds"] == 0
+    meta = await db[schema.META].find_one({"_id": "schema"})  # type: ignore[index]
+    assert meta["version"] == schema.VERSION
+    await mongo_store.start()  # idempotent: a second start changes nothing
+    assert await db[schema.USERS].index_information() == users  # type: ignore[index]
+
+
+@pytest.mark.asyncio
+async def test_body_is_stored_as_binary(mongo_store: MongoStore, raw: object) -> None:
+    body = b'{"channel":"c","data":{"$where":1,"x.y":123456789012345678901234567890},"ts":1}'
+    await mongo_store.append("c", "e1", 1, body, 10, 60)
+    doc = await raw[schema.PUBLICATIONS].find_one({"channel": "c"})  # type: ignore[index]
+    assert type(doc["body"]) is bytes and doc["body"] == body
+
+
+@pytest.mark.asyncio
+async def test_ttl_sweep_removes_expired_documents(embedded_mongo: str) -> None:
+    """The embedded server's sweep runs each second here; reads never wait for it."""
+    config = fresh_config(embedded_mongo)
+    store = MongoStore(config)
+    await store.start()
+    client: AsyncMongoClient[dict[str, object]] = AsyncMongoClient(config.url)
+    db = client[config.database]
+    try:
+        await store.create_session("u1", 0.2)
+        await store.append("c", "e1", 1, b'{"channel":"c","data":1,"ts":1}', 10, 0.2)
+        for _ in range(40):
+            await asyncio.sleep(0.1)
+            left = (await db[schema.SESSIONS].count_documents({})
+                    + await db[schema.PUBLICATIONS].count_documents({}))
+            if not left:
+                break
+        assert left == 0
+    finally:
+        await client.close()
+        await store.close()
+        await drop_database(config)
+
+
+@pytest.mark.asyncio
+async def test_retried_and_stale_writes(mongo_store: MongoStore, raw: object) -> None:
+    pubs = raw[schema.PUBLICATIONS]  # type: ignore[index]
+    await mongo_store.append("c", "e1", 1, b'{"a":1}', 10, 60)
+    await mongo_store.append("c", "e1", 1, b'{"a":1}', 10, 60)  # a retry: already there
+    assert await pubs.count_documents({"channel": "c"}) == 1
+    await mongo_store.append("c", "e2", 1, b'{"b":1}', 10, 60)
+    # a slow writer of another process lands an old-epoch publication after the change
+    await pubs.insert_one({"channel": "c", "epoch": "e1", "offset": 2, "body": b'{"a":2}',
+                           "expire_at": (await pubs.find_one({"channel": "c"}))["expire_at"]})
+    await mongo_store.append("c", "e2", 2, b'{"b":2}', 10, 60)
+    assert await mongo_store.history("c", "e2", None, 10, False) == [(1, b'{"b":1}'),
+                                                                     (2, b'{"b":2}')]
+    assert await mongo_store.position("c") == Position(2, "e2")
+
+
+@pytest.mark.asyncio
+async def test_two_processes_appending_the_same_offsets_keep_one_each(
+        mongo_config: MongoConfig) -> None:
+    a, b = MongoStore(mongo_config), MongoStore(mongo_config)
+    await a.start()
+    await b.start()
+    try:
+        await asyncio.gather(*(s.append("c", "e1", o, b'{"o":%d}' % o, 100, 60)
+                               for o in range(1, 51) for s in (a, b)))
+        assert [o for o, _ in await a.history("c", "e1", None, 100, False)] == \
+            list(range(1, 51))
+    finally:
+        await a.close()
+        await b.close()
+
+
+@pytest.mark.asyncio
+async def test_without_group_commit_same_results(mongo_url: str) -> None:
+    config = fresh_config(mongo_url, group_commit_ms=0.0)
+    store = MongoStore(config)
+    await store.start()
+    try:
+        await asyncio.gather(*(store.append("c", "e1", o, b"{}", 5, 60) for o in range(1, 21)))
+        assert [o for o, _ in await store.history("c", "e1", None, 10, False)] == \
+            [16, 17, 18, 19, 20]
+    finally:
+        await store.close()
+        await drop_database(config)
+
+
+def test_newer_schema_refuses_start_up_in_one_line(mongo_url: str,
+                                                   capsys: pytest.CaptureFixture[str]) -> None:
+    config = fresh_config(mongo_url)
+    client: MongoClient[dict[str, object]] = MongoClient(config.url)
+    try:
+        client[config.database][schema.META].insert_one(
+            {"_id": "schema", "version": schema.VERSION + 1})
+        cfg = make_config(mongo={"url": config.url, "database": config.database})
+        with pytest.raises(SystemExit) as exit_info:
+            prepare_services(cfg)
+        assert exit_info.value.code == 2
+        err = capsys.readouterr().err.strip().splitlines()
+        assert len(err) == 1 and "newer than this Switchboard" in err[0], err
+        with pytest.raises(schema.SchemaTooNew):
+            asyncio.run(start_and_close(MongoStore(config)))
+    finally:
+        client.drop_database(config.database)
+        client.close()
+
+
+async def start_and_close(store: MongoStore) -> None:
+    try:
+        await store.start()
+    finally:
+        await store.close()
