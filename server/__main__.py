@@ -144,8 +144,18 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 def _serve_until_stopped(cfg: Config, sockets: list[socket.socket]) -> int:
-    asyncio.run(serve(cfg, sockets))
+    with asyncio.Runner(loop_factory=_loop_factory(cfg.server.event_loop)) as runner:
+        runner.run(serve(cfg, sockets))
     return 0
+
+
+def _loop_factory(name: str) -> Callable[[], asyncio.AbstractEventLoop] | None:
+    """The event loop `[server] event_loop` names: asyncio's own, or uvloop's (libuv)."""
+    if name == "uvloop":
+        import uvloop
+
+        return uvloop.new_event_loop
+    return None
 
 
 if __name__ == "__main__":

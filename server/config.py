@@ -36,8 +36,11 @@ class ServerConfig:
     max_connections: int = 19000
     max_pending_bytes: int = 1048576
     shutdown_grace_s: float = 5.0
+    event_loop: str = "asyncio"
 
     def validate(self) -> None:
+        _check("server.event_loop", self.event_loop in ("asyncio", "uvloop"),
+               "asyncio or uvloop", self.event_loop)
         _check("server.port", 0 <= self.port <= 65535, "an integer from 0 to 65535", self.port)
         for key in ("ping_interval_s", "shutdown_grace_s"):
             v = getattr(self, key)
