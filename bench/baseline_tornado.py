@@ -27,6 +27,8 @@ from tornado.httpserver import HTTPServer
 from tornado.web import Application, RequestHandler
 from tornado.websocket import WebSocketClosedError, WebSocketHandler
 
+from bench.fdlimit import raise_nofile
+
 
 class Channel:
     """A channel's subscribers (insertion-ordered) and last offset."""
@@ -176,14 +178,6 @@ def make_app(drop_offset: int | None = None, api_key: str | None = None) -> Appl
         (r"/api/publish", PublishHandler, {"hub": hub, "api_key": api_key}),
         (r"/api/stats", StatsHandler, {"hub": hub, "api_key": api_key}),
     ])
-
-
-def raise_nofile() -> None:
-    """Lift the soft open-file limit to the hard one: one fd per connection."""
-    import resource
-
-    _, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
-    resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
 
 
 async def serve(port: int, host: str, drop_offset: int | None, api_key: str | None) -> None:

@@ -79,6 +79,7 @@ class Coordinator:
         self.pipes: dict[int, Connection] = {}
         self.procs: dict[int, mp.process.BaseProcess] = {}
         self.connecting: dict[int, tuple[int, int]] = {}
+        self.latest: dict[int, dict[str, Any]] = {}
         self.stats_url = stats_url(p.url, p.api_url)
 
     def run(self) -> Collected:
@@ -155,7 +156,8 @@ class Coordinator:
         s = self.c.seconds[sec]
         s["delivered"] = s.get("delivered", 0) + t["delivered"]
         s["published"] = s.get("published", 0) + t["published"]
-        s.setdefault("hist", Histogram()).merge(Histogram.from_sparse(t["hist"]))
+        hist = Histogram.from_sparse(t["hist"])
+        s.setdefault("hist", Histogram()).merge(hist)
         s["cpu_max"] = max(s.get("cpu_max", 0.0), t["cpu"])
         s["conns"] = s.get("conns", 0) + t["conns"]
         if t["cpu"] > SATURATED_CPU:
@@ -164,11 +166,14 @@ class Coordinator:
         elif t["lag_ms"] > STARVED_LAG_MS:
             self.warn(f"worker {idx} starved at {sec}s (loop lag {t['lag_ms']:.0f} ms at CPU "
                       f"{t['cpu']:.0%}): the machine's cores are busy; latencies include waiting")
-        h = s["hist"]
+        self.latest[idx] = t
+        now = self.latest.values()
         self.progress.update(
-            f"[{sec:>4}s] conns {s['conns']:>6}  delivered/s {s['delivered']:>8}  "
-            f"pub/s {s['published']:>6}  p50 {h.percentile_us(50) / 1000:7.1f} ms  "
-            f"p99 {h.percentile_us(99) / 1000:7.1f} ms  errors {t['errors']}"
+            f"[{sec:>4}s] conns {sum(x['conns'] for x in now):>6}  "
+            f"delivered/s {sum(x['delivered'] for x in now):>8}  "
+            f"pub/s {sum(x['published'] for x in now):>6}  "
+            f"p99 {hist.percentile_us(99) / 1000:7.1f} ms (worker {idx})  "
+            f"errors {sum(x['errors'] for x in now)}"
         )
 
     def warn(self, text: str) -> None:

@@ -113,16 +113,22 @@ def fanout_ramp(subscribers: int, rates: list[float]) -> Callable[..., None]:
         n, best, steps = sz.n(subscribers), None, []
         for rate in rates[:3] if sz.quick else rates:
             pubs = max(1, min(8, math.ceil(rate / 500)))
-            doc = load(["fanout", "--url", srv.ws_url, "--subscribers", str(n), "--publishers",
-                        str(pubs), "--rate", str(rate), "--channels", "1", "--duration",
-                        str(sz.secs(6)), "--channel-prefix", _prefix(srv), "--source-addresses",
-                        SOURCES, "--connect-rate", "3000", "--quiet"], out, outdir,
-                       f"{tag}-r{rate:g}")
-            if doc is None:
-                break
-            p99 = doc["latency_ms"]["p99"]
-            steps.append(f"{rate:g}/s → {doc['deliveries_per_s']:.0f} deliveries/s, p99 {p99} ms")
-            if doc["failures"] or p99 > P99_LIMIT_MS:
+            argv = ["fanout", "--url", srv.ws_url, "--subscribers", str(n), "--publishers",
+                    str(pubs), "--rate", str(rate), "--channels", "1", "--duration",
+                    str(sz.secs(6)), "--channel-prefix", _prefix(srv), "--source-addresses",
+                    SOURCES, "--connect-rate", "3000", "--quiet"]
+            # a shared machine has stalls that are not the server's: a step over the limit gets
+            # one more try before it ends the ramp (both tries are in the notes)
+            for attempt in ("", "-again"):
+                doc = load(argv, out, outdir, f"{tag}-r{rate:g}{attempt}")
+                if doc is None:
+                    break
+                p99 = doc["latency_ms"]["p99"]
+                steps.append(f"{rate:g}/s → {doc['deliveries_per_s']:.0f} deliveries/s, "
+                             f"p99 {p99} ms")
+                if doc["failures"] or p99 <= P99_LIMIT_MS:
+                    break
+            if doc is None or doc["failures"] or doc["latency_ms"]["p99"] > P99_LIMIT_MS:
                 break
             best = doc
         out.notes.append(f"{tag} steps: " + "; ".join(steps))

@@ -9,7 +9,6 @@ highest acknowledged offsets); wait for `final` (every worker's offsets merged);
 from __future__ import annotations
 
 import asyncio
-import resource
 import time
 from collections import Counter
 from dataclasses import asdict, dataclass
@@ -18,6 +17,7 @@ from typing import Any
 
 from bench.checker import DeliveryTotals, OffsetChecker
 from bench.client import Client, connect, error_cause
+from bench.fdlimit import raise_nofile
 from bench.params import Params
 from bench.publisher import HttpPublishers, Publishers
 from bench.stats import Histogram
@@ -39,12 +39,6 @@ class WorkerPlan:
     pub_rate: float
     churn_rate: float
     connect_rate: float
-
-
-def raise_nofile() -> None:
-    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
-    if soft < hard:
-        resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
 
 
 def worker_main(plan: WorkerPlan, pipe: Connection) -> None:
