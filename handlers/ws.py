@@ -96,6 +96,12 @@ class WebSocketHandler(tornado.websocket.WebSocketHandler, Transport):
         super().close(code, reason)
 
     def _too_slow(self) -> None:
-        """The client stopped reading: its unsent bytes passed max_pending_bytes."""
+        """The client stopped reading: its unsent bytes passed max_pending_bytes.
+
+        The cap is lifted for the close frame alone (a few bytes), which Tornado must be able
+        to queue; Tornado then drops the socket if the client never answers it.
+        """
+        if self.ws_connection is not None:
+            self.ws_connection.stream.max_write_buffer_size = None  # type: ignore[attr-defined]
         if self.conn is not None:
             self.conn.disconnect(Close.TOO_SLOW, "client too slow", True)

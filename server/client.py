@@ -38,7 +38,7 @@ class Transport:
 
 class Connection:
     __slots__ = ("id", "user", "name", "identity", "node", "transport", "send", "_bucket",
-                 "_strikes", "_closed", "_expiry", "__weakref__")
+                 "_strikes", "_closed", "_gone", "_expiry", "__weakref__")
 
     def __init__(self, node: Node, transport: Transport, identity: Identity = ANONYMOUS) -> None:
         self.id = secrets.token_hex(8)
@@ -53,6 +53,7 @@ class Connection:
         self._bucket = TokenBucket(limits.command_rate, limits.command_burst)
         self._strikes = StrikeCounter(limits.malformed_per_minute)
         self._closed = False
+        self._gone = False
         self._expiry: asyncio.TimerHandle | None = None
 
     @property
@@ -72,10 +73,12 @@ class Connection:
                         "version": protocol.VERSION})
 
     async def closed(self) -> None:
-        """The socket is gone: drop every subscription, presence entry and timer."""
+        """The socket is gone (or going): drop every subscription, presence entry and timer."""
+        if self._gone:
+            return
+        self._gone = self._closed = True
         if self._expiry is not None:
             self._expiry.cancel()
-        self._closed = True
         await self.node.client_gone(self)
 
     def send_json(self, payload: bytes | dict[str, Any]) -> None:
@@ -90,6 +93,8 @@ class Connection:
         self._closed = True
         self.send_json(protocol.disconnect_push(code, reason, reconnect))
         self.transport.close(code, reason)
+        # Leave the hub now: the socket itself may take seconds to finish its close handshake.
+        asyncio.ensure_future(self.closed())
 
     def _watch_expiry(self) -> None:
         if self._expiry is not None:
