@@ -151,10 +151,11 @@ class MongoStore(Store):
             await self._insert(db, docs)
         # Trim after inserting, to the highest floor known by now: a concurrent write that
         # trimmed while ours was in flight leaves nothing of ours below its floor.
-        with _outage("trimming history"):
-            await asyncio.gather(*(
-                db[schema.PUBLICATIONS].delete_many({"channel": c, "offset": {"$lte": k.floor}})
-                for c, k in kept.items() if k.floor > 0))
+        trims = [{"channel": c, "offset": {"$lte": k.floor}} for c, k in kept.items() if k.floor]
+        if trims:
+            with _outage("trimming history"):
+                await db[schema.PUBLICATIONS].delete_many(
+                    trims[0] if len(trims) == 1 else {"$or": trims})
 
     async def _insert(self, db: AsyncDatabase[dict[str, Any]], docs: list[dict[str, Any]]) -> None:
         """Insert; an offset held by an older epoch's leftover is replaced, a retried one kept."""
