@@ -113,8 +113,11 @@ def fanout_ramp(subscribers: int, rates: list[float]) -> Callable[..., None]:
         n, best, steps = sz.n(subscribers), None, []
         for rate in rates[:3] if sz.quick else rates:
             pubs = max(1, min(8, math.ceil(rate / 500)))
+            # one worker takes ~60,000 deliveries/s before it saturates (bench/README.md)
+            workers = min(4, max(1, math.ceil(n / 18_000), math.ceil(n * rate / 60_000)))
             argv = ["fanout", "--url", srv.ws_url, "--subscribers", str(n), "--publishers",
-                    str(pubs), "--rate", str(rate), "--channels", "1", "--duration",
+                    str(pubs), "--rate", str(rate), "--channels", "1", "--workers", str(workers),
+                    "--duration",
                     str(sz.secs(6)), "--channel-prefix", _prefix(srv), "--source-addresses",
                     SOURCES, "--connect-rate", "3000", "--quiet"]
             # a shared machine has stalls that are not the server's: a step over the limit gets
