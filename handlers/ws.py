@@ -66,12 +66,17 @@ class WebSocketHandler(tornado.websocket.WebSocketHandler, Transport):
             self.identity = sessions.identity(*found)
 
     def open(self, *args: str, **kwargs: str) -> None:
+        self.ui = None  # template helpers, per request: a socket renders nothing
         stream = self.ws_connection.stream  # type: ignore[union-attr]
         self.outbox = Outbox(stream, self.node.config.server.max_pending_bytes,
                              self._too_slow, self.flusher)
         self.send = self.outbox.send  # type: ignore[method-assign]  # the fan-out hot path
         self.conn = Connection(self.node, self, self.identity)
         self.conn.open()
+
+    def on_pong(self, data: bytes) -> None:
+        if self.conn is not None:
+            self.conn.alive = True
 
     def on_message(self, message: str | bytes) -> Any:
         assert self.conn is not None

@@ -17,6 +17,7 @@ from server.broker.memory import MemoryBroker
 from server.broker.redis import RedisBroker
 from server.config import Config
 from server.hub import Hub
+from server.keepalive import KeepAlive
 from server.login.service import Login
 from server.node import Node
 from server.outbox import Flusher
@@ -63,7 +64,8 @@ def make_app(node: Node) -> tornado.web.Application:
     config = node.config
     registry = CollectorRegistry(auto_describe=True)
     registry.register(NodeCollector(node))
-    StatsFeed(node).start()
+    node.attach(StatsFeed(node))
+    node.attach(KeepAlive(node.hub, config.server.ping_interval_s))
     n = {"node": node}
     nl = {**n, "login": Login(config, node.store)}
     channel = r"/api/channels/([^/]+)"
@@ -98,7 +100,6 @@ def make_app(node: Node) -> tornado.web.Application:
         xsrf_cookies=True,
         xsrf_cookie_kwargs={"httponly": True, "samesite": "Lax"},
         websocket_max_message_size=config.server.max_message_bytes,
-        websocket_ping_interval=config.server.ping_interval_s,
         compress_response=False,
         debug=False,
     )

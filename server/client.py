@@ -38,7 +38,7 @@ class Transport:
 
 class Connection:
     __slots__ = ("id", "user", "name", "identity", "node", "transport", "send", "_bucket",
-                 "_strikes", "_closed", "_gone", "_expiry", "__weakref__")
+                 "alive", "_strikes", "_closed", "_gone", "_expiry", "__weakref__")
 
     def __init__(self, node: Node, transport: Transport, identity: Identity = ANONYMOUS) -> None:
         self.id = secrets.token_hex(8)
@@ -54,6 +54,8 @@ class Connection:
         self._strikes = StrikeCounter(limits.malformed_per_minute)
         self._closed = False
         self._gone = False
+        #: Set by any frame or pong from the client; the keep-alive sweep resets it.
+        self.alive = True
         self._expiry: asyncio.TimerHandle | None = None
 
     @property
@@ -113,6 +115,7 @@ class Connection:
         """Handle one frame; returns an awaitable when the command needs I/O."""
         if self._closed:
             return None
+        self.alive = True
         self.node.stats.received += 1
         try:
             cmd = protocol.parse_command(frame)

@@ -45,6 +45,14 @@ class Client(Subscriber, Protocol):
     def disconnect(self, code: int, reason: str, reconnect: bool) -> None: ...
 
 
+class Service(Protocol):
+    """A periodic task that lives as long as the node."""
+
+    def start(self) -> None: ...
+
+    def stop(self) -> None: ...
+
+
 class Node:
     def __init__(self, config: Config, hub: Hub, broker: Broker, store: Store,
                  presence: Presence, stats: Stats | None = None) -> None:
@@ -57,13 +65,22 @@ class Node:
         self.id = f"{socket.gethostname()}-{os.getpid()}-{secrets.token_hex(2)}"
         self._broker_subs: dict[str, asyncio.Future[None]] = {}
         self._last: dict[str, tuple[str, int]] = {}
+        self._services: list[Service] = []
 
     async def start(self) -> None:
         await self.store.start()
         await self.presence.start()
         await self.broker.start(self)
 
+    def attach(self, service: Service) -> None:
+        """Start a service now and stop it when the node closes."""
+        self._services.append(service)
+        service.start()
+
     async def close(self) -> None:
+        for service in self._services:
+            service.stop()
+        self._services.clear()
         await self.broker.close()
         await self.presence.close()
         await self.store.close()

@@ -3,9 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import base64
-import os
-import socket
 import time
 
 import orjson
@@ -13,7 +10,8 @@ import psutil
 import pytest
 import pytest_asyncio
 
-from tests.support import RunningServer, WsClient, make_config, start_server, ws_open
+from tests.support import (RunningServer, WsClient, make_config, masked, raw_ws_connect,
+                           start_server, ws_open)
 
 pytestmark = pytest.mark.asyncio
 CAP = 256 * 1024
@@ -25,34 +23,6 @@ async def capped():
                                             limits={"command_rate": 1e4, "command_burst": 10**4}))
     yield server
     await server.stop()
-
-
-def masked(payload: bytes) -> bytes:
-    mask = os.urandom(4)
-    n = len(payload)
-    head = b"\x81" + (bytes([0x80 | n]) if n < 126 else b"\xfe" + n.to_bytes(2, "big"))
-    return head + mask + bytes(b ^ mask[i % 4] for i, b in enumerate(payload))
-
-
-async def stalled_subscriber(port: int, channel: str) -> socket.socket:
-    """A raw WebSocket client with a tiny receive buffer that subscribes, then never reads."""
-    sock = socket.socket()
-    sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
-    sock.setblocking(False)
-    loop = asyncio.get_running_loop()
-    await loop.sock_connect(sock, ("127.0.0.1", port))
-    key = base64.b64encode(os.urandom(16)).decode()
-    await loop.sock_sendall(sock, (
-        f"GET /ws HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nUpgrade: websocket\r\n"
-        f"Connection: Upgrade\r\nSec-WebSocket-Key: {key}\r\nSec-WebSocket-Version: 13\r\n\r\n"
-    ).encode())
-    head = b""
-    while b"\r\n\r\n" not in head:
-        head += await loop.sock_recv(sock, 1)
-    assert b" 101 " in head
-    await loop.sock_sendall(sock, masked(orjson.dumps(
-        {"id": 1, "op": "subscribe", "channel": channel})))
-    return sock
 
 
 async def test_stalled_reader_is_dropped_and_others_are_not_delayed(capped: RunningServer):
@@ -68,7 +38,9 @@ async def check_stalled_reader(capped: RunningServer, fast: list[WsClient]) -> N
     node = capped.node
     for c in fast:
         await c.ok("subscribe", channel="quiet:load")
-    slow = await stalled_subscriber(capped.port, "quiet:load")
+    slow = await raw_ws_connect(capped.port, rcvbuf=4096)
+    await asyncio.get_running_loop().sock_sendall(slow, masked(orjson.dumps(
+        {"id": 1, "op": "subscribe", "channel": "quiet:load"})))
     deadline = time.monotonic() + 5
     while node.hub.subscriber_count("quiet:load") < 6:
         assert time.monotonic() < deadline
