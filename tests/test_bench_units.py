@@ -189,3 +189,31 @@ def test_memory_from_per_process_or_flat_stats() -> None:
     assert memory({}) == (None, None)
     assert stats_url("ws://127.0.0.1:81/ws?x=1", None) == "http://127.0.0.1:81/api/stats"
     assert stats_url(URL, "http://127.0.0.1:5/") == "http://127.0.0.1:5/api/stats"
+
+
+# -- server start-up and the suite's write-up -------------------------------------------------
+
+
+def test_a_server_that_dies_at_start_up_fails_with_its_log() -> None:
+    import sys
+
+    from bench.servers import ServerFailed, free_port, started
+
+    argv = [sys.executable, "-c", "import sys; print('config error: no such key'); sys.exit(3)"]
+    with pytest.raises(ServerFailed, match=r"(?s)exited with code 3.*config error: no such key"):
+        with started("broken", argv, free_port(), timeout=10):
+            pass
+
+
+def test_suite_writes_ratios_to_the_baseline() -> None:
+    from bench.suite import Outcome, Sizes, render
+
+    results = {
+        "echo-100": {"switchboard": Outcome({"round trips/s": 3000.0}, notes=["a note"]),
+                     "baseline": Outcome({"round trips/s": 2000.0})},
+        "hold-40k-redis": {"switchboard": Outcome({"connections held": 40000})},
+    }
+    md = render(results, Sizes(quick=True), 0.0)
+    assert "| round trips/s | 3,000 | 2,000 | 1.50× |" in md
+    assert "| connections held | 40,000 |" in md and "No baseline" in md
+    assert "- a note" in md and "Machine:" in md
