@@ -8,7 +8,10 @@ A connection that sent nothing and answered no ping since its last visit is clos
 
 from __future__ import annotations
 
+import itertools
 import math
+import time
+import time
 from collections.abc import Iterator
 from typing import Protocol
 
@@ -33,8 +36,9 @@ class KeepAlive:
     def __init__(self, hub: Hub, interval_s: float) -> None:
         self._hub = hub
         self._interval_s = interval_s
-        self._pending: Iterator[Pingable] = iter(())
-        self._left = 0
+        self._round: Iterator[Pingable] = iter(())
+        self._per_tick = 0
+        self._round_started = -math.inf
         self._timer = PeriodicCallback(self._tick, TICK_S * 1000)
 
     def start(self) -> None:
@@ -44,17 +48,13 @@ class KeepAlive:
         self._timer.stop()
 
     def _tick(self) -> None:
-        if self._left <= 0:  # a new round over everyone connected now
-            clients = list(self._hub.clients())
-            self._pending = iter(clients)  # type: ignore[arg-type]
-            self._left = len(clients)
-        rounds = max(1.0, self._interval_s / TICK_S)
-        for _ in range(min(self._left, math.ceil(self._hub.client_count / rounds) or 1)):
-            self._left -= 1
-            client = next(self._pending, None)
-            if client is None:
-                self._left = 0
-                return
+        now = time.monotonic()
+        if now - self._round_started >= self._interval_s:  # a round over everyone here now
+            clients: list[Pingable] = list(self._hub.clients())  # type: ignore[arg-type]
+            self._round = iter(clients)
+            self._per_tick = math.ceil(len(clients) * TICK_S / self._interval_s)
+            self._round_started = now
+        for client in itertools.islice(self._round, self._per_tick):
             self.visit(client)
 
     @staticmethod
