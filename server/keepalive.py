@@ -11,7 +11,6 @@ from __future__ import annotations
 import itertools
 import math
 import time
-import time
 from collections.abc import Iterator
 from typing import Protocol
 
