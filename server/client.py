@@ -147,6 +147,8 @@ class Connection:
         else:
             if result is not None:
                 self.send_json(protocol.reply_ok(cmd.id, result))
+        finally:
+            self.alive = True  # pongs are not read while a command runs: it was busy, not dead
 
     def _refuse(self, cmd_id: int | None, code: Code, message: str) -> None:
         """Reply with an error; malformed frames count as strikes towards a 4008 close."""
