@@ -49,7 +49,7 @@ class Client(WSListener):
         if frame.msg_type is WSMsgType.CLOSE:
             code = frame.get_close_code()
             if not self.closed.done():
-                self.closed.set_result(int(code))
+                self.closed.set_result(int(getattr(code, "value", code)))
             transport.send_close(code)
             transport.disconnect()
             return

@@ -13,7 +13,7 @@ import time
 from collections import defaultdict
 from dataclasses import dataclass, field
 from multiprocessing.connection import Connection, wait
-from typing import Any
+from typing import Any, cast
 
 from bench.params import Params
 from bench.progress import Progress
@@ -131,9 +131,10 @@ class Coordinator:
             if left <= 0:
                 missing = sorted(set(self.pipes) - set(into))
                 raise RunFailed(f"workers {missing} did not report {kind!r} within {timeout:.0f} s")
-            for conn in wait(list(self.pipes.values()), timeout=min(left, 1.0)):
+            for ready in wait(list(self.pipes.values()), timeout=min(left, 1.0)):
+                conn = cast(Connection, ready)
                 try:
-                    msg = conn.recv()  # type: ignore[union-attr]
+                    msg = conn.recv()
                 except EOFError:
                     idx = next(i for i, pc in self.pipes.items() if pc is conn)
                     raise RunFailed(f"worker {idx} exited (code {self.procs[idx].exitcode})")

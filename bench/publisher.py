@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import time
 from collections import Counter
+from functools import partial
 from typing import Any
 
 import orjson
@@ -52,7 +53,7 @@ class Publishers:
             self._next = (self._next + 1) % len(self.clients)
             if client.in_flight < MAX_IN_FLIGHT and not client.closed.done():
                 fut = client.send_command("publish", channel=channel, data=self.data())
-                fut.add_done_callback(lambda f, ch=channel: self._done(ch, f))
+                fut.add_done_callback(partial(self._done, channel))
                 self.sent += 1
                 return True
         self.skipped += 1
@@ -101,7 +102,7 @@ class HttpPublishers(Publishers):
         )
         self._in_flight += 1
         self.sent += 1
-        fut.add_done_callback(lambda f, ch=channel: self._http_done(ch, f))
+        fut.add_done_callback(partial(self._http_done, channel))
         return True
 
     def _http_done(self, channel: str, fut: asyncio.Future[Any]) -> None:

@@ -29,25 +29,27 @@ def fetch(url: str, api_key: str | None, timeout: float = 10.0) -> dict[str, Any
         return json.loads(resp.read())
 
 
+def _total(items: list[Any], key: str) -> int | None:
+    """Sum of `key` over the items, or None unless every item has it as an integer."""
+    values = [item.get(key) if isinstance(item, dict) else None for item in items]
+    if not values or not all(isinstance(v, int) for v in values):
+        return None
+    return sum(v for v in values if isinstance(v, int))
+
+
 def memory(stats: dict[str, Any]) -> tuple[int | None, int | None]:
     """(total RSS bytes, total connections): per-process lists win over top-level totals."""
     procs = stats.get("processes")
     if isinstance(procs, dict):
         procs = list(procs.values())
-    rss = conns = None
-    if isinstance(procs, list) and procs:
-        rs = [p.get("rss_bytes") for p in procs if isinstance(p, dict)]
-        cs = [p.get("connections") for p in procs if isinstance(p, dict)]
-        if rs and all(isinstance(r, int) for r in rs):
-            rss = sum(rs)
-        if cs and all(isinstance(c, int) for c in cs):
-            conns = sum(cs)
-    total = stats.get("total") if isinstance(stats.get("total"), dict) else stats
-    if rss is None and isinstance(total.get("rss_bytes"), int):
-        rss = total["rss_bytes"]
-    if conns is None and isinstance(total.get("connections"), int):
-        conns = total["connections"]
-    return rss, conns
+    if not isinstance(procs, list):
+        procs = []
+    total = stats.get("total")
+    flat = [total if isinstance(total, dict) else stats]
+    rss = _total(procs, "rss_bytes")
+    conns = _total(procs, "connections")
+    return (rss if rss is not None else _total(flat, "rss_bytes"),
+            conns if conns is not None else _total(flat, "connections"))
 
 
 def try_memory(url: str, api_key: str | None) -> tuple[tuple[int | None, int | None], str | None]:
