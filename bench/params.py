@@ -41,6 +41,7 @@ class Params:
     channels: int = 1
     churn_rate: float = 0.0
     churn_life: float = 1.0
+    ping_rate: float = 0.0
     workers: int = 0
     source_addresses: tuple[str, ...] = ()
     token: str | None = None
@@ -137,6 +138,8 @@ def build_parser() -> argparse.ArgumentParser:
     ap.add_argument("--channels", type=int, default=1)
     ap.add_argument("--churn-rate", type=float, default=50.0, help="churn: connections opened per s")
     ap.add_argument("--churn-life", type=float, default=1.0, help="churn: seconds each one lives")
+    ap.add_argument("--ping-rate", type=float, default=0.0,
+                    help="echo: pings/s per client (default 0: closed loop, as fast as replies come)")
     ap.add_argument("--workers", type=int, default=0, help="worker processes (default: by fd need)")
     ap.add_argument("--source-addresses", default="", help="e.g. 127.0.0.2-127.0.0.9")
     ap.add_argument("--token", help="connection token (JWT) for every connection")
@@ -162,6 +165,7 @@ def parse_params(argv: list[str] | None = None) -> Params:
         connect_rate=a.connect_rate, subscribers=a.subscribers, publishers=a.publishers,
         rate=a.rate, channels=a.channels,
         churn_rate=a.churn_rate if a.scenario == "churn" else 0.0, churn_life=a.churn_life,
+        ping_rate=a.ping_rate,
         workers=a.workers, source_addresses=parse_addresses(a.source_addresses), token=a.token,
         token_secret=a.token_secret, api_url=a.api_url, api_key=a.api_key,
         channel_prefix=a.channel_prefix, payload_bytes=a.payload_bytes, drain=a.drain,
@@ -196,6 +200,8 @@ def validate(p: Params) -> None:
             raise ParamError("fanout needs --publishers >= 1 or --api-url")
         if p.rate <= 0:
             raise ParamError("--rate must be positive")
+    if p.ping_rate < 0:
+        raise ParamError("--ping-rate must not be negative")
     if p.connect_rate <= 0:
         raise ParamError("--connect-rate must be positive")
     if p.scenario == "churn" and p.churn_rate <= 0:

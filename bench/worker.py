@@ -281,8 +281,17 @@ class Worker:
             await asyncio.sleep(0.005)
 
     async def echo(self, client: Client, stop_at: float) -> None:
-        """Closed-loop `ping` round trips; latency is the round trip."""
+        """`ping` round trips, closed-loop or at --ping-rate per client; latency is the round trip.
+
+        A paced client stays under a server's per-connection command rate limit (Switchboard's
+        default is 100/s), which a closed loop on loopback would pass and be closed with 4008.
+        """
+        interval = 1.0 / self.p.ping_rate if self.p.ping_rate > 0 else 0.0
+        next_at = time.monotonic()
         while time.monotonic() < stop_at and not client.closed.done():
+            if interval:
+                next_at += interval
+                await asyncio.sleep(max(0.0, next_at - interval - time.monotonic()))
             t0 = time.perf_counter()
             try:
                 await client.send_command("ping")

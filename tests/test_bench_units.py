@@ -154,6 +154,7 @@ def test_remote_targets_refused_without_flag() -> None:
     (["hold", "--url", URL, "--duration", "0"], "--duration"),
     (["hold", "--url", URL, "--connections", "40000", "--workers", "1"], "fd limit"),
     (["echo", "--url", URL, "--token", "a", "--token-secret", "b"], "not both"),
+    (["echo", "--url", URL, "--ping-rate", "-1"], "--ping-rate"),
 ])
 def test_bad_parameters_are_refused_with_a_reason(argv: list[str], message: str) -> None:
     with pytest.raises(ParamError, match=message):
