@@ -137,6 +137,7 @@ class Coordinator:
                     msg = conn.recv()
                 except EOFError:
                     idx = next(i for i, pc in self.pipes.items() if pc is conn)
+                    self.procs[idx].join(2)
                     raise RunFailed(f"worker {idx} exited (code {self.procs[idx].exitcode})")
                 self.handle(msg, kind, into)
 
