@@ -49,7 +49,8 @@ class Client(WSListener):
         if frame.msg_type is WSMsgType.CLOSE:
             code = frame.get_close_code()
             if not self.closed.done():
-                self.closed.set_result(int(getattr(code, "value", code)))
+                value: Any = getattr(code, "value", code)  # an enum member, or a bare int code
+                self.closed.set_result(int(value))
             transport.send_close(code)
             transport.disconnect()
             return

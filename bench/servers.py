@@ -13,6 +13,8 @@ import subprocess
 import sys
 import tempfile
 import time
+import urllib.error
+import urllib.request
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -67,33 +69,43 @@ def log_tail(path: Path, lines: int = 15) -> str:
         return "(no log)"
 
 
-def wait_listening(r: Running, timeout: float) -> None:
-    """Wait until the port accepts connections; fail fast if the process exits first."""
+def _answers(port: int, ready_path: str | None) -> bool:
+    if ready_path is None:
+        with socket.create_connection(("127.0.0.1", port), timeout=0.5):
+            return True
+    with urllib.request.urlopen(f"http://127.0.0.1:{port}{ready_path}", timeout=1) as resp:
+        return bool(resp.status == 200)
+
+
+def wait_listening(r: Running, timeout: float, ready_path: str | None = None) -> None:
+    """Wait until the port accepts connections (or `ready_path` answers 200); fail fast if the
+    process exits first."""
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if r.proc.poll() is not None:
             raise ServerFailed(f"{r.name} exited with code {r.proc.returncode}:\n{log_tail(r.log)}")
         try:
-            with socket.create_connection(("127.0.0.1", r.port), timeout=0.5):
+            if _answers(r.port, ready_path):
                 return
-        except OSError:
-            time.sleep(0.1)
-    raise ServerFailed(f"{r.name} did not listen on port {r.port} within {timeout:.0f} s:\n"
+        except (OSError, urllib.error.URLError):
+            pass
+        time.sleep(0.1)
+    raise ServerFailed(f"{r.name} was not ready on port {r.port} within {timeout:.0f} s:\n"
                        f"{log_tail(r.log)}")
 
 
 @contextmanager
 def started(name: str, argv: list[str], port: int, env: dict[str, str] | None = None,
-            timeout: float = 30.0, workdir: Path | None = None) -> Iterator[Running]:
+            timeout: float = 30.0, ready_path: str | None = None) -> Iterator[Running]:
     """Run `argv` until the block ends; its output goes to a log file kept for the message."""
     tmp = Path(tempfile.mkdtemp(prefix=f"bench-{name}-"))
     log = tmp / "server.log"
     with open(log, "wb") as out:
-        proc = subprocess.Popen(argv, stdout=out, stderr=subprocess.STDOUT, cwd=workdir or ROOT,
+        proc = subprocess.Popen(argv, stdout=out, stderr=subprocess.STDOUT, cwd=ROOT,
                                 env={**os.environ, **(env or {})}, start_new_session=True)
     r = Running(name, port, proc, log)
     try:
-        wait_listening(r, timeout)
+        wait_listening(r, timeout, ready_path)
         yield r
     finally:
         proc.terminate()
@@ -144,7 +156,7 @@ def started_switchboard(processes: int = 1, redis_url: str | None = None,
     if processes > 1:
         argv += ["--processes", str(processes)]
     try:
-        with started("switchboard", argv, port, env, timeout) as r:
+        with started("switchboard", argv, port, env, timeout, "/readyz") as r:
             yield r
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
