@@ -45,11 +45,10 @@ def make_config(data: dict[str, Any] | None = None, **sections: dict[str, Any]) 
     return config_mod.from_dict(base, env={}, dev=True)
 
 
-@dataclass
-class RunningServer:
-    node: Node
+class LocalUrls:
+    """The URLs of a server on a loopback port."""
+
     port: int
-    server: tornado.httpserver.HTTPServer
 
     @property
     def base_url(self) -> str:
@@ -58,6 +57,13 @@ class RunningServer:
     @property
     def ws_url(self) -> str:
         return f"ws://127.0.0.1:{self.port}/ws"
+
+
+@dataclass
+class RunningServer(LocalUrls):
+    node: Node
+    port: int
+    server: tornado.httpserver.HTTPServer
 
     async def stop(self) -> None:
         self.server.stop()
