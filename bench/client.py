@@ -18,6 +18,10 @@ from picows import WSFrame, WSListener, WSMsgType, WSTransport, ws_connect
 #: Linux IP_BIND_ADDRESS_NO_PORT: pick the source port at connect(), per destination, not at bind().
 _IP_BIND_ADDRESS_NO_PORT = getattr(socket, "IP_BIND_ADDRESS_NO_PORT", 24)
 
+_TEXT = WSMsgType.TEXT
+_CLOSE = WSMsgType.CLOSE
+_loads = orjson.loads
+
 PubHandler = Callable[["Client", dict[str, Any]], None]
 
 
@@ -46,23 +50,27 @@ class Client(WSListener):
         self.transport = transport
 
     def on_ws_frame(self, transport: WSTransport, frame: WSFrame) -> None:
-        if frame.msg_type is WSMsgType.CLOSE:
+        # the hot path (one call per delivery): a text frame holding a pub push
+        if frame.msg_type is _TEXT:
+            self.frames += 1
+            msg = _loads(frame.get_payload_as_memoryview())
+            if msg.get("push") == "pub":
+                if self.on_pub is not None:
+                    self.on_pub(self, msg)
+            else:
+                self._other(msg)
+        elif frame.msg_type is _CLOSE:
             code = frame.get_close_code()
             if not self.closed.done():
                 value: Any = getattr(code, "value", code)  # an enum member, or a bare int code
                 self.closed.set_result(int(value))
             transport.send_close(code)
             transport.disconnect()
-            return
-        if frame.msg_type is not WSMsgType.TEXT:
-            return
-        self.frames += 1
-        msg = orjson.loads(frame.get_payload_as_memoryview())
+
+    def _other(self, msg: dict[str, Any]) -> None:
+        """Replies, hello and disconnect pushes; other pushes (join, leave) are ignored."""
         push = msg.get("push")
-        if push == "pub":
-            if self.on_pub is not None:
-                self.on_pub(self, msg)
-        elif push is None:
+        if push is None:
             fut = self._pending.pop(msg.get("id", -1), None)
             if fut is not None and not fut.done():
                 err = msg.get("error")
@@ -80,6 +88,7 @@ class Client(WSListener):
             self.closed.set_result(None)
         if not self.hello.done():
             self.hello.set_exception(ConnectionError("closed before hello"))
+            self.hello.exception()  # whoever awaits it still gets it; nobody else is warned
         for fut in self._pending.values():
             if not fut.done():
                 fut.set_exception(ConnectionError("connection closed"))

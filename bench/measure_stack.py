@@ -133,6 +133,33 @@ async def _run_picows(url: str, clients: int, per_client: int, parse: Callable[[
         t.disconnect()
 
 
+async def _run_bench_client(url: str, clients: int, per_client: int, _parse: Any) -> None:
+    """The load tester's own path: bench.client.Client and the worker's delivery hot path."""
+    from types import SimpleNamespace
+
+    from bench.checker import OffsetChecker
+    from bench.client import Client
+    from bench.worker import Worker
+
+    done = asyncio.get_running_loop().create_future()
+    sink = SimpleNamespace(delivered=0, latencies=[])
+    total = clients * per_client
+
+    def on_pub(client: Client, msg: dict[str, Any]) -> None:
+        Worker.on_pub(sink, client, msg)  # type: ignore[arg-type]
+        if sink.delivered == total:
+            done.set_result(None)
+
+    conns = [(await ws_connect(lambda: Client(on_pub), url))[1] for _ in range(clients)]
+    for c in conns:
+        assert isinstance(c, Client) and c.transport is not None
+        c.tag = OffsetChecker(0)
+        c.transport.send(WSMsgType.TEXT, b"go")
+    await done
+    for c in conns:
+        c.close()
+
+
 async def _run_websockets(url: str, clients: int, per_client: int, parse: Callable[[bytes], Any]) -> None:
     from websockets.asyncio.client import connect
 
@@ -155,6 +182,7 @@ CANDIDATES: dict[str, tuple[Callable[..., Any], Callable[[bytes], Any], bool]] =
     "picows+orjson+uvloop": (_run_picows, _orjson_parse, True),
     "picows+fastparse+uvloop": (_run_picows, parse_pub, True),
     "picows+uvloop, no parsing": (_run_picows, _no_parse, True),
+    "bench.client + worker hot path (uvloop)": (_run_bench_client, _no_parse, True),
     "picows+orjson+uvloop, no aiofastnet": (partial(_run_picows, aiofastnet=False), _orjson_parse, True),
 }
 
