@@ -16,7 +16,7 @@ import multiprocessing as mp
 import time
 from collections.abc import Callable
 from functools import partial
-from typing import Any
+from typing import Any, cast
 
 import orjson
 from picows import WSFrame, WSListener, WSMsgType, WSTransport, ws_connect, ws_create_server
@@ -150,9 +150,10 @@ async def _run_bench_client(url: str, clients: int, per_client: int, _parse: Any
         if sink.delivered == total:
             done.set_result(None)
 
-    conns = [(await ws_connect(lambda: Client(on_pub), url))[1] for _ in range(clients)]
+    conns = [cast(Client, (await ws_connect(lambda: Client(on_pub), url))[1])
+             for _ in range(clients)]
     for c in conns:
-        assert isinstance(c, Client) and c.transport is not None
+        assert c.transport is not None
         c.tag = OffsetChecker(0)
         c.transport.send(WSMsgType.TEXT, b"go")
     await done
