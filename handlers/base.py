@@ -8,6 +8,7 @@ from typing import Any
 import orjson
 import tornado.web
 
+from server import protocol
 from server.node import Node
 from server.protocol import HTTP_STATUS, Code, ProtocolError
 
@@ -50,9 +51,11 @@ class JsonHandler(tornado.web.RequestHandler):
 
     def json_body(self) -> dict[str, Any]:
         try:
-            body = orjson.loads(self.request.body or b"null")
+            body = protocol.loads(self.request.body or b"null")
         except orjson.JSONDecodeError as exc:
             raise ProtocolError(Code.BAD_REQUEST, f"body is not valid JSON: {exc.msg}") from None
+        except ValueError as exc:
+            raise ProtocolError(Code.BAD_REQUEST, str(exc)) from None
         if not isinstance(body, dict):
             raise ProtocolError(Code.BAD_REQUEST, "body must be a JSON object")
         return body

@@ -8,6 +8,7 @@ so a publication is serialised once per process, never once per subscriber.
 
 from __future__ import annotations
 
+import json
 import re
 from dataclasses import dataclass
 from enum import StrEnum
@@ -96,6 +97,38 @@ class FrameError(Exception):
         self.cmd_id = cmd_id
 
 
+_LONG_DIGITS = re.compile(r"\d{19,}")
+INT_MIN, INT_MAX = -(2**63), 2**64 - 1
+
+
+def _exact_int(text: str) -> int:
+    value = int(text)
+    if not INT_MIN <= value <= INT_MAX:
+        raise ValueError("integer beyond 64 bits")
+    return value
+
+
+def loads(raw: str | bytes) -> Any:
+    """Decode JSON, refusing integers orjson would silently round (beyond 64 bits)."""
+    obj = orjson.loads(raw)
+    check_exact(raw)
+    return obj
+
+
+def check_exact(raw: str | bytes) -> None:
+    """Raise ValueError if the JSON holds an integer outside -2^63 .. 2^64-1.
+
+    Only a document with a run of 19 or more digits is parsed a second time, exactly, so the
+    check costs nothing on ordinary frames.
+    """
+    text = raw if isinstance(raw, str) else raw.decode("utf-8", "replace")
+    if _LONG_DIGITS.search(text):
+        try:
+            json.loads(text, parse_int=_exact_int)
+        except ValueError:
+            raise ValueError("integers must fit in 64 bits (send larger ones as strings)") from None
+
+
 def parse_command(frame: str | bytes) -> Command:
     """Decode one text frame into a Command, or raise FrameError (malformed) / ProtocolError."""
     try:
@@ -107,6 +140,10 @@ def parse_command(frame: str | bytes) -> Command:
     cmd_id = obj.get("id")
     if type(cmd_id) is not int or not 0 <= cmd_id <= MAX_ID:
         raise FrameError("`id` must be a non-negative integer")
+    try:
+        check_exact(frame)
+    except ValueError as exc:
+        raise FrameError(str(exc), cmd_id) from None
     op = obj.get("op")
     if not isinstance(op, str):
         raise FrameError("`op` must be a string", cmd_id)

@@ -56,6 +56,9 @@ async def test_publish_errors(app):
         assert (got_status, got["error"]["code"]) == (status, code), body
     status, got = await http(app, "POST", "/api/publish", raw=b"{nope")
     assert status == 400 and "not valid JSON" in got["error"]["message"]
+    status, got = await http(app, "POST", "/api/publish",
+                             raw=b'{"channel":"room","data":-99999999999999999999}')
+    assert status == 400 and "64 bits" in got["error"]["message"]
     status, got = await http(app, "POST", "/api/publish", raw=b"[]")
     assert status == 400 and got["error"]["code"] == "bad_request"
     status, got = await http(app, "GET", "/api/channels/quiet:x/history")

@@ -323,3 +323,16 @@ async def test_max_connections_refused(app, ws_connect, monkeypatch):
     with pytest.raises(tornado.httpclient.HTTPClientError) as exc:
         await tornado.websocket.websocket_connect(app.ws_url)
     assert exc.value.code == 503
+
+
+async def test_integers_beyond_64_bits_refused_not_rounded(ws_connect):
+    c = await ws_connect()
+    await c.ok("subscribe", channel="nums")
+    c.send_raw('{"id":1,"op":"publish","channel":"nums","data":123456789012345678901234567890}')
+    err = await asyncio.wait_for(c.errors.get(), 5)
+    assert err["id"] == 1 and err["error"]["code"] == "bad_request"
+    assert "64 bits" in err["error"]["message"]
+    edge = 2**64 - 1
+    c.send_raw(f'{{"id":2,"op":"publish","channel":"nums","data":[{edge},"{"9" * 30}"]}}')
+    assert (await asyncio.wait_for(c.errors.get(), 5))["ok"] is True
+    assert (await c.push_of("pub"))["data"] == [edge, "9" * 30]
