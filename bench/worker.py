@@ -71,6 +71,7 @@ class Worker:
         self.delivered = 0
         self.pings = 0
         self.churn_opened = 0
+        self.churn_frames = 0
         self.totals = DeliveryTotals()
         self.conn_seq = 0
         self.closing = False
@@ -251,7 +252,8 @@ class Worker:
             self.errors.update(pubs.errors)
             if pubs.skipped:
                 self.errors["publish:backpressure_skipped"] += pubs.skipped
-        frames = sum(c.frames for c in self.holders)
+        frames = sum(c.frames for c in self.holders) + self.churn_frames + sum(
+            c.frames for c in (pubs.clients if pubs else []))
         self.send("result", self.plan.index, {
             "delivered": self.delivered, "pings": self.pings, "frames": frames,
             "hist": self.hist.to_sparse(), "cpu_s": cpu, "wall_s": wall,
@@ -341,6 +343,7 @@ class Worker:
         await asyncio.sleep(self.p.churn_life)
         self.churners.discard(client)
         client.close()
+        self.churn_frames += client.frames
         if isinstance(client.tag, OffsetChecker):
             self.totals.add(ch, client.tag, None)
 
