@@ -51,7 +51,7 @@ class Connection:
         self.name = identity.name
         limits = node.config.limits
         self._bucket = TokenBucket(limits.command_rate, limits.command_burst)
-        self._strikes = StrikeCounter(limits.malformed_per_minute)
+        self._strikes: StrikeCounter | None = None  # made at the first strike: most never
         self._closed = False
         self._gone = False
         #: Set by any frame or pong from the client; the keep-alive sweep resets it.
@@ -155,7 +155,11 @@ class Connection:
         if self._closed:
             return
         self.send_json(protocol.reply_error(cmd_id, code, message))
-        if code in (Code.BAD_REQUEST, Code.UNKNOWN_OP) and self._strikes.strike():
+        if code not in (Code.BAD_REQUEST, Code.UNKNOWN_OP):
+            return
+        if self._strikes is None:
+            self._strikes = StrikeCounter(self.node.config.limits.malformed_per_minute)
+        if self._strikes.strike():
             self.disconnect(Close.POLICY, "too many malformed frames", False)
 
     # -- ops ----------------------------------------------------------------------------------
