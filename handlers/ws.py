@@ -11,6 +11,7 @@ import tornado.iostream
 import tornado.web
 import tornado.websocket
 
+from handlers.wsreader import ReaderProtocol
 from server import auth, sessions
 from server.client import Connection, Transport
 from server.node import Node
@@ -94,6 +95,13 @@ class WebSocketHandler(tornado.websocket.WebSocketHandler, Transport):
         req.uri = req.path
         req.query = ""
         req.arguments = req.query_arguments = req.body_arguments = _NO_ARGUMENTS
+
+    def get_websocket_protocol(self) -> tornado.websocket.WebSocketProtocol | None:
+        """Tornado's protocol with a cheaper receive path (handlers/wsreader.py)."""
+        tornados = super().get_websocket_protocol()
+        if not isinstance(tornados, tornado.websocket.WebSocketProtocol13):
+            return tornados
+        return ReaderProtocol(self, False, tornados.params)
 
     def _detach_stream(self) -> tornado.iostream.IOStream:
         """Hand the stream to the WebSocket protocol, without Tornado's per-instance guards.
