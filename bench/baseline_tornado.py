@@ -164,8 +164,10 @@ class PublishHandler(ApiHandler):
 
 class StatsHandler(ApiHandler):
     def get(self) -> None:
-        rss = psutil.Process().memory_info().rss
+        me = psutil.Process()
+        rss = me.memory_info().rss
         proc = {"pid": os.getpid(), "rss_bytes": rss, "connections": self.hub.connections,
+                "cpu_s": round(sum(me.cpu_times()[:2]), 3),
                 "messages_in": self.hub.messages_in, "messages_out": self.hub.messages_out}
         self.finish({"connections": self.hub.connections, "rss_bytes": rss,
                      "channels": len(self.hub.channels), "processes": [proc]})

@@ -17,7 +17,7 @@ from typing import Any, cast
 
 from bench.params import Params
 from bench.progress import Progress
-from bench.serverstats import stats_url, try_memory
+from bench.serverstats import stats_url, try_cpu, try_memory
 from bench.stats import Histogram
 from bench.worker import WorkerPlan, worker_main
 
@@ -43,6 +43,8 @@ class Collected:
     server_before: tuple[int | None, int | None] = (None, None)
     server_after: tuple[int | None, int | None] = (None, None)
     server_stats_error: str | None = None
+    #: the server's CPU seconds (all its processes) from `go` to the end of the drain
+    server_cpu_s: float | None = None
     warnings: list[str] = field(default_factory=list)
     t_go: float = 0.0
     load_s: float = 0.0
@@ -111,6 +113,7 @@ class Coordinator:
             time.sleep(0.5)  # let the server account the last connections
             c.server_after, err = try_memory(self.stats_url, p.api_key)
             c.server_stats_error = c.server_stats_error or err
+        cpu0 = try_cpu(self.stats_url, p.api_key) if p.api_key else None
         c.t_go = time.time() + 0.2
         self.broadcast("go", c.t_go)
         published: dict[int, dict[str, int]] = {}
@@ -121,6 +124,9 @@ class Coordinator:
                 c.finals[ch] = max(c.finals.get(ch, 0), off)
         self.broadcast("final", c.finals)
         self.gather("result", p.drain + 60, c.results)
+        cpu1 = try_cpu(self.stats_url, p.api_key) if cpu0 is not None else None
+        if cpu0 is not None and cpu1 is not None:
+            c.server_cpu_s = cpu1 - cpu0
         self.progress.say(f"finished: {sum(r['delivered'] for r in c.results.values())} delivered")
 
     def gather(self, kind: str, timeout: float, into: dict[int, Any]) -> None:

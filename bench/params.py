@@ -56,6 +56,7 @@ class Params:
     json_path: str | None = None
     plot_path: str | None = None
     quiet: bool = False
+    subscribe: bool = False
     extra: dict[str, Any] = field(default_factory=dict)
 
     @property
@@ -154,6 +155,8 @@ def build_parser() -> argparse.ArgumentParser:
     ap.add_argument("--json", dest="json_path", help="write the result document here")
     ap.add_argument("--plot", dest="plot_path", help="write a PNG of latency and throughput")
     ap.add_argument("--quiet", action="store_true", help="no progress lines")
+    ap.add_argument("--subscribe", action="store_true",
+                    help="hold: subscribe every connection to a channel (of --channels)")
     return ap
 
 
@@ -170,7 +173,7 @@ def parse_params(argv: list[str] | None = None) -> Params:
         token_secret=a.token_secret, api_url=a.api_url, api_key=a.api_key,
         channel_prefix=a.channel_prefix, payload_bytes=a.payload_bytes, drain=a.drain,
         connect_timeout=a.connect_timeout, allow_remote=a.allow_remote, json_path=a.json_path,
-        plot_path=a.plot_path, quiet=a.quiet,
+        plot_path=a.plot_path, quiet=a.quiet, subscribe=a.subscribe,
     )
     validate(p)
     if p.workers == 0:

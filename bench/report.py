@@ -78,6 +78,10 @@ def build(p: Params, c: Collected) -> dict[str, Any]:
         doc["round_trips_per_s"] = doc["deliveries_per_s"]
     if p.scenario == "hold":
         doc["server"] = server_memory(c, connected)
+    elif c.server_cpu_s is not None:
+        per = c.server_cpu_s / delivered * 1e6 if delivered else None
+        doc["server"] = {"cpu_s": round(c.server_cpu_s, 3),
+                         "cpu_us_per_delivery": round(per, 2) if per is not None else None}
     return doc
 
 
@@ -150,8 +154,10 @@ def summary(doc: dict[str, Any]) -> str:
     ]
     if doc["errors"]:
         lines.append("errors: " + ", ".join(f"{k}={v}" for k, v in doc["errors"].items()))
-    if "server" in doc:
-        s = doc["server"]
+    s = doc.get("server", {})
+    if "cpu_us_per_delivery" in s:
+        lines.append(f"server: {s['cpu_s']} s CPU, {s['cpu_us_per_delivery']} µs per delivery")
+    elif s:
         lines.append(f"server: {s.get('bytes_per_connection')} bytes RSS per connection"
                      + (f" (stats: {s['stats_error']})" if s.get("stats_error") else ""))
     return "\n".join(lines)

@@ -52,6 +52,25 @@ def memory(stats: dict[str, Any]) -> tuple[int | None, int | None]:
             conns if conns is not None else _total(flat, "connections"))
 
 
+def cpu_seconds(stats: dict[str, Any]) -> float | None:
+    """CPU seconds (user + system) summed over the server's processes, when it reports them."""
+    procs = stats.get("processes")
+    if isinstance(procs, dict):
+        procs = list(procs.values())
+    values = [p.get("cpu_s") for p in procs] if isinstance(procs, list) else []
+    if not values or not all(isinstance(v, (int, float)) for v in values):
+        return None
+    return float(sum(values))
+
+
+def try_cpu(url: str, api_key: str | None) -> float | None:
+    """cpu_seconds() of a fresh fetch, or None when the server does not tell."""
+    try:
+        return cpu_seconds(fetch(url, api_key))
+    except (OSError, ValueError):
+        return None
+
+
 def try_memory(url: str, api_key: str | None) -> tuple[tuple[int | None, int | None], str | None]:
     """memory() of a fresh fetch, or (None, None) and the reason it failed."""
     try:

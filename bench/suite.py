@@ -28,7 +28,8 @@ from bench.load import run as run_load
 from bench.params import ParamError, parse_params
 from bench.report import failures
 from bench.servers import (
-    API_KEY, ROOT, Running, ServerFailed, started_baseline, started_redis, started_switchboard,
+    API_KEY, ROOT, TOKEN_SECRET, Running, ServerFailed, started_baseline, started_redis,
+    started_switchboard,
 )
 
 P99_LIMIT_MS = 250.0
@@ -53,6 +54,9 @@ class Scenario:
     processes: int = 1
     baseline: bool = True
     max_connections: int = 19_000
+    #: why a scenario without a baseline has none
+    no_baseline: str = ("No baseline: one bare-Tornado process cannot hold this many sockets "
+                        "(20,000 fds per process).")
 
 
 @dataclass(frozen=True)
@@ -81,6 +85,10 @@ def load(argv: list[str], out: Outcome, outdir: Path, tag: str) -> dict[str, Any
     return doc
 
 
+def server_cost(out: Outcome, doc: dict[str, Any], unit: str = "delivery") -> None:
+    out.figures[f"server µs CPU per {unit}"] = doc.get("server", {}).get("cpu_us_per_delivery")
+
+
 def client_cost(out: Outcome, doc: dict[str, Any]) -> None:
     out.figures["tester cores per 100k deliveries/s"] = doc["client"]["cores_per_100k_deliveries_s"]
     out.figures["tester µs CPU per frame"] = doc["client"]["cpu_us_per_frame"]
@@ -90,10 +98,14 @@ def client_cost(out: Outcome, doc: dict[str, Any]) -> None:
 
 
 def hold(count: int) -> Callable[[Running, Outcome, Sizes, Path, str], None]:
+    """Held connections, each authenticated by token and subscribed to one of 100 channels."""
+
     def body(srv: Running, out: Outcome, sz: Sizes, outdir: Path, tag: str) -> None:
         n = sz.n(count)
         doc = load(["hold", "--url", srv.ws_url, "--connections", str(n), "--connect-rate", "2000",
-                    "--duration", str(sz.secs(10)), "--api-key", API_KEY,
+                    "--duration", str(sz.secs(10)), "--api-key", API_KEY, "--subscribe",
+                    "--channels", "100", "--channel-prefix", _prefix(srv),
+                    "--token-secret", TOKEN_SECRET,
                     "--source-addresses", SOURCES, "--connect-timeout", "30"], out, outdir, tag)
         if doc:
             c = doc["connections"]
@@ -119,7 +131,7 @@ def fanout_ramp(subscribers: int, rates: list[float]) -> Callable[..., None]:
                     str(pubs), "--rate", str(rate), "--channels", "1", "--workers", str(workers),
                     "--duration",
                     str(sz.secs(6)), "--channel-prefix", _prefix(srv), "--source-addresses",
-                    SOURCES, "--connect-rate", "3000", "--quiet"]
+                    SOURCES, "--connect-rate", "3000", "--api-key", API_KEY, "--quiet"]
             # a shared machine has stalls that are not the server's: a step over the limit gets
             # one more try before it ends the ramp (both tries are in the notes)
             for attempt in ("", "-again"):
@@ -141,6 +153,7 @@ def fanout_ramp(subscribers: int, rates: list[float]) -> Callable[..., None]:
                             "deliveries/s at that rate": best["deliveries_per_s"],
                             "p50 ms": best["latency_ms"]["p50"], "p99 ms": best["latency_ms"]["p99"],
                             "p99.9 ms": best["latency_ms"]["p999"]}
+            server_cost(out, best)
             client_cost(out, best)
         else:
             out.figures["max publications/s with p99 ≤ 250 ms"] = 0
@@ -149,11 +162,30 @@ def fanout_ramp(subscribers: int, rates: list[float]) -> Callable[..., None]:
 
 def echo(srv: Running, out: Outcome, sz: Sizes, outdir: Path, tag: str) -> None:
     doc = load(["echo", "--url", srv.ws_url, "--connections", "100", "--duration",
-                str(sz.secs(10)), "--quiet"], out, outdir, tag)
+                str(sz.secs(10)), "--api-key", API_KEY, "--quiet"], out, outdir, tag)
     if doc:
         out.figures |= {"round trips/s": doc["deliveries_per_s"],
                         "p50 ms": doc["latency_ms"]["p50"], "p99 ms": doc["latency_ms"]["p99"]}
+        server_cost(out, doc, "round trip")
         client_cost(out, doc)
+
+
+def fanout_cost(subscribers: int, rate: float) -> Callable[..., None]:
+    """Server CPU per delivery at one fixed load: the figure issue 8 compares."""
+
+    def body(srv: Running, out: Outcome, sz: Sizes, outdir: Path, tag: str) -> None:
+        n = sz.n(subscribers)
+        doc = load(["fanout", "--url", srv.ws_url, "--subscribers", str(n), "--rate", str(rate),
+                    "--channels", "1", "--duration", str(sz.secs(10)), "--channel-prefix",
+                    _prefix(srv), "--source-addresses", SOURCES, "--api-key", API_KEY,
+                    "--quiet"], out, outdir, tag)
+        if doc:
+            out.figures |= {"deliveries/s": doc["deliveries_per_s"],
+                            "p99 ms": doc["latency_ms"]["p99"],
+                            "lost": doc["lost"] + doc["duplicated"] + doc["reordered"]}
+            server_cost(out, doc)
+            client_cost(out, doc)
+    return body
 
 
 def churn(srv: Running, out: Outcome, sz: Sizes, outdir: Path, tag: str) -> None:
@@ -175,10 +207,18 @@ def _prefix(srv: Running) -> str:
 
 
 SCENARIOS = [
-    Scenario("hold-19k", "19,000 held connections, one process", hold(19_000),
+    Scenario("cost-1k-20", "Server CPU per delivery, 1,000 subscribers × 20 publications/s",
+             fanout_cost(1000, 20)),
+    Scenario("cost-1k-20-redis",
+             "Server CPU per delivery, 1,000 subscribers × 20/s, two processes with Redis",
+             fanout_cost(1000, 20), processes=2, baseline=False,
+             no_baseline="Compare with `cost-1k-20` above: the same load on one process; bare "
+             "Tornado has no cross-process fan-out. Redis's own CPU is not counted."),
+    Scenario("hold-19900", "19,900 held connections with tokens and subscriptions, one process",
+             hold(19_900), max_connections=19_950),
+    Scenario("hold-40k-redis", "40,000 held connections with tokens and subscriptions, three "
+             "processes with Redis", hold(40_000), processes=3, baseline=False,
              max_connections=19_500),
-    Scenario("hold-40k-redis", "40,000 held connections, three processes with Redis",
-             hold(40_000), processes=3, baseline=False, max_connections=19_500),
     Scenario("fanout-1k", "Fan-out to 1,000 subscribers at rising rates",
              fanout_ramp(1000, [10, 20, 50, 100, 200, 400, 800])),
     Scenario("fanout-10k", "Fan-out to 10,000 subscribers at rising rates",
@@ -284,8 +324,7 @@ def render(results: dict[str, dict[str, Outcome]], sz: Sizes, started: float) ->
             lines += ["| figure | Switchboard |", "| --- | ---: |"]
             lines += [f"| {k} | {fmt(sb.figures.get(k))} |" for k in keys]
             lines.append("")
-            lines.append("No baseline: one bare-Tornado process cannot hold this many sockets "
-                         "(20,000 fds per process).")
+            lines.append(sc.no_baseline)
         notes = sb.notes + (base.notes if base else [])
         if notes:
             lines += ["", "Notes:", ""] + [f"- {n}" for n in notes]

@@ -165,7 +165,7 @@ class Worker:
     async def connect_all(self) -> None:
         """Open this worker's holders at its connect rate, reporting progress each second."""
         plan, sem = self.plan, asyncio.Semaphore(MAX_PENDING_CONNECTS)
-        subscribe = self.p.scenario in ("fanout", "churn")
+        subscribe = self.p.scenario in ("fanout", "churn") or self.p.subscribe
         t0 = time.monotonic()
         last_tick = t0
 

@@ -44,6 +44,7 @@ class Stats:
             "connections_total": self.connections_total,
             "connections_refused": self.refused,
             "rss_bytes": self._process.memory_info().rss,
+            "cpu_s": round(sum(self._process.cpu_times()[:2]), 3),  # user + system
             "uptime_s": round(time.time() - self.started, 3),
         }
 

@@ -9,7 +9,7 @@ import pytest
 from bench.checker import DeliveryTotals, OffsetChecker
 from bench.coordinator import make_plans
 from bench.params import ParamError, parse_addresses, parse_params
-from bench.serverstats import memory, stats_url
+from bench.serverstats import cpu_seconds, memory, stats_url
 from bench.stats import Histogram, percentile
 from bench.tokens import UrlMaker, with_token
 
@@ -218,3 +218,10 @@ def test_suite_writes_ratios_to_the_baseline() -> None:
     assert "| round trips/s | 3,000 | 2,000 | 1.50× |" in md
     assert "| connections held | 40,000 |" in md and "No baseline" in md
     assert "- a note" in md and "Machine:" in md
+
+
+def test_server_cpu_summed_over_processes_or_unknown() -> None:
+    two = {"processes": [{"cpu_s": 1.5}, {"cpu_s": 2.25}], "total": {}}
+    assert cpu_seconds(two) == 3.75
+    assert cpu_seconds({"processes": [{"cpu_s": 1.0}, {}]}) is None  # one process did not tell
+    assert cpu_seconds({"rss_bytes": 5}) is None
