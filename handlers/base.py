@@ -29,13 +29,14 @@ class JsonHandler(tornado.web.RequestHandler):
         self.set_status(status)
         self.finish(orjson.dumps(obj))
 
-    def fail(self, code: Code, message: str) -> None:
-        self.send_json({"error": {"code": code.value, "message": message}}, HTTP_STATUS[code])
+    def fail(self, code: Code, message: str, status: int | None = None) -> None:
+        self.send_json({"error": {"code": code.value, "message": message}},
+                       status or HTTP_STATUS[code])
 
     def write_error(self, status_code: int, **kwargs: Any) -> None:
         exc = kwargs.get("exc_info", (None, None, None))[1]
         if isinstance(exc, ProtocolError):
-            self.fail(exc.code, exc.message)
+            self.fail(exc.code, exc.message, exc.status)
             return
         code = {400: Code.BAD_REQUEST, 401: Code.UNAUTHORIZED, 403: Code.FORBIDDEN,
                 404: Code.NOT_FOUND, 405: Code.BAD_REQUEST, 413: Code.LIMIT_EXCEEDED,

@@ -15,12 +15,11 @@ import socket
 import sys
 from collections.abc import Callable, Sequence
 
-import tornado.httpserver
 import tornado.netutil
 
 from server import config as config_mod
 from server import cluster, logs, protocol
-from server.app import build_node, make_app
+from server.app import build_node, make_app, make_server
 from server.config import Config, ConfigError
 from server.node import Node
 from server.store.embedded import EmbeddedError, EmbeddedMongo
@@ -77,7 +76,7 @@ async def serve(cfg: Config, sockets: list[socket.socket]) -> None:
     node = build_node(cfg)
     await node.start()
     app = make_app(node)
-    server = tornado.httpserver.HTTPServer(app, xheaders=True)
+    server = make_server(app, cfg)
     server.add_sockets(sockets)
     tune_gc()
     port = sockets[0].getsockname()[1]

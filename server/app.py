@@ -7,6 +7,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import tornado.httpserver
 import tornado.web
 from prometheus_client.registry import CollectorRegistry
 
@@ -58,6 +59,16 @@ def build_store(config: Config) -> Store:
 def build_node(config: Config) -> Node:
     broker, presence = build_broker(config)
     return Node(config, Hub(), broker, build_store(config), presence)
+
+
+#: Room in an HTTP API body beyond one publication: a broadcast's list of 1,000 channels.
+BODY_OVERHEAD = 512 * 1024
+
+
+def make_server(app: tornado.web.Application, config: Config) -> tornado.httpserver.HTTPServer:
+    """The HTTP server: proxy headers trusted, request bodies capped near one publication."""
+    return tornado.httpserver.HTTPServer(
+        app, xheaders=True, max_body_size=config.server.max_message_bytes + BODY_OVERHEAD)
 
 
 def make_app(node: Node) -> tornado.web.Application:

@@ -117,7 +117,8 @@ class Node:
         ns = self.namespace(channel)
         body = protocol.pub_body(channel, data, info, int(time.time() * 1000))
         if len(body) > self.config.server.max_message_bytes:
-            raise ProtocolError(Code.LIMIT_EXCEEDED, "publication larger than max_message_bytes")
+            raise ProtocolError(Code.LIMIT_EXCEEDED, "publication larger than max_message_bytes",
+                                status=413)
         pos = await _guard(self.broker.publish(channel, body))
         if pos is None:
             await self._seed(channel)

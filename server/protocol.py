@@ -64,10 +64,12 @@ HTTP_STATUS: dict[Code, int] = {
 class ProtocolError(Exception):
     """A refused command: becomes an error reply, never a closed connection."""
 
-    def __init__(self, code: Code, message: str) -> None:
+    def __init__(self, code: Code, message: str, status: int | None = None) -> None:
         super().__init__(message)
         self.code = code
         self.message = message
+        #: the HTTP API's status when it is not the code's usual one (413 for sizes)
+        self.status = status or HTTP_STATUS[code]
 
     def as_dict(self) -> dict[str, str]:
         return {"code": self.code.value, "message": self.message}

@@ -16,7 +16,7 @@ import tornado.testing
 import tornado.websocket
 
 from server import config as config_mod
-from server.app import build_node, make_app
+from server.app import build_node, make_app, make_server
 from server.config import Config
 from server.node import Node
 
@@ -77,7 +77,7 @@ async def start_server(cfg: Config, node: Node | None = None) -> RunningServer:
     node = node or build_node(cfg)
     await node.start()
     sock, port = tornado.testing.bind_unused_port()
-    server = tornado.httpserver.HTTPServer(make_app(node))
+    server = make_server(make_app(node), cfg)
     server.add_sockets([sock])
     return RunningServer(node, port, server)
 

@@ -126,3 +126,14 @@ async def test_stats_and_metrics(app, ws_connect):
 async def test_unknown_path_is_json_404(app):
     code, body = await http(app, "GET", "/api/nothing")
     assert code == 404
+
+
+async def test_sizes_get_413_or_a_refused_body(app):
+    limit = app.node.config.server.max_message_bytes
+    code, body = await http(app, "POST", "/api/publish", {"channel": "room", "data": "x" * limit})
+    assert code == 413 and body["error"]["code"] == "limit_exceeded"
+    huge = b'{"channel":"room","data":"' + b"y" * (limit + 600 * 1024) + b'"}'
+    code, _ = await http(app, "POST", "/api/publish", raw=huge)
+    assert code in (400, 413)  # refused before the body is read whole
+    code, body = await http(app, "GET", "/api/channels/room/history")
+    assert code == 200 and body["publications"] == []  # nothing was published
