@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -124,7 +123,7 @@ class WebSocketHandler(tornado.websocket.WebSocketHandler, Transport):
         if self.outbox is not None:
             self.outbox.close()
         if self.conn is not None:
-            asyncio.ensure_future(self.conn.closed())
+            self.node.spawn(self.conn.closed())
 
     # -- Transport ----------------------------------------------------------------------------
 

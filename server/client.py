@@ -96,7 +96,7 @@ class Connection:
         self.send_json(protocol.disconnect_push(code, reason, reconnect))
         self.transport.close(code, reason)
         # Leave the hub now: the socket itself may take seconds to finish its close handshake.
-        asyncio.ensure_future(self.closed())
+        self.node.spawn(self.closed())
 
     def _watch_expiry(self) -> None:
         if self._expiry is not None:

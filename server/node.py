@@ -66,11 +66,22 @@ class Node:
         self._broker_subs: dict[str, asyncio.Future[None]] = {}
         self._last: dict[str, tuple[str, int]] = {}
         self._services: list[Service] = []
+        self._background: set[asyncio.Future[Any]] = set()
 
     async def start(self) -> None:
         await self.store.start()
         await self.presence.start()
         await self.broker.start(self)
+
+    def spawn(self, aw: Awaitable[Any]) -> None:
+        """Run a fire-and-forget task, holding a reference until it ends.
+
+        The event loop keeps only weak references to tasks; one nobody holds can be collected
+        half-way through (asyncio's documentation of create_task).
+        """
+        task = asyncio.ensure_future(aw)
+        self._background.add(task)
+        task.add_done_callback(self._background.discard)
 
     def attach(self, service: Service) -> None:
         """Start a service now and stop it when the node closes."""
@@ -174,7 +185,7 @@ class Node:
         frame = wsframe.text(protocol.unsubscribed_push(channel, reason))
         for client in [c for c in self.hub.clients() if self.hub.is_subscribed(channel, c)]:
             client.send(frame)
-            asyncio.ensure_future(self.unsubscribe(client, channel))  # type: ignore[arg-type]
+            self.spawn(self.unsubscribe(client, channel))  # type: ignore[arg-type]
 
     # -- subscriptions ------------------------------------------------------------------------
 
@@ -257,11 +268,11 @@ class Node:
     def _drop_broker_sub(self, channel: str) -> None:
         self._broker_subs.pop(channel, None)
         self._last.pop(channel, None)
-        asyncio.ensure_future(_quietly(self.broker.unsubscribe(channel)))
+        self.spawn(_quietly(self.broker.unsubscribe(channel)))
 
     def _announce(self, kind: str, channel: str, client: Client) -> None:
         frame = protocol.join_leave_push(kind, channel, client.id, client.user)
-        asyncio.ensure_future(_quietly(self.broker.publish_join_leave(channel, client.id, frame)))
+        self.spawn(_quietly(self.broker.publish_join_leave(channel, client.id, frame)))
 
     async def client_gone(self, client: Client) -> None:
         """A connection closed: end its subscriptions, presence and join/leave."""
