@@ -16,6 +16,7 @@ from server.broker import redis_conn
 from server.broker.base import Broker
 from server.broker.memory import MemoryBroker
 from server.broker.redis import RedisBroker
+from server import logs
 from server.config import Config
 from server.hub import Hub
 from server.keepalive import KeepAlive
@@ -112,5 +113,6 @@ def make_app(node: Node) -> tornado.web.Application:
         xsrf_cookie_kwargs={"httponly": True, "samesite": "Lax"},
         websocket_max_message_size=config.server.max_message_bytes,
         compress_response=False,
+        log_function=logs.access_log,
         debug=False,
     )

@@ -8,9 +8,12 @@ from __future__ import annotations
 import logging
 import sys
 import time
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import orjson
+
+if TYPE_CHECKING:
+    from tornado.web import RequestHandler
 
 _STANDARD = set(vars(logging.makeLogRecord({}))) | {"message", "asctime"}
 
@@ -44,3 +47,17 @@ def setup(level: str = "INFO", json: bool | None = None) -> None:
     root.setLevel(level)
     # Access logs of every WebSocket upgrade and API call would drown the rest at load.
     logging.getLogger("tornado.access").setLevel(logging.WARNING)
+
+
+def access_log(handler: RequestHandler) -> None:
+    """Tornado's access log line, without the query string.
+
+    Queries carry connection tokens (`/ws?token=...`) and OAuth codes and states
+    (`/login/github/callback?code=...`); Tornado's own line logs the whole URI.
+    """
+    status = handler.get_status()
+    level = logging.INFO if status < 400 else logging.WARNING if status < 500 else logging.ERROR
+    req = handler.request
+    logging.getLogger("tornado.access").log(
+        level, "%d %s %s %.2fms", status, req.method, req.path, 1000.0 * req.request_time(),
+        extra={"status": status, "remote_ip": req.remote_ip})
