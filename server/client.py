@@ -68,6 +68,7 @@ class Connection:
         """Register with the hub and greet the client."""
         self.node.hub.add_client(self)
         self.node.stats.connections_total += 1
+        log.debug("connected", extra={"client": self.id, "user": self.user})
         self._watch_expiry()
         self.send_json({"push": "hello", "client": self.id, "user": self.user,
                         "node": self.node.id,
@@ -93,6 +94,9 @@ class Connection:
         if self._closed:
             return
         self._closed = True
+        # Policy closes (4xxx) are worth an operator's eye; shutdown's 1001 for everyone is not.
+        log.log(logging.INFO if code >= 4000 else logging.DEBUG, "disconnecting: %s", reason,
+                extra={"client": self.id, "user": self.user, "code": code})
         self.send_json(protocol.disconnect_push(code, reason, reconnect))
         self.transport.close(code, reason)
         # Leave the hub now: the socket itself may take seconds to finish its close handshake.
