@@ -77,8 +77,7 @@ class WebSocketHandler(tornado.websocket.WebSocketHandler, Transport):
         stream = self.ws_connection.stream  # type: ignore[union-attr]
         self.outbox = Outbox(stream, self.node.config.server.max_pending_bytes,
                              self._too_slow, self.flusher)
-        self.conn = Connection(self.node, self, self.identity)
-        self.conn.send = self.outbox.send  # the fan-out hot path: one call per delivery
+        self.conn = Connection(self.node, self, self.identity, self.outbox.send)
         self.conn.open()
 
     def _drop_request_state(self) -> None:

@@ -40,12 +40,13 @@ class Connection:
     __slots__ = ("id", "user", "name", "identity", "node", "transport", "send", "_bucket",
                  "alive", "_strikes", "_closed", "_gone", "_expiry", "__weakref__")
 
-    def __init__(self, node: Node, transport: Transport, identity: Identity = ANONYMOUS) -> None:
+    def __init__(self, node: Node, transport: Transport, identity: Identity = ANONYMOUS,
+                 send: Callable[[bytes], None] | None = None) -> None:
         self.id = secrets.token_hex(8)
         self.node = node
         self.transport = transport
-        #: Queue one encoded frame: the transport's own method, one call per delivery.
-        self.send = transport.send
+        #: Queue one encoded frame: one call per delivery (the socket's outbox, given directly).
+        self.send = send or transport.send
         self.identity = identity
         self.user = identity.user
         self.name = identity.name
@@ -87,7 +88,7 @@ class Connection:
     def send_json(self, payload: bytes | dict[str, Any]) -> None:
         if isinstance(payload, dict):
             payload = protocol.dumps(payload)
-        self.transport.send(wsframe.text(payload))
+        self.send(wsframe.text(payload))
 
     def disconnect(self, code: int, reason: str, reconnect: bool) -> None:
         """Tell the client why, then close with `code`."""

@@ -125,6 +125,10 @@ class Hub:
     def channels(self) -> list[str]:
         return list(self._channels.keys() | self._buffers.keys())
 
+    def subscribers(self, channel: str) -> list[Subscriber]:
+        """Every local subscriber of `channel`, live or still buffering."""
+        return [*self._channels.get(channel, ()), *self._buffers.get(channel, ())]
+
     def subscriber_count(self, channel: str) -> int:
         return len(self._channels.get(channel, ())) + len(self._buffers.get(channel, ()))
 

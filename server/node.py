@@ -183,7 +183,7 @@ class Node:
 
     def _end_subscriptions(self, channel: str, reason: str) -> None:
         frame = wsframe.text(protocol.unsubscribed_push(channel, reason))
-        for client in [c for c in self.hub.clients() if self.hub.is_subscribed(channel, c)]:
+        for client in self.hub.subscribers(channel):
             client.send(frame)
             self.spawn(self.unsubscribe(client, channel))  # type: ignore[arg-type]
 

@@ -93,3 +93,14 @@ def test_unsubscribe_unknown_is_harmless():
     assert hub.unsubscribe("nothing", a) is False
     assert hub.is_subscribed("nothing", a) is False
     assert hub.subscriber_count("nothing") == 0
+
+
+def test_subscribers_include_buffering_ones():
+    hub, a, b, c = Hub(), FakeClient("a"), FakeClient("b"), FakeClient("c")
+    for x in (a, b, c):
+        hub.add_client(x)
+    hub.subscribe("ch", a, buffer=False)
+    hub.subscribe("ch", b, buffer=True)
+    hub.subscribe("other", c, buffer=False)
+    assert sorted(x.id for x in hub.subscribers("ch")) == ["a", "b"]
+    assert hub.subscribers("none") == []
