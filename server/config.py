@@ -14,6 +14,8 @@ from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any, get_type_hints
 
+from server.protocol import split_channel
+
 PLACEHOLDER_PREFIX = "change-me"
 PUBLISH_MODES = ("anyone", "subscribers", "authenticated", "server")
 
@@ -253,6 +255,10 @@ class Config:
 
     def namespace(self, name: str) -> NamespaceConfig | None:
         return self.namespaces.get(name)
+
+    def namespace_of(self, channel: str) -> NamespaceConfig | None:
+        """The namespace a channel belongs to (`ns:rest`, or `default`), if it is configured."""
+        return self.namespaces.get(split_channel(channel)[0])
 
     def replace(self, **changes: Any) -> Config:
         return dataclasses.replace(self, **changes)

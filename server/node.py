@@ -254,14 +254,14 @@ class Node:
         if not self.hub.is_subscribed(channel, client):
             return
         await self._leave_hub(client, channel)
-        ns = self.config.namespace(protocol.split_channel(channel)[0])
+        ns = self.config.namespace_of(channel)
         if ns is not None and ns.join_leave:
             self._announce("leave", channel, client)
 
     async def _leave_hub(self, client: Client, channel: str) -> None:
         if self.hub.unsubscribe(channel, client):
             self._drop_broker_sub(channel)
-        ns = self.config.namespace(protocol.split_channel(channel)[0])
+        ns = self.config.namespace_of(channel)
         if ns is not None and ns.presence:
             await _quietly(self.presence.remove(channel, client.id))
 
@@ -280,7 +280,7 @@ class Node:
         for channel in self.hub.remove_client(client):
             self._drop_broker_sub(channel)
         for channel in channels:
-            ns = self.config.namespace(protocol.split_channel(channel)[0])
+            ns = self.config.namespace_of(channel)
             if ns is not None and ns.presence:
                 await _quietly(self.presence.remove(channel, client.id))
             if ns is not None and ns.join_leave:

@@ -65,7 +65,7 @@ class StatsFeed:
         listed = sorted({*ROOMS, *filter(is_listed, self.node.hub.channels())})[:MAX_LISTED]
         counts = []
         for channel in listed:
-            ns = self.node.config.namespace(protocol.split_channel(channel)[0])
+            ns = self.node.config.namespace_of(channel)
             if ns is None:
                 continue
             if ns.presence:
