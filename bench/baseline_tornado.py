@@ -89,8 +89,14 @@ class BroadcastSocket(WebSocketHandler):
 
     def open(self, *args: str, **kwargs: str) -> None:
         self.hub.connections += 1
-        hello = {"push": "hello", "client": self.client_id, "user": None,
-                 "node": f"baseline-{os.getpid()}", "ping_interval": 25, "version": 1}
+        hello = {
+            "push": "hello",
+            "client": self.client_id,
+            "user": None,
+            "node": f"baseline-{os.getpid()}",
+            "ping_interval": 25,
+            "version": 1,
+        }
         self.write_message(orjson.dumps(hello))
 
     def on_message(self, message: str | bytes) -> None:
@@ -108,8 +114,9 @@ class BroadcastSocket(WebSocketHandler):
             ch = self.hub.channel(cmd["channel"])
             ch.subscribers[self] = None
             self.subs.add(cmd["channel"])
-            self._reply(cmd_id, {"offset": ch.offset, "epoch": ch.epoch, "recovered": False,
-                                 "missed": []})
+            self._reply(
+                cmd_id, {"offset": ch.offset, "epoch": ch.epoch, "recovered": False, "missed": []}
+            )
         elif op == "unsubscribe" and isinstance(cmd.get("channel"), str):
             self.hub.channel(cmd["channel"]).subscribers.pop(self, None)
             self.subs.discard(cmd["channel"])
@@ -120,8 +127,9 @@ class BroadcastSocket(WebSocketHandler):
         else:
             self._reply(cmd_id, error=("unknown_op", f"unsupported op {op!r}"))
 
-    def _reply(self, cmd_id: int | None, result: Any = None,
-               error: tuple[str, str] | None = None) -> None:
+    def _reply(
+        self, cmd_id: int | None, result: Any = None, error: tuple[str, str] | None = None
+    ) -> None:
         if error is not None:
             msg: dict[str, Any] = {"error": {"code": error[0], "message": error[1]}}
             if cmd_id is not None:
@@ -166,20 +174,33 @@ class StatsHandler(ApiHandler):
     def get(self) -> None:
         me = psutil.Process()
         rss = me.memory_info().rss
-        proc = {"pid": os.getpid(), "rss_bytes": rss, "connections": self.hub.connections,
-                "cpu_s": round(sum(me.cpu_times()[:2]), 3),
-                "messages_in": self.hub.messages_in, "messages_out": self.hub.messages_out}
-        self.finish({"connections": self.hub.connections, "rss_bytes": rss,
-                     "channels": len(self.hub.channels), "processes": [proc]})
+        proc = {
+            "pid": os.getpid(),
+            "rss_bytes": rss,
+            "connections": self.hub.connections,
+            "cpu_s": round(sum(me.cpu_times()[:2]), 3),
+            "messages_in": self.hub.messages_in,
+            "messages_out": self.hub.messages_out,
+        }
+        self.finish(
+            {
+                "connections": self.hub.connections,
+                "rss_bytes": rss,
+                "channels": len(self.hub.channels),
+                "processes": [proc],
+            }
+        )
 
 
 def make_app(drop_offset: int | None = None, api_key: str | None = None) -> Application:
     hub = Broadcaster(drop_offset)
-    return Application([
-        (r"/ws", BroadcastSocket, {"hub": hub}),
-        (r"/api/publish", PublishHandler, {"hub": hub, "api_key": api_key}),
-        (r"/api/stats", StatsHandler, {"hub": hub, "api_key": api_key}),
-    ])
+    return Application(
+        [
+            (r"/ws", BroadcastSocket, {"hub": hub}),
+            (r"/api/publish", PublishHandler, {"hub": hub, "api_key": api_key}),
+            (r"/api/stats", StatsHandler, {"hub": hub, "api_key": api_key}),
+        ]
+    )
 
 
 async def serve(port: int, host: str, drop_offset: int | None, api_key: str | None) -> None:

@@ -66,10 +66,18 @@ def make_plans(p: Params) -> list[WorkerPlan]:
         pub_rate = p.rate * (pubs / publishers) if publishers and not p.api_url else 0.0
         if p.api_url and p.scenario in ("fanout", "churn"):
             pub_rate = p.rate / w
-        plans.append(WorkerPlan(
-            index=i, params=p, holder_start=start, holder_count=count, publishers=pubs,
-            pub_rate=pub_rate, churn_rate=p.churn_rate / w, connect_rate=p.connect_rate / w,
-        ))
+        plans.append(
+            WorkerPlan(
+                index=i,
+                params=p,
+                holder_start=start,
+                holder_count=count,
+                publishers=pubs,
+                pub_rate=pub_rate,
+                churn_rate=p.churn_rate / w,
+                connect_rate=p.connect_rate / w,
+            )
+        )
     return plans
 
 
@@ -92,8 +100,12 @@ class Coordinator:
         try:
             for plan in make_plans(p):
                 parent, child = ctx.Pipe()
-                proc = ctx.Process(target=worker_main, args=(plan, child), daemon=True,
-                                   name=f"bench-worker-{plan.index}")
+                proc = ctx.Process(
+                    target=worker_main,
+                    args=(plan, child),
+                    daemon=True,
+                    name=f"bench-worker-{plan.index}",
+                )
                 proc.start()
                 child.close()
                 self.pipes[plan.index], self.procs[plan.index] = parent, proc
@@ -144,7 +156,9 @@ class Coordinator:
                 except EOFError:
                     idx = next(i for i, pc in self.pipes.items() if pc is conn)
                     self.procs[idx].join(2)
-                    raise RunFailed(f"worker {idx} exited (code {self.procs[idx].exitcode})")
+                    raise RunFailed(
+                        f"worker {idx} exited (code {self.procs[idx].exitcode})"
+                    ) from None
                 self.handle(msg, kind, into)
 
     def handle(self, msg: tuple[Any, ...], kind: str, into: dict[int, Any]) -> None:
@@ -169,11 +183,15 @@ class Coordinator:
         s["cpu_max"] = max(s.get("cpu_max", 0.0), t["cpu"])
         s["conns"] = s.get("conns", 0) + t["conns"]
         if t["cpu"] > SATURATED_CPU:
-            self.warn(f"worker {idx} saturated at {sec}s (CPU {t['cpu']:.0%} of a core, loop lag "
-                      f"{t['lag_ms']:.0f} ms): figures may measure the tester; add --workers")
+            self.warn(
+                f"worker {idx} saturated at {sec}s (CPU {t['cpu']:.0%} of a core, loop lag "
+                f"{t['lag_ms']:.0f} ms): figures may measure the tester; add --workers"
+            )
         elif t["lag_ms"] > STARVED_LAG_MS:
-            self.warn(f"worker {idx} starved at {sec}s (loop lag {t['lag_ms']:.0f} ms at CPU "
-                      f"{t['cpu']:.0%}): the machine's cores are busy; latencies include waiting")
+            self.warn(
+                f"worker {idx} starved at {sec}s (loop lag {t['lag_ms']:.0f} ms at CPU "
+                f"{t['cpu']:.0%}): the machine's cores are busy; latencies include waiting"
+            )
         self.latest[idx] = t
         now = self.latest.values()
         self.progress.update(

@@ -21,7 +21,6 @@ from typing import Any, cast
 import orjson
 from picows import WSFrame, WSListener, WSMsgType, WSTransport, ws_connect, ws_create_server
 
-
 FRAME = (
     b'{"push":"pub","channel":"bench.0","offset":%d,"data":{"bt":1700000000000000,"pad":"xxxxxxxx"},'
     b'"info":{"user":null,"client":"abc"},"ts":1700000000000}'
@@ -112,8 +111,13 @@ def _orjson_parse(payload: bytes) -> tuple[int, int]:
     return obj["offset"], obj["data"]["bt"]
 
 
-async def _run_picows(url: str, clients: int, per_client: int, parse: Callable[[bytes], Any],
-                      aiofastnet: bool | None = None) -> None:
+async def _run_picows(
+    url: str,
+    clients: int,
+    per_client: int,
+    parse: Callable[[bytes], Any],
+    aiofastnet: bool | None = None,
+) -> None:
     done = asyncio.get_running_loop().create_future()
     remaining = [clients * per_client]
 
@@ -124,8 +128,9 @@ async def _run_picows(url: str, clients: int, per_client: int, parse: Callable[[
             if remaining[0] == 0:
                 done.set_result(None)
 
-    transports = [(await ws_connect(Sub, url, use_aiofastnet=aiofastnet))[0]
-                  for _ in range(clients)]
+    transports = [
+        (await ws_connect(Sub, url, use_aiofastnet=aiofastnet))[0] for _ in range(clients)
+    ]
     for t in transports:
         t.send(WSMsgType.TEXT, b"go")
     await done
@@ -150,8 +155,9 @@ async def _run_bench_client(url: str, clients: int, per_client: int, _parse: Any
         if sink.delivered == total:
             done.set_result(None)
 
-    conns = [cast(Client, (await ws_connect(lambda: Client(on_pub), url))[1])
-             for _ in range(clients)]
+    conns = [
+        cast(Client, (await ws_connect(lambda: Client(on_pub), url))[1]) for _ in range(clients)
+    ]
     for c in conns:
         assert c.transport is not None
         c.tag = OffsetChecker(0)
@@ -161,7 +167,9 @@ async def _run_bench_client(url: str, clients: int, per_client: int, _parse: Any
         c.close()
 
 
-async def _run_websockets(url: str, clients: int, per_client: int, parse: Callable[[bytes], Any]) -> None:
+async def _run_websockets(
+    url: str, clients: int, per_client: int, parse: Callable[[bytes], Any]
+) -> None:
     from websockets.asyncio.client import connect
 
     async def one(ws: Any) -> None:
@@ -184,7 +192,11 @@ CANDIDATES: dict[str, tuple[Callable[..., Any], Callable[[bytes], Any], bool]] =
     "picows+fastparse+uvloop": (_run_picows, parse_pub, True),
     "picows+uvloop, no parsing": (_run_picows, _no_parse, True),
     "bench.client + worker hot path (uvloop)": (_run_bench_client, _no_parse, True),
-    "picows+orjson+uvloop, no aiofastnet": (partial(_run_picows, aiofastnet=False), _orjson_parse, True),
+    "picows+orjson+uvloop, no aiofastnet": (
+        partial(_run_picows, aiofastnet=False),
+        _orjson_parse,
+        True,
+    ),
 }
 
 

@@ -1,4 +1,5 @@
-"""Command line of `python -m bench.load`: scenario parameters, parsed and checked before anything runs.
+"""Command line of `python -m bench.load`: scenario parameters, parsed and checked before
+anything runs.
 
 Why checks here: a load tester must only ever hit the addresses it is given, and a loopback-only
 default keeps a typo from load-testing someone else's machine. Every bound (connections, duration,
@@ -137,10 +138,16 @@ def build_parser() -> argparse.ArgumentParser:
     ap.add_argument("--publishers", type=int, default=1)
     ap.add_argument("--rate", type=float, default=100.0, help="publications per second in total")
     ap.add_argument("--channels", type=int, default=1)
-    ap.add_argument("--churn-rate", type=float, default=50.0, help="churn: connections opened per s")
+    ap.add_argument(
+        "--churn-rate", type=float, default=50.0, help="churn: connections opened per s"
+    )
     ap.add_argument("--churn-life", type=float, default=1.0, help="churn: seconds each one lives")
-    ap.add_argument("--ping-rate", type=float, default=0.0,
-                    help="echo: pings/s per client (default 0: closed loop, as fast as replies come)")
+    ap.add_argument(
+        "--ping-rate",
+        type=float,
+        default=0.0,
+        help="echo: pings/s per client (default 0: closed loop, as fast as replies come)",
+    )
     ap.add_argument("--workers", type=int, default=0, help="worker processes (default: by fd need)")
     ap.add_argument("--source-addresses", default="", help="e.g. 127.0.0.2-127.0.0.9")
     ap.add_argument("--token", help="connection token (JWT) for every connection")
@@ -148,15 +155,20 @@ def build_parser() -> argparse.ArgumentParser:
     ap.add_argument("--api-url", help="publish over the HTTP API at this base URL instead of WS")
     ap.add_argument("--api-key", help="API key for --api-url")
     ap.add_argument("--channel-prefix", default="bench.")
-    ap.add_argument("--payload-bytes", type=int, default=0, help="padding added to each publication")
+    ap.add_argument(
+        "--payload-bytes", type=int, default=0, help="padding added to each publication"
+    )
     ap.add_argument("--drain", type=float, default=10.0, help="max seconds to wait for stragglers")
     ap.add_argument("--connect-timeout", type=float, default=10.0)
     ap.add_argument("--allow-remote", action="store_true", help="permit non-loopback targets")
     ap.add_argument("--json", dest="json_path", help="write the result document here")
     ap.add_argument("--plot", dest="plot_path", help="write a PNG of latency and throughput")
     ap.add_argument("--quiet", action="store_true", help="no progress lines")
-    ap.add_argument("--subscribe", action="store_true",
-                    help="hold: subscribe every connection to a channel (of --channels)")
+    ap.add_argument(
+        "--subscribe",
+        action="store_true",
+        help="hold: subscribe every connection to a channel (of --channels)",
+    )
     return ap
 
 
@@ -164,16 +176,33 @@ def parse_params(argv: list[str] | None = None) -> Params:
     """Parse and validate; raises ParamError with a clear message on nonsense."""
     a = build_parser().parse_args(argv)
     p = Params(
-        scenario=a.scenario, url=a.url, duration=a.duration, connections=a.connections,
-        connect_rate=a.connect_rate, subscribers=a.subscribers, publishers=a.publishers,
-        rate=a.rate, channels=a.channels,
-        churn_rate=a.churn_rate if a.scenario == "churn" else 0.0, churn_life=a.churn_life,
+        scenario=a.scenario,
+        url=a.url,
+        duration=a.duration,
+        connections=a.connections,
+        connect_rate=a.connect_rate,
+        subscribers=a.subscribers,
+        publishers=a.publishers,
+        rate=a.rate,
+        channels=a.channels,
+        churn_rate=a.churn_rate if a.scenario == "churn" else 0.0,
+        churn_life=a.churn_life,
         ping_rate=a.ping_rate,
-        workers=a.workers, source_addresses=parse_addresses(a.source_addresses), token=a.token,
-        token_secret=a.token_secret, api_url=a.api_url, api_key=a.api_key,
-        channel_prefix=a.channel_prefix, payload_bytes=a.payload_bytes, drain=a.drain,
-        connect_timeout=a.connect_timeout, allow_remote=a.allow_remote, json_path=a.json_path,
-        plot_path=a.plot_path, quiet=a.quiet, subscribe=a.subscribe,
+        workers=a.workers,
+        source_addresses=parse_addresses(a.source_addresses),
+        token=a.token,
+        token_secret=a.token_secret,
+        api_url=a.api_url,
+        api_key=a.api_key,
+        channel_prefix=a.channel_prefix,
+        payload_bytes=a.payload_bytes,
+        drain=a.drain,
+        connect_timeout=a.connect_timeout,
+        allow_remote=a.allow_remote,
+        json_path=a.json_path,
+        plot_path=a.plot_path,
+        quiet=a.quiet,
+        subscribe=a.subscribe,
     )
     validate(p)
     if p.workers == 0:

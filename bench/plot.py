@@ -20,8 +20,12 @@ def plot(doc: dict[str, Any], path: str) -> None:
     t = [r["t"] for r in rows]
     fig, (ax1, ax2) = plt.subplots(2, 1, figsize=(9, 6), sharex=True)
     for key, style in (("p50", "-"), ("p90", "--"), ("p99", "-."), ("p999", ":")):
-        ax1.plot(t, [r.get("latency_ms", {}).get(key, float("nan")) for r in rows], "." + style,
-                 label=key)
+        ax1.plot(
+            t,
+            [r.get("latency_ms", {}).get(key, float("nan")) for r in rows],
+            "." + style,
+            label=key,
+        )
     ax1.set_ylabel("latency (ms)")
     ax1.set_yscale("log")
     ax1.yaxis.set_major_formatter(ScalarFormatter())
@@ -40,8 +44,10 @@ def plot(doc: dict[str, Any], path: str) -> None:
     ax2.legend(lines[0] + extra[0], lines[1] + extra[1], loc="lower left", fontsize="small")
     ax2.grid(True, alpha=0.3)
     lat = doc["latency_ms"]
-    fig.suptitle(f"{doc['scenario']}: {doc['deliveries_per_s']:.0f} deliveries/s, "
-                 f"p99 {lat['p99']} ms, lost {doc['lost']}")
+    fig.suptitle(
+        f"{doc['scenario']}: {doc['deliveries_per_s']:.0f} deliveries/s, "
+        f"p99 {lat['p99']} ms, lost {doc['lost']}"
+    )
     fig.tight_layout()
     fig.savefig(path, dpi=100)
     plt.close(fig)

@@ -12,7 +12,9 @@ from typing import TextIO
 
 
 class Progress:
-    def __init__(self, quiet: bool = False, stream: TextIO | None = None, every_s: float = 5.0) -> None:
+    def __init__(
+        self, quiet: bool = False, stream: TextIO | None = None, every_s: float = 5.0
+    ) -> None:
         self.stream = stream or sys.stderr
         self.tty = self.stream.isatty()
         self.quiet = quiet

@@ -47,7 +47,7 @@ class Publishers:
             self.acked[channel] = offset
 
     def publish(self, channel: str) -> bool:
-        """Send one publication; False (and counted as skipped) when every publisher is backed up."""
+        """Send one publication; False (counted as skipped) when every publisher is backed up."""
         for _ in range(len(self.clients)):
             client = self.clients[self._next]
             self._next = (self._next + 1) % len(self.clients)
@@ -97,8 +97,14 @@ class HttpPublishers(Publishers):
             return False
         body = orjson.dumps({"channel": channel, "data": self.data()})
         fut = asyncio.ensure_future(
-            self.http.fetch(self.endpoint, method="POST", body=body, headers=self.headers,
-                            raise_error=False, request_timeout=30)
+            self.http.fetch(
+                self.endpoint,
+                method="POST",
+                body=body,
+                headers=self.headers,
+                raise_error=False,
+                request_timeout=30,
+            )
         )
         self._in_flight += 1
         self.sent += 1

@@ -8,7 +8,8 @@ when it arrived; the client runs in this process, so both times come from one cl
 
 - latency: `--rate` publications/s for `--seconds`, to `--subscribers` subscribers: p50/p99.
 - throughput: `--messages` publications sent as fast as a window of 25 unacknowledged per connection
-  allows (spread over `--publishers` connections), to the same subscribers: deliveries/s from the first send to the last delivery.
+  allows (spread over `--publishers` connections), to the same subscribers: deliveries/s from the
+  first send to the last delivery.
 
     python -m bench.redis_latency [--subscribers 20] [--rate 1000] [--seconds 3]
 """
@@ -29,8 +30,8 @@ import orjson
 from picows import WSFrame, WSListener, WSMsgType, WSTransport, ws_connect
 
 from bench.fastparse import parse_pub
-from tests.redis_server import started_redis
 from tests.fixtures.server_processes import ServerProcess
+from tests.redis_server import started_redis
 
 CHANNEL = "bench"
 WINDOW = 25  # unacknowledged publications per publisher connection
@@ -97,19 +98,30 @@ class Publisher(WSListener):
         await self.room.acquire()
         self.next_id += 1
         assert self.transport is not None
-        self.transport.send(WSMsgType.TEXT, orjson.dumps(
-            {"id": self.next_id, "op": "publish", "channel": CHANNEL,
-             "data": {"bt": now_us()}}))
+        self.transport.send(
+            WSMsgType.TEXT,
+            orjson.dumps(
+                {"id": self.next_id, "op": "publish", "channel": CHANNEL, "data": {"bt": now_us()}}
+            ),
+        )
 
 
-async def measure(sub_url: str, pub_url: str, subscribers: int, publishers: int, rate: int,
-                  seconds: float, messages: int) -> dict[str, float]:
+async def measure(
+    sub_url: str,
+    pub_url: str,
+    subscribers: int,
+    publishers: int,
+    rate: int,
+    seconds: float,
+    messages: int,
+) -> dict[str, float]:
     state = Shared()
     subs = []
-    for i in range(subscribers):
+    for _ in range(subscribers):
         transport, listener = await ws_connect(lambda: Subscriber(state), sub_url)
-        transport.send(WSMsgType.TEXT, orjson.dumps({"id": 1, "op": "subscribe",
-                                                     "channel": CHANNEL}))
+        transport.send(
+            WSMsgType.TEXT, orjson.dumps({"id": 1, "op": "subscribe", "channel": CHANNEL})
+        )
         subs.append((transport, listener))
     await asyncio.gather(*(listener.subscribed for _, listener in subs))
     pubs = [await ws_connect(Publisher, pub_url) for _ in range(publishers)]
@@ -122,9 +134,11 @@ async def measure(sub_url: str, pub_url: str, subscribers: int, publishers: int,
         await pubs[i % publishers][1].publish()
     await asyncio.wait_for(state.all_in.wait(), 30)
     lat = sorted(state.latencies_us)
-    figures = {"p50_ms": lat[len(lat) // 2] / 1000,
-               "p99_ms": lat[int(len(lat) * 0.99)] / 1000,
-               "mean_ms": statistics.fmean(lat) / 1000}
+    figures = {
+        "p50_ms": lat[len(lat) // 2] / 1000,
+        "p99_ms": lat[int(len(lat) * 0.99)] / 1000,
+        "mean_ms": statistics.fmean(lat) / 1000,
+    }
 
     state.count, state.expected = 0, messages * subscribers
     state.all_in.clear()
@@ -167,24 +181,42 @@ def servers(workdir: Path, redis: bool) -> Iterator[tuple[ServerProcess, ServerP
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--subscribers", type=int, default=20)
-    p.add_argument("--publishers", type=int, default=8,
-                   help="publishing connections (a connection's commands run one at a time)")
+    p.add_argument(
+        "--publishers",
+        type=int,
+        default=8,
+        help="publishing connections (a connection's commands run one at a time)",
+    )
     p.add_argument("--rate", type=int, default=1000, help="publications/s, latency phase")
     p.add_argument("--seconds", type=float, default=3.0)
     p.add_argument("--messages", type=int, default=5000, help="throughput phase")
     args = p.parse_args()
-    print(f"{args.subscribers} subscribers, {args.publishers} publishers; latency at {args.rate} pub/s for {args.seconds} s; "
-          f"throughput over {args.messages} publications")
+    print(
+        f"{args.subscribers} subscribers, {args.publishers} publishers; "
+        f"latency at {args.rate} pub/s for {args.seconds} s; "
+        f"throughput over {args.messages} publications"
+    )
     print(f"{'setup':<28}{'p50 ms':>8}{'p99 ms':>8}{'mean ms':>9}{'deliv/s':>10}{'pub/s':>8}")
     for label, redis in (("1 process, memory broker", False), ("2 processes + Redis", True)):
         with tempfile.TemporaryDirectory() as tmp:
             for sub in ("a", "b"):
                 (Path(tmp) / sub).mkdir()
             with servers(Path(tmp), redis) as (a, b):
-                f = asyncio.run(measure(a.ws_url, b.ws_url, args.subscribers, args.publishers,
-                                        args.rate, args.seconds, args.messages))
-        print(f"{label:<28}{f['p50_ms']:>8.2f}{f['p99_ms']:>8.2f}{f['mean_ms']:>9.2f}"
-              f"{f['deliveries_per_s']:>10,.0f}{f['publications_per_s']:>8,.0f}")
+                f = asyncio.run(
+                    measure(
+                        a.ws_url,
+                        b.ws_url,
+                        args.subscribers,
+                        args.publishers,
+                        args.rate,
+                        args.seconds,
+                        args.messages,
+                    )
+                )
+        print(
+            f"{label:<28}{f['p50_ms']:>8.2f}{f['p99_ms']:>8.2f}{f['mean_ms']:>9.2f}"
+            f"{f['deliveries_per_s']:>10,.0f}{f['publications_per_s']:>8,.0f}"
+        )
 
 
 if __name__ == "__main__":

@@ -27,11 +27,20 @@ def build(p: Params, c: Collected) -> dict[str, Any]:
     for r in c.results.values():
         hist.merge(Histogram.from_sparse(r["hist"]))
         # connect errors are in both `ready` and `result`: keep the later, complete count
-        errors.update({k: v for k, v in r["errors"].items() if k not in errors} |
-                      {k: v - errors[k] for k, v in r["errors"].items() if k in errors})
+        errors.update(
+            {k: v for k, v in r["errors"].items() if k not in errors}
+            | {k: v - errors[k] for k, v in r["errors"].items() if k in errors}
+        )
         d = r["delivery"]
-        totals.merge(DeliveryTotals(d["lost"], d["duplicated"], d["reordered"],
-                                    d["subscriptions"], [tuple(e) for e in d["examples"]]))
+        totals.merge(
+            DeliveryTotals(
+                d["lost"],
+                d["duplicated"],
+                d["reordered"],
+                d["subscriptions"],
+                [tuple(e) for e in d["examples"]],
+            )
+        )
     delivered = sum(r["delivered"] for r in c.results.values())
     cpu = sum(r["cpu_s"] for r in c.results.values())
     wall = max((r["wall_s"] for r in c.results.values()), default=0.0) or 1e-9
@@ -54,19 +63,23 @@ def build(p: Params, c: Collected) -> dict[str, Any]:
         "published": sum(r["published"] for r in c.results.values()),
         "channel_offsets": c.finals if len(c.finals) <= 100 else {"channels": len(c.finals)},
         "connections": {
-            "requested": p.holders, "opened": connected,
+            "requested": p.holders,
+            "opened": connected,
             "still_open": sum(r["still_open"] for r in c.results.values()),
             "connect_s": round(connect_s, 3),
             "connect_rate_per_s": round(connected / connect_s, 1) if connect_s else None,
             "churn_opened": sum(r["churn_opened"] for r in c.results.values()),
         },
         "client": {
-            "workers": len(c.results), "cpu_s": round(cpu, 3), "frames": frames,
+            "workers": len(c.results),
+            "cpu_s": round(cpu, 3),
+            "frames": frames,
             "cpu_us_per_frame": round(cpu / frames * 1e6, 2) if frames else None,
             "cores": round(cpu / wall, 3),
             "cores_per_100k_deliveries_s": round((cpu / wall) / (rate / 1e5), 3) if rate else None,
-            "max_loop_lag_ms": round(max((r["max_lag_ms"] for r in c.results.values()),
-                                         default=0.0), 1),
+            "max_loop_lag_ms": round(
+                max((r["max_lag_ms"] for r in c.results.values()), default=0.0), 1
+            ),
             "warnings": c.warnings,
         },
         "params": p.document(),
@@ -80,8 +93,10 @@ def build(p: Params, c: Collected) -> dict[str, Any]:
         doc["server"] = server_memory(c, connected)
     elif c.server_cpu_s is not None:
         per = c.server_cpu_s / delivered * 1e6 if delivered else None
-        doc["server"] = {"cpu_s": round(c.server_cpu_s, 3),
-                         "cpu_us_per_delivery": round(per, 2) if per is not None else None}
+        doc["server"] = {
+            "cpu_s": round(c.server_cpu_s, 3),
+            "cpu_us_per_delivery": round(per, 2) if per is not None else None,
+        }
     return doc
 
 
@@ -93,8 +108,12 @@ def _cpus() -> int:
 
 def server_memory(c: Collected, connected: int) -> dict[str, Any]:
     (rss0, conns0), (rss1, conns1) = c.server_before, c.server_after
-    out: dict[str, Any] = {"rss_before": rss0, "rss_after": rss1, "connections_reported": conns1,
-                           "stats_error": c.server_stats_error}
+    out: dict[str, Any] = {
+        "rss_before": rss0,
+        "rss_after": rss1,
+        "connections_reported": conns1,
+        "stats_error": c.server_stats_error,
+    }
     if rss0 is not None and rss1 is not None:
         added = (conns1 - conns0) if conns0 is not None and conns1 is not None else connected
         out["bytes_per_connection"] = round((rss1 - rss0) / added) if added > 0 else None
@@ -107,9 +126,16 @@ def series(c: Collected) -> list[dict[str, Any]]:
     for sec in sorted(c.seconds):
         s = c.seconds[sec]
         h: Histogram = s["hist"]
-        out.append({"t": sec, "delivered": s["delivered"], "published": s["published"],
-                    "conns": s["conns"], "cpu_max": round(s["cpu_max"], 3),
-                    **({"latency_ms": h.summary_ms()} if h.total else {})})
+        out.append(
+            {
+                "t": sec,
+                "delivered": s["delivered"],
+                "published": s["published"],
+                "conns": s["conns"],
+                "cpu_max": round(s["cpu_max"], 3),
+                **({"latency_ms": h.summary_ms()} if h.total else {}),
+            }
+        )
     return out
 
 
@@ -158,6 +184,8 @@ def summary(doc: dict[str, Any]) -> str:
     if "cpu_us_per_delivery" in s:
         lines.append(f"server: {s['cpu_s']} s CPU, {s['cpu_us_per_delivery']} µs per delivery")
     elif s:
-        lines.append(f"server: {s.get('bytes_per_connection')} bytes RSS per connection"
-                     + (f" (stats: {s['stats_error']})" if s.get("stats_error") else ""))
+        lines.append(
+            f"server: {s.get('bytes_per_connection')} bytes RSS per connection"
+            + (f" (stats: {s['stats_error']})" if s.get("stats_error") else "")
+        )
     return "\n".join(lines)

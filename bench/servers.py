@@ -90,19 +90,32 @@ def wait_listening(r: Running, timeout: float, ready_path: str | None = None) ->
         except (OSError, urllib.error.URLError):
             pass
         time.sleep(0.1)
-    raise ServerFailed(f"{r.name} was not ready on port {r.port} within {timeout:.0f} s:\n"
-                       f"{log_tail(r.log)}")
+    raise ServerFailed(
+        f"{r.name} was not ready on port {r.port} within {timeout:.0f} s:\n{log_tail(r.log)}"
+    )
 
 
 @contextmanager
-def started(name: str, argv: list[str], port: int, env: dict[str, str] | None = None,
-            timeout: float = 30.0, ready_path: str | None = None) -> Iterator[Running]:
+def started(
+    name: str,
+    argv: list[str],
+    port: int,
+    env: dict[str, str] | None = None,
+    timeout: float = 30.0,
+    ready_path: str | None = None,
+) -> Iterator[Running]:
     """Run `argv` until the block ends; its output goes to a log file kept for the message."""
     tmp = Path(tempfile.mkdtemp(prefix=f"bench-{name}-"))
     log = tmp / "server.log"
     with open(log, "wb") as out:
-        proc = subprocess.Popen(argv, stdout=out, stderr=subprocess.STDOUT, cwd=ROOT,
-                                env={**os.environ, **(env or {})}, start_new_session=True)
+        proc = subprocess.Popen(
+            argv,
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            cwd=ROOT,
+            env={**os.environ, **(env or {})},
+            start_new_session=True,
+        )
     r = Running(name, port, proc, log)
     try:
         wait_listening(r, timeout, ready_path)
@@ -120,8 +133,15 @@ def started(name: str, argv: list[str], port: int, env: dict[str, str] | None = 
 @contextmanager
 def started_baseline(drop_offset: int | None = None) -> Iterator[Running]:
     port = free_port()
-    argv = [sys.executable, "-m", "bench.baseline_tornado", "--port", str(port),
-            "--api-key", API_KEY]
+    argv = [
+        sys.executable,
+        "-m",
+        "bench.baseline_tornado",
+        "--port",
+        str(port),
+        "--api-key",
+        API_KEY,
+    ]
     if drop_offset is not None:
         argv += ["--drop-offset", str(drop_offset)]
     with started("baseline", argv, port) as r:
@@ -129,9 +149,13 @@ def started_baseline(drop_offset: int | None = None) -> Iterator[Running]:
 
 
 @contextmanager
-def started_switchboard(processes: int = 1, redis_url: str | None = None,
-                        max_connections: int = 19_000, mongo_url: str = "memory:",
-                        timeout: float = 60.0) -> Iterator[Running]:
+def started_switchboard(
+    processes: int = 1,
+    redis_url: str | None = None,
+    max_connections: int = 19_000,
+    mongo_url: str = "memory:",
+    timeout: float = 60.0,
+) -> Iterator[Running]:
     """`python -m server --dev` with the bench namespace, bench secrets and no command limits."""
     if not (ROOT / "server" / "__main__.py").exists():
         raise ServerFailed("Switchboard is not there yet: server/__main__.py is missing")
@@ -151,8 +175,18 @@ def started_switchboard(processes: int = 1, redis_url: str | None = None,
     }
     if redis_url:
         env["SWITCHBOARD_REDIS_URL"] = redis_url
-    argv = [sys.executable, "-m", "server", "--dev", "--config", str(config), "--port", str(port),
-            "--log-level", "WARNING"]
+    argv = [
+        sys.executable,
+        "-m",
+        "server",
+        "--dev",
+        "--config",
+        str(config),
+        "--port",
+        str(port),
+        "--log-level",
+        "WARNING",
+    ]
     if processes > 1:
         argv += ["--processes", str(processes)]
     try:
@@ -169,7 +203,18 @@ def started_redis() -> Iterator[str]:
     if exe is None:
         raise ServerFailed("redis-server is not installed (make services installs it)")
     port = free_port()
-    argv = [exe, "--port", str(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no",
-            "--maxclients", "10000"]
+    argv = [
+        exe,
+        "--port",
+        str(port),
+        "--bind",
+        "127.0.0.1",
+        "--save",
+        "",
+        "--appendonly",
+        "no",
+        "--maxclients",
+        "10000",
+    ]
     with started("redis", argv, port, timeout=15) as r:
         yield f"redis://127.0.0.1:{r.port}/0"

@@ -48,8 +48,10 @@ def memory(stats: dict[str, Any]) -> tuple[int | None, int | None]:
     flat = [total if isinstance(total, dict) else stats]
     rss = _total(procs, "rss_bytes")
     conns = _total(procs, "connections")
-    return (rss if rss is not None else _total(flat, "rss_bytes"),
-            conns if conns is not None else _total(flat, "connections"))
+    return (
+        rss if rss is not None else _total(flat, "rss_bytes"),
+        conns if conns is not None else _total(flat, "connections"),
+    )
 
 
 def cpu_seconds(stats: dict[str, Any]) -> float | None:

@@ -67,9 +67,18 @@ async def drive(publish: Callable[[int, int], Any], workers: int, seconds: float
 
 async def node_rate(url: str, group_commit_ms: float, seconds: float) -> tuple[float, float]:
     """Publishes/s through Node.publish and the IOLoop's worst lag (ms) meanwhile."""
-    cfg = config_mod.from_dict({"mongo": {"url": url, "group_commit_ms": group_commit_ms,
-                                          "database": f"bench{time.time_ns()}"},
-                                "namespaces": {"h": HISTORY}}, env={}, dev=True)
+    cfg = config_mod.from_dict(
+        {
+            "mongo": {
+                "url": url,
+                "group_commit_ms": group_commit_ms,
+                "database": f"bench{time.time_ns()}",
+            },
+            "namespaces": {"h": HISTORY},
+        },
+        env={},
+        dev=True,
+    )
     node = build_node(cfg)
     await node.start()
     lag = 0.0
@@ -97,8 +106,10 @@ def bench_node(seconds: float) -> None:
         try:
             for gc_ms in (0.0, 2.0):
                 rate, lag = asyncio.run(node_rate(url, gc_ms, seconds))
-                print(f"node, embedded in a child process, group_commit_ms={gc_ms:g}: "
-                      f"{rate:,.0f} publishes/s, worst IOLoop lag {lag:.0f} ms")
+                print(
+                    f"node, embedded in a child process, group_commit_ms={gc_ms:g}: "
+                    f"{rate:,.0f} publishes/s, worst IOLoop lag {lag:.0f} ms"
+                )
         finally:
             child.stop()
         from secantus import SecantusDBServer
@@ -107,8 +118,10 @@ def bench_node(seconds: float) -> None:
         inproc.start()
         try:
             rate, lag = asyncio.run(node_rate(inproc.uri, 2.0, seconds))
-            print(f"node, embedded in this process, group_commit_ms=2: "
-                  f"{rate:,.0f} publishes/s, worst IOLoop lag {lag:.0f} ms")
+            print(
+                f"node, embedded in this process, group_commit_ms=2: "
+                f"{rate:,.0f} publishes/s, worst IOLoop lag {lag:.0f} ms"
+            )
         finally:
             inproc.stop()
 
@@ -126,19 +139,33 @@ class Server:
             f'[mongo]\nurl = ""\ndata_dir = "{tmp / f"data{group_commit_ms:g}"}"\n'
             f"group_commit_ms = {group_commit_ms}\n\n"
             "[limits]\ncommand_rate = 1000000\ncommand_burst = 1000000\n\n"
-            "[namespaces.h]\n" + "".join(f"{k} = {orjson.dumps(v).decode()}\n"
-                                         for k, v in HISTORY.items()))
+            "[namespaces.h]\n"
+            + "".join(f"{k} = {orjson.dumps(v).decode()}\n" for k, v in HISTORY.items())
+        )
         self.proc = subprocess.Popen(
-            [sys.executable, "-m", "server", "--dev", "--port", str(self.port), "--config",
-             str(cfg), "--log-level", "WARNING"], cwd=ROOT)
+            [
+                sys.executable,
+                "-m",
+                "server",
+                "--dev",
+                "--port",
+                str(self.port),
+                "--config",
+                str(cfg),
+                "--log-level",
+                "WARNING",
+            ],
+            cwd=ROOT,
+        )
         self.ws_url = f"ws://127.0.0.1:{self.port}/ws"
 
     async def ready(self) -> None:
         client = tornado.httpclient.AsyncHTTPClient()
         for _ in range(300):
             try:
-                if (await client.fetch(f"http://127.0.0.1:{self.port}/readyz",
-                                       raise_error=False)).code == 200:
+                if (
+                    await client.fetch(f"http://127.0.0.1:{self.port}/readyz", raise_error=False)
+                ).code == 200:
                     return
             except OSError:
                 pass
@@ -188,8 +215,11 @@ class Conn:
 
 async def server_rate(server: Server, seconds: float) -> float:
     conns = [await Conn.open(server.ws_url) for _ in range(20)]
-    rate = await drive(lambda w, i: conns[w % 20].call("publish", channel=f"h:p{w % 20}",
-                                                       data={"i": i}), 200, seconds)
+    rate = await drive(
+        lambda w, i: conns[w % 20].call("publish", channel=f"h:p{w % 20}", data={"i": i}),
+        200,
+        seconds,
+    )
     for c in conns:
         await c.close()
     return rate
@@ -207,8 +237,13 @@ async def recovery(server: Server, clients: int, missed: int) -> tuple[float, in
     for c, _ in first:
         await c.close()
     publisher = await Conn.open(server.ws_url)
-    await asyncio.gather(*(publisher.call("publish", channel=f"h:r{ch}", data={"m": i})
-                           for ch in range(channels) for i in range(missed)))
+    await asyncio.gather(
+        *(
+            publisher.call("publish", channel=f"h:r{ch}", data={"m": i})
+            for ch in range(channels)
+            for i in range(missed)
+        )
+    )
     await publisher.close()
     limit = asyncio.Semaphore(200)
 
@@ -233,12 +268,16 @@ def bench_server(seconds: float, clients: int) -> None:
             try:
                 asyncio.run(server.ready())
                 rate = asyncio.run(server_rate(server, seconds))
-                print(f"server process, group_commit_ms={gc_ms:g}: {rate:,.0f} acknowledged "
-                      "publishes/s (20 connections, 200 in flight, 20 channels)")
+                print(
+                    f"server process, group_commit_ms={gc_ms:g}: {rate:,.0f} acknowledged "
+                    "publishes/s (20 connections, 200 in flight, 20 channels)"
+                )
                 if gc_ms:
                     elapsed, ok = asyncio.run(recovery(server, clients, 20))
-                    print(f"recovery: {clients} clients reconnected and recovered 20 missed "
-                          f"publications each in {elapsed:.2f} s ({ok} complete)")
+                    print(
+                        f"recovery: {clients} clients reconnected and recovered 20 missed "
+                        f"publications each in {elapsed:.2f} s ({ok} complete)"
+                    )
             finally:
                 server.stop()
 

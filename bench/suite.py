@@ -28,7 +28,13 @@ from bench.load import run as run_load
 from bench.params import ParamError, parse_params
 from bench.report import failures
 from bench.servers import (
-    API_KEY, ROOT, TOKEN_SECRET, Running, ServerFailed, started_baseline, started_redis,
+    API_KEY,
+    ROOT,
+    TOKEN_SECRET,
+    Running,
+    ServerFailed,
+    started_baseline,
+    started_redis,
     started_switchboard,
 )
 
@@ -55,8 +61,10 @@ class Scenario:
     baseline: bool = True
     max_connections: int = 19_000
     #: why a scenario without a baseline has none
-    no_baseline: str = ("No baseline: one bare-Tornado process cannot hold this many sockets "
-                        "(20,000 fds per process).")
+    no_baseline: str = (
+        "No baseline: one bare-Tornado process cannot hold this many sockets "
+        "(20,000 fds per process)."
+    )
 
 
 @dataclass(frozen=True)
@@ -102,19 +110,47 @@ def hold(count: int) -> Callable[[Running, Outcome, Sizes, Path, str], None]:
 
     def body(srv: Running, out: Outcome, sz: Sizes, outdir: Path, tag: str) -> None:
         n = sz.n(count)
-        doc = load(["hold", "--url", srv.ws_url, "--connections", str(n), "--connect-rate", "2000",
-                    "--duration", str(sz.secs(10)), "--api-key", API_KEY, "--subscribe",
-                    "--channels", "100", "--channel-prefix", _prefix(srv),
-                    "--token-secret", TOKEN_SECRET,
-                    "--source-addresses", SOURCES, "--connect-timeout", "30"], out, outdir, tag)
+        doc = load(
+            [
+                "hold",
+                "--url",
+                srv.ws_url,
+                "--connections",
+                str(n),
+                "--connect-rate",
+                "2000",
+                "--duration",
+                str(sz.secs(10)),
+                "--api-key",
+                API_KEY,
+                "--subscribe",
+                "--channels",
+                "100",
+                "--channel-prefix",
+                _prefix(srv),
+                "--token-secret",
+                TOKEN_SECRET,
+                "--source-addresses",
+                SOURCES,
+                "--connect-timeout",
+                "30",
+            ],
+            out,
+            outdir,
+            tag,
+        )
         if doc:
             c = doc["connections"]
-            out.figures |= {"connections held": c["still_open"], "requested": n,
-                            "connects/s": c["connect_rate_per_s"],
-                            "failed connects": sum(v for k, v in doc["errors"].items()
-                                                   if k.startswith("connect:")),
-                            "server bytes RSS per connection":
-                                doc["server"].get("bytes_per_connection")}
+            out.figures |= {
+                "connections held": c["still_open"],
+                "requested": n,
+                "connects/s": c["connect_rate_per_s"],
+                "failed connects": sum(
+                    v for k, v in doc["errors"].items() if k.startswith("connect:")
+                ),
+                "server bytes RSS per connection": doc["server"].get("bytes_per_connection"),
+            }
+
     return body
 
 
@@ -127,11 +163,32 @@ def fanout_ramp(subscribers: int, rates: list[float]) -> Callable[..., None]:
             pubs = max(1, min(8, math.ceil(rate / 500)))
             # one worker takes ~60,000 deliveries/s before it saturates (bench/README.md)
             workers = min(4, max(1, math.ceil(n / 18_000), math.ceil(n * rate / 60_000)))
-            argv = ["fanout", "--url", srv.ws_url, "--subscribers", str(n), "--publishers",
-                    str(pubs), "--rate", str(rate), "--channels", "1", "--workers", str(workers),
-                    "--duration",
-                    str(sz.secs(6)), "--channel-prefix", _prefix(srv), "--source-addresses",
-                    SOURCES, "--connect-rate", "3000", "--api-key", API_KEY, "--quiet"]
+            argv = [
+                "fanout",
+                "--url",
+                srv.ws_url,
+                "--subscribers",
+                str(n),
+                "--publishers",
+                str(pubs),
+                "--rate",
+                str(rate),
+                "--channels",
+                "1",
+                "--workers",
+                str(workers),
+                "--duration",
+                str(sz.secs(6)),
+                "--channel-prefix",
+                _prefix(srv),
+                "--source-addresses",
+                SOURCES,
+                "--connect-rate",
+                "3000",
+                "--api-key",
+                API_KEY,
+                "--quiet",
+            ]
             # a shared machine has stalls that are not the server's: a step over the limit gets
             # one more try before it ends the ramp (both tries are in the notes)
             for attempt in ("", "-again"):
@@ -139,8 +196,9 @@ def fanout_ramp(subscribers: int, rates: list[float]) -> Callable[..., None]:
                 if doc is None:
                     break
                 p99 = doc["latency_ms"]["p99"]
-                steps.append(f"{rate:g}/s → {doc['deliveries_per_s']:.0f} deliveries/s, "
-                             f"p99 {p99} ms")
+                steps.append(
+                    f"{rate:g}/s → {doc['deliveries_per_s']:.0f} deliveries/s, p99 {p99} ms"
+                )
                 if doc["failures"] or p99 <= P99_LIMIT_MS:
                     break
             if doc is None or doc["failures"] or doc["latency_ms"]["p99"] > P99_LIMIT_MS:
@@ -148,24 +206,46 @@ def fanout_ramp(subscribers: int, rates: list[float]) -> Callable[..., None]:
             best = doc
         out.notes.append(f"{tag} steps: " + "; ".join(steps))
         if best:
-            out.figures |= {"subscribers": n,
-                            "max publications/s with p99 ≤ 250 ms": best["params"]["rate"],
-                            "deliveries/s at that rate": best["deliveries_per_s"],
-                            "p50 ms": best["latency_ms"]["p50"], "p99 ms": best["latency_ms"]["p99"],
-                            "p99.9 ms": best["latency_ms"]["p999"]}
+            out.figures |= {
+                "subscribers": n,
+                "max publications/s with p99 ≤ 250 ms": best["params"]["rate"],
+                "deliveries/s at that rate": best["deliveries_per_s"],
+                "p50 ms": best["latency_ms"]["p50"],
+                "p99 ms": best["latency_ms"]["p99"],
+                "p99.9 ms": best["latency_ms"]["p999"],
+            }
             server_cost(out, best)
             client_cost(out, best)
         else:
             out.figures["max publications/s with p99 ≤ 250 ms"] = 0
+
     return body
 
 
 def echo(srv: Running, out: Outcome, sz: Sizes, outdir: Path, tag: str) -> None:
-    doc = load(["echo", "--url", srv.ws_url, "--connections", "100", "--duration",
-                str(sz.secs(10)), "--api-key", API_KEY, "--quiet"], out, outdir, tag)
+    doc = load(
+        [
+            "echo",
+            "--url",
+            srv.ws_url,
+            "--connections",
+            "100",
+            "--duration",
+            str(sz.secs(10)),
+            "--api-key",
+            API_KEY,
+            "--quiet",
+        ],
+        out,
+        outdir,
+        tag,
+    )
     if doc:
-        out.figures |= {"round trips/s": doc["deliveries_per_s"],
-                        "p50 ms": doc["latency_ms"]["p50"], "p99 ms": doc["latency_ms"]["p99"]}
+        out.figures |= {
+            "round trips/s": doc["deliveries_per_s"],
+            "p50 ms": doc["latency_ms"]["p50"],
+            "p99 ms": doc["latency_ms"]["p99"],
+        }
         server_cost(out, doc, "round trip")
         client_cost(out, doc)
 
@@ -175,30 +255,81 @@ def fanout_cost(subscribers: int, rate: float) -> Callable[..., None]:
 
     def body(srv: Running, out: Outcome, sz: Sizes, outdir: Path, tag: str) -> None:
         n = sz.n(subscribers)
-        doc = load(["fanout", "--url", srv.ws_url, "--subscribers", str(n), "--rate", str(rate),
-                    "--channels", "1", "--duration", str(sz.secs(10)), "--channel-prefix",
-                    _prefix(srv), "--source-addresses", SOURCES, "--api-key", API_KEY,
-                    "--quiet"], out, outdir, tag)
+        doc = load(
+            [
+                "fanout",
+                "--url",
+                srv.ws_url,
+                "--subscribers",
+                str(n),
+                "--rate",
+                str(rate),
+                "--channels",
+                "1",
+                "--duration",
+                str(sz.secs(10)),
+                "--channel-prefix",
+                _prefix(srv),
+                "--source-addresses",
+                SOURCES,
+                "--api-key",
+                API_KEY,
+                "--quiet",
+            ],
+            out,
+            outdir,
+            tag,
+        )
         if doc:
-            out.figures |= {"deliveries/s": doc["deliveries_per_s"],
-                            "p99 ms": doc["latency_ms"]["p99"],
-                            "lost": doc["lost"] + doc["duplicated"] + doc["reordered"]}
+            out.figures |= {
+                "deliveries/s": doc["deliveries_per_s"],
+                "p99 ms": doc["latency_ms"]["p99"],
+                "lost": doc["lost"] + doc["duplicated"] + doc["reordered"],
+            }
             server_cost(out, doc)
             client_cost(out, doc)
+
     return body
 
 
 def churn(srv: Running, out: Outcome, sz: Sizes, outdir: Path, tag: str) -> None:
-    doc = load(["churn", "--url", srv.ws_url, "--subscribers", str(sz.n(1000)), "--channels", "10",
-                "--rate", "50", "--publishers", "1", "--churn-rate", str(sz.n(500)),
-                "--churn-life", "2", "--duration", str(sz.secs(10)), "--channel-prefix",
-                _prefix(srv), "--source-addresses", SOURCES, "--quiet"], out, outdir, tag)
+    doc = load(
+        [
+            "churn",
+            "--url",
+            srv.ws_url,
+            "--subscribers",
+            str(sz.n(1000)),
+            "--channels",
+            "10",
+            "--rate",
+            "50",
+            "--publishers",
+            "1",
+            "--churn-rate",
+            str(sz.n(500)),
+            "--churn-life",
+            "2",
+            "--duration",
+            str(sz.secs(10)),
+            "--channel-prefix",
+            _prefix(srv),
+            "--source-addresses",
+            SOURCES,
+            "--quiet",
+        ],
+        out,
+        outdir,
+        tag,
+    )
     if doc:
-        out.figures |= {"connections opened by churn": doc["connections"]["churn_opened"],
-                        "churn failures": sum(v for k, v in doc["errors"].items()
-                                              if k.startswith("churn")),
-                        "deliveries/s": doc["deliveries_per_s"],
-                        "p99 ms": doc["latency_ms"]["p99"], "lost": doc["lost"]}
+        out.figures |= {
+            "connections opened by churn": doc["connections"]["churn_opened"],
+            "churn failures": sum(v for k, v in doc["errors"].items() if k.startswith("churn")),
+            "deliveries/s": doc["deliveries_per_s"],
+            "p99 ms": doc["latency_ms"]["p99"],
+            "lost": doc["lost"],
+        }
         client_cost(out, doc)
 
 
@@ -207,22 +338,44 @@ def _prefix(srv: Running) -> str:
 
 
 SCENARIOS = [
-    Scenario("cost-1k-20", "Server CPU per delivery, 1,000 subscribers × 20 publications/s",
-             fanout_cost(1000, 20)),
-    Scenario("cost-1k-20-redis",
-             "Server CPU per delivery, 1,000 subscribers × 20/s, two processes with Redis",
-             fanout_cost(1000, 20), processes=2, baseline=False,
-             no_baseline="Compare with `cost-1k-20` above: the same load on one process; bare "
-             "Tornado has no cross-process fan-out. Redis's own CPU is not counted."),
-    Scenario("hold-19900", "19,900 held connections with tokens and subscriptions, one process",
-             hold(19_900), max_connections=19_950),
-    Scenario("hold-40k-redis", "40,000 held connections with tokens and subscriptions, three "
-             "processes with Redis", hold(40_000), processes=3, baseline=False,
-             max_connections=19_500),
-    Scenario("fanout-1k", "Fan-out to 1,000 subscribers at rising rates",
-             fanout_ramp(1000, [10, 20, 50, 100, 200, 400, 800])),
-    Scenario("fanout-10k", "Fan-out to 10,000 subscribers at rising rates",
-             fanout_ramp(10_000, [1, 2, 5, 10, 20, 40, 80])),
+    Scenario(
+        "cost-1k-20",
+        "Server CPU per delivery, 1,000 subscribers × 20 publications/s",
+        fanout_cost(1000, 20),
+    ),
+    Scenario(
+        "cost-1k-20-redis",
+        "Server CPU per delivery, 1,000 subscribers × 20/s, two processes with Redis",
+        fanout_cost(1000, 20),
+        processes=2,
+        baseline=False,
+        no_baseline="Compare with `cost-1k-20` above: the same load on one process; bare "
+        "Tornado has no cross-process fan-out. Redis's own CPU is not counted.",
+    ),
+    Scenario(
+        "hold-19900",
+        "19,900 held connections with tokens and subscriptions, one process",
+        hold(19_900),
+        max_connections=19_950,
+    ),
+    Scenario(
+        "hold-40k-redis",
+        "40,000 held connections with tokens and subscriptions, three processes with Redis",
+        hold(40_000),
+        processes=3,
+        baseline=False,
+        max_connections=19_500,
+    ),
+    Scenario(
+        "fanout-1k",
+        "Fan-out to 1,000 subscribers at rising rates",
+        fanout_ramp(1000, [10, 20, 50, 100, 200, 400, 800]),
+    ),
+    Scenario(
+        "fanout-10k",
+        "Fan-out to 10,000 subscribers at rising rates",
+        fanout_ramp(10_000, [1, 2, 5, 10, 20, 40, 80]),
+    ),
     Scenario("echo-100", "Echo (ping round trips) with 100 clients", echo),
     Scenario("churn-500", "Churn of 500 connections/s under fan-out", churn),
 ]
@@ -237,8 +390,10 @@ def target(name: str, sc: Scenario) -> Iterator[Running]:
         with started_baseline() as srv:
             yield srv
     elif sc.processes > 1:
-        with started_redis() as url, started_switchboard(sc.processes, url,
-                                                         sc.max_connections) as srv:
+        with (
+            started_redis() as url,
+            started_switchboard(sc.processes, url, sc.max_connections) as srv,
+        ):
             yield srv
     else:
         with started_switchboard(max_connections=sc.max_connections) as srv:
@@ -270,14 +425,24 @@ def machine() -> str:
     import os
 
     mem = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") / 2**30
-    return (f"{cpu}, {os.cpu_count()} cores, {mem:.0f} GiB; {platform.system()} "
-            f"{platform.release()}; Python {platform.python_version()}")
+    return (
+        f"{cpu}, {os.cpu_count()} cores, {mem:.0f} GiB; {platform.system()} "
+        f"{platform.release()}; Python {platform.python_version()}"
+    )
 
 
 def commit() -> str:
     try:
-        return subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=ROOT, capture_output=True,
-                              text=True, timeout=5).stdout.strip() or "?"
+        return (
+            subprocess.run(
+                ["git", "rev-parse", "--short", "HEAD"],
+                cwd=ROOT,
+                capture_output=True,
+                text=True,
+                timeout=5,
+            ).stdout.strip()
+            or "?"
+        )
     except OSError:
         return "?"
 
@@ -298,15 +463,19 @@ def fmt(v: Any) -> str:
 
 def render(results: dict[str, dict[str, Outcome]], sz: Sizes, started: float) -> str:
     lines = [
-        "# Benchmarks", "",
+        "# Benchmarks",
+        "",
         f"Written by `python -m bench.suite{' --quick' if sz.quick else ''}` on "
         f"{time.strftime('%Y-%m-%d %H:%M %Z', time.localtime(started))} "
-        f"(commit {commit()}, {time.time() - started:.0f} s).", "",
-        f"Machine: {machine()}. Client (the load tester) and server share these cores.", "",
+        f"(commit {commit()}, {time.time() - started:.0f} s).",
+        "",
+        f"Machine: {machine()}. Client (the load tester) and server share these cores.",
+        "",
         "Ratio = Switchboard ÷ bare Tornado (bench/baseline_tornado.py: one process, "
         "`write_message` per subscriber, no history or auth), both measured in this run. "
         "Switchboard runs `python -m server --dev` with an in-memory store, command rate limits "
-        "lifted, and namespace `bench` (history 100, no presence or join/leave).", "",
+        "lifted, and namespace `bench` (history 100, no presence or join/leave).",
+        "",
     ]
     for sc in SCENARIOS:
         if sc.name not in results:
@@ -316,7 +485,10 @@ def render(results: dict[str, dict[str, Outcome]], sz: Sizes, started: float) ->
         lines += [f"## {sc.title} (`{sc.name}`)", ""]
         keys = list(dict.fromkeys([*sb.figures, *(base.figures if base else {})]))
         if base is not None:
-            lines += ["| figure | Switchboard | bare Tornado | ratio |", "| --- | ---: | ---: | ---: |"]
+            lines += [
+                "| figure | Switchboard | bare Tornado | ratio |",
+                "| --- | ---: | ---: | ---: |",
+            ]
             for k in keys:
                 a, b = sb.figures.get(k), base.figures.get(k)
                 lines.append(f"| {k} | {fmt(a)} | {fmt(b)} | {ratio(a, b)} |")
@@ -338,16 +510,26 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--only", default=",".join(names), help=f"comma list of: {', '.join(names)}")
     ap.add_argument("--quick", action="store_true", help="a tenth of the sizes, 2 s per run")
     ap.add_argument("--targets", default="switchboard,baseline")
-    ap.add_argument("--output", help="markdown file (default docs/benchmarks.md for a full run, "
-                                     "bench/results/benchmarks.md otherwise)")
+    ap.add_argument(
+        "--output",
+        help="markdown file (default docs/benchmarks.md for a full run, "
+        "bench/results/benchmarks.md otherwise)",
+    )
     args = ap.parse_args(argv)
     only = [n.strip() for n in args.only.split(",") if n.strip()]
     unknown = set(only) - set(names)
     if unknown:
         ap.error(f"unknown scenario(s): {', '.join(sorted(unknown))}")
     full = not args.quick and set(only) == set(names)
-    output = Path(args.output) if args.output else (
-        ROOT / "docs" / "benchmarks.md" if full else ROOT / "bench" / "results" / "benchmarks.md")
+    output = (
+        Path(args.output)
+        if args.output
+        else (
+            ROOT / "docs" / "benchmarks.md"
+            if full
+            else ROOT / "bench" / "results" / "benchmarks.md"
+        )
+    )
     outdir = ROOT / "bench" / "results"
     outdir.mkdir(parents=True, exist_ok=True)
     sz, started = Sizes(args.quick), time.time()
@@ -360,13 +542,19 @@ def main(argv: list[str] | None = None) -> int:
             if name == "baseline" and not sc.baseline:
                 continue
             results[sc.name][name] = run_scenario(sc, name, sz, outdir)
-            print(f"   {json.dumps(results[sc.name][name].figures, ensure_ascii=False)}",
-                  flush=True)
+            print(
+                f"   {json.dumps(results[sc.name][name].figures, ensure_ascii=False)}", flush=True
+            )
     output.parent.mkdir(parents=True, exist_ok=True)
     output.write_text(render(results, sz, started))
     print(f"wrote {output} (raw documents and plots in {outdir})")
-    broken = [n for r in results.values() for o in r.values() for n in o.notes if "FAILED" in n
-              or "did not start" in n]
+    broken = [
+        n
+        for r in results.values()
+        for o in r.values()
+        for n in o.notes
+        if "FAILED" in n or "did not start" in n
+    ]
     return 1 if broken else 0
 
 

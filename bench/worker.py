@@ -25,7 +25,8 @@ from bench.tokens import UrlMaker
 
 _now = time.time
 
-#: Connects in progress at once per worker: enough to reach the connect rate, few enough for SYN queues.
+#: Connects in progress at once per worker: enough to reach the connect rate, few enough for
+#: SYN queues.
 MAX_PENDING_CONNECTS = 256
 
 
@@ -60,8 +61,9 @@ class Worker:
         self.p = plan.params
         self.pipe = pipe
         self.inbox: asyncio.Queue[tuple[Any, ...]] = asyncio.Queue()
-        self.urls = UrlMaker(self.p.url, self.p.token, self.p.token_secret,
-                             self.p.duration + self.p.drain + 3600)
+        self.urls = UrlMaker(
+            self.p.url, self.p.token, self.p.token_secret, self.p.duration + self.p.drain + 3600
+        )
         self.holders: list[Client] = []
         self.holder_channels: dict[Client, str] = {}
         self.churners: set[Client] = set()
@@ -138,8 +140,9 @@ class Worker:
         if channel is not None:
             client.tag = []
             try:
-                res = await asyncio.wait_for(client.send_command("subscribe", channel=channel),
-                                             self.p.connect_timeout)
+                res = await asyncio.wait_for(
+                    client.send_command("subscribe", channel=channel), self.p.connect_timeout
+                )
             except BaseException:
                 client.close()
                 raise
@@ -215,12 +218,19 @@ class Worker:
         loop.add_reader(self.pipe.fileno(), self._on_pipe)
         await self.connect_all()
         pubs = await self.connect_publishers()
-        self.send("ready", self.plan.index, {
-            "connected": len(self.holders), "errors": dict(self.errors),
-            "connect_s": self.connect_s, "connect_ms": self.connect_hist.summary_ms(),
-            "publishers": len(pubs.clients) if pubs and not isinstance(pubs, HttpPublishers)
-            else (1 if pubs else 0),
-        })
+        self.send(
+            "ready",
+            self.plan.index,
+            {
+                "connected": len(self.holders),
+                "errors": dict(self.errors),
+                "connect_s": self.connect_s,
+                "connect_ms": self.connect_hist.summary_ms(),
+                "publishers": len(pubs.clients)
+                if pubs and not isinstance(pubs, HttpPublishers)
+                else (1 if pubs else 0),
+            },
+        )
         (_, t_go) = await self.expect("go")
         await asyncio.sleep(max(0.0, t_go - time.time()))
         cpu0, wall0 = time.process_time(), time.monotonic()
@@ -252,16 +262,29 @@ class Worker:
             self.errors.update(pubs.errors)
             if pubs.skipped:
                 self.errors["publish:backpressure_skipped"] += pubs.skipped
-        frames = sum(c.frames for c in self.holders) + self.churn_frames + sum(
-            c.frames for c in (pubs.clients if pubs else []))
-        self.send("result", self.plan.index, {
-            "delivered": self.delivered, "pings": self.pings, "frames": frames,
-            "hist": self.hist.to_sparse(), "cpu_s": cpu, "wall_s": wall,
-            "errors": dict(self.errors), "published": pubs.sent if pubs else 0,
-            "delivery": asdict(self.totals),
-            "churn_opened": self.churn_opened, "max_lag_ms": self.worst_lag * 1000,
-            "still_open": sum(1 for c in self.holders if not c.closed.done()),
-        })
+        frames = (
+            sum(c.frames for c in self.holders)
+            + self.churn_frames
+            + sum(c.frames for c in (pubs.clients if pubs else []))
+        )
+        self.send(
+            "result",
+            self.plan.index,
+            {
+                "delivered": self.delivered,
+                "pings": self.pings,
+                "frames": frames,
+                "hist": self.hist.to_sparse(),
+                "cpu_s": cpu,
+                "wall_s": wall,
+                "errors": dict(self.errors),
+                "published": pubs.sent if pubs else 0,
+                "delivery": asdict(self.totals),
+                "churn_opened": self.churn_opened,
+                "max_lag_ms": self.worst_lag * 1000,
+                "still_open": sum(1 for c in self.holders if not c.closed.done()),
+            },
+        )
         for c in self.holders:
             c.close()
         for c in list(self.churners):
@@ -274,8 +297,12 @@ class Worker:
         deadline = time.monotonic() + self.p.drain
         pending = [c for c in self.holders if isinstance(c.tag, OffsetChecker)]
         while pending and time.monotonic() < deadline:
-            pending = [c for c in pending if not c.closed.done()
-                       and not c.tag.caught_up(finals.get(self.holder_channels[c], 0))]
+            pending = [
+                c
+                for c in pending
+                if not c.closed.done()
+                and not c.tag.caught_up(finals.get(self.holder_channels[c], 0))
+            ]
             if pending:
                 await asyncio.sleep(0.05)
 
@@ -373,12 +400,21 @@ class Worker:
             cpu, wall = time.process_time(), time.monotonic()
             h = self.flush_latencies()
             sent = pubs.sent if pubs else 0
-            self.send("tick", self.plan.index, {
-                "t": time.time(), "delivered": self.delivered - last_delivered,
-                "published": sent - last_pub, "hist": h.to_sparse(),
-                "cpu": (cpu - last_cpu) / (wall - last_wall), "lag_ms": self.max_lag * 1000,
-                "conns": sum(1 for c in self.holders if not c.closed.done()) + len(self.churners),
-                "errors": sum(self.errors.values()) + (sum(pubs.errors.values()) if pubs else 0),
-            })
+            self.send(
+                "tick",
+                self.plan.index,
+                {
+                    "t": time.time(),
+                    "delivered": self.delivered - last_delivered,
+                    "published": sent - last_pub,
+                    "hist": h.to_sparse(),
+                    "cpu": (cpu - last_cpu) / (wall - last_wall),
+                    "lag_ms": self.max_lag * 1000,
+                    "conns": sum(1 for c in self.holders if not c.closed.done())
+                    + len(self.churners),
+                    "errors": sum(self.errors.values())
+                    + (sum(pubs.errors.values()) if pubs else 0),
+                },
+            )
             self.max_lag = 0.0
             last_cpu, last_wall, last_delivered, last_pub = cpu, wall, self.delivered, sent

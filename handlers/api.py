@@ -32,8 +32,9 @@ class BroadcastHandler(ApiHandler):
         body = self.json_body()
         channels = body.get("channels")
         if not isinstance(channels, list) or not 1 <= len(channels) <= MAX_BROADCAST:
-            raise ProtocolError(Code.BAD_REQUEST,
-                                f"`channels` must be a list of 1 to {MAX_BROADCAST} channels")
+            raise ProtocolError(
+                Code.BAD_REQUEST, f"`channels` must be a list of 1 to {MAX_BROADCAST} channels"
+            )
         if "data" not in body:
             raise ProtocolError(Code.BAD_REQUEST, "`data` is required")
         results: list[dict[str, Any]] = []
@@ -77,16 +78,18 @@ class TokenHandler(ApiHandler):
         if name is not None and not isinstance(name, str):
             raise ProtocolError(Code.BAD_REQUEST, "`name` must be a string")
         if type(ttl) not in (int, float) or not 0 < ttl <= MAX_TOKEN_TTL_S:
-            raise ProtocolError(Code.BAD_REQUEST,
-                                f"`ttl_s` must be seconds from 1 to {MAX_TOKEN_TTL_S}")
+            raise ProtocolError(
+                Code.BAD_REQUEST, f"`ttl_s` must be seconds from 1 to {MAX_TOKEN_TTL_S}"
+            )
         if channels is not None:
             if not isinstance(channels, list):
                 raise ProtocolError(Code.BAD_REQUEST, "`channels` must be a list")
             channels = [protocol.check_channel(c) for c in channels]
         if info is not None and not isinstance(info, dict):
             raise ProtocolError(Code.BAD_REQUEST, "`info` must be an object")
-        token = auth.mint_token(self.node.config.security.token_secret, user, ttl, name,
-                                channels, info)
+        token = auth.mint_token(
+            self.node.config.security.token_secret, user, ttl, name, channels, info
+        )
         self.send_json({"token": token})
 
 

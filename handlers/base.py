@@ -30,17 +30,25 @@ class JsonHandler(tornado.web.RequestHandler):
         self.finish(orjson.dumps(obj))
 
     def fail(self, code: Code, message: str, status: int | None = None) -> None:
-        self.send_json({"error": {"code": code.value, "message": message}},
-                       status or HTTP_STATUS[code])
+        self.send_json(
+            {"error": {"code": code.value, "message": message}}, status or HTTP_STATUS[code]
+        )
 
     def write_error(self, status_code: int, **kwargs: Any) -> None:
         exc = kwargs.get("exc_info", (None, None, None))[1]
         if isinstance(exc, ProtocolError):
             self.fail(exc.code, exc.message, exc.status)
             return
-        code = {400: Code.BAD_REQUEST, 401: Code.UNAUTHORIZED, 403: Code.FORBIDDEN,
-                404: Code.NOT_FOUND, 405: Code.BAD_REQUEST, 413: Code.LIMIT_EXCEEDED,
-                429: Code.LIMIT_EXCEEDED, 503: Code.UNAVAILABLE}.get(status_code, Code.INTERNAL)
+        code = {
+            400: Code.BAD_REQUEST,
+            401: Code.UNAUTHORIZED,
+            403: Code.FORBIDDEN,
+            404: Code.NOT_FOUND,
+            405: Code.BAD_REQUEST,
+            413: Code.LIMIT_EXCEEDED,
+            429: Code.LIMIT_EXCEEDED,
+            503: Code.UNAVAILABLE,
+        }.get(status_code, Code.INTERNAL)
         message = self._reason if status_code < 500 else "internal error"
         self.set_status(status_code)
         self.finish(orjson.dumps({"error": {"code": code.value, "message": message}}))

@@ -12,8 +12,6 @@ import logging
 from typing import Any
 from urllib.parse import urlencode
 
-import tornado.web
-
 from handlers.pages import PageHandler
 from server import sessions
 from server.login.base import LoginError, StoreDown
@@ -48,8 +46,10 @@ class LoginBase(PageHandler):
         if isinstance(exc, LoginError):
             status_code, message = exc.status, exc.message
         elif status_code == 403:
-            message = ("This form did not come from this site's own page, or the page is too "
-                       "old. Go back, reload the page and try again.")
+            message = (
+                "This form did not come from this site's own page, or the page is too "
+                "old. Go back, reload the page and try again."
+            )
         elif status_code < 500:
             message = "That request could not be handled."
         else:
@@ -74,9 +74,14 @@ class StartHandler(LoginBase):
 
     async def get(self, name: str) -> None:
         flow, url = await self.login.begin(name, self.redirect_uri(name))
-        self.set_signed_cookie(FLOW_COOKIE, flow.encode(), expires_days=None,
-                               max_age=int(FLOW_TTL_S), path=FLOW_COOKIE_PATH,
-                               **sessions.cookie_options(self.request))
+        self.set_signed_cookie(
+            FLOW_COOKIE,
+            flow.encode(),
+            expires_days=None,
+            max_age=int(FLOW_TTL_S),
+            path=FLOW_COOKIE_PATH,
+            **sessions.cookie_options(self.request),
+        )
         self.redirect(url)
 
 
@@ -85,10 +90,10 @@ class CallbackHandler(LoginBase):
 
     async def get(self, name: str) -> None:
         raw = self.get_signed_cookie(FLOW_COOKIE, max_age_days=FLOW_TTL_S / 86400)
-        self.clear_cookie(FLOW_COOKIE, path=FLOW_COOKIE_PATH,
-                          **sessions.cookie_options(self.request))
-        args = {k: v for k in CALLBACK_ARGS
-                if (v := self.get_query_argument(k, None)) is not None}
+        self.clear_cookie(
+            FLOW_COOKIE, path=FLOW_COOKIE_PATH, **sessions.cookie_options(self.request)
+        )
+        args = {k: v for k in CALLBACK_ARGS if (v := self.get_query_argument(k, None)) is not None}
         flow = Flow.decode(raw) if raw is not None else None
         user = await self.login.finish(name, flow, args, self.redirect_uri(name))
         try:
@@ -127,9 +132,12 @@ class LogoutHandler(LoginBase):
         if found is not None:
             session, user = found
             try:
-                await self.node.disconnect_user(user.id, Close.UNAUTHORIZED, "signed out",
-                                                session=session.id)
+                await self.node.disconnect_user(
+                    user.id, Close.UNAUTHORIZED, "signed out", session=session.id
+                )
             except ProtocolError:
-                raise LoginError("You are signed out, but your open connections could not be "
-                                 "closed right now; they will be refused when they reconnect.")
+                raise LoginError(
+                    "You are signed out, but your open connections could not be "
+                    "closed right now; they will be refused when they reconnect."
+                ) from None
         self.redirect("/")

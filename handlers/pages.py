@@ -6,8 +6,10 @@ import tornado.web
 
 from server.node import Node
 
-CSP = ("default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data: https:; "
-       "connect-src 'self' ws: wss:; frame-ancestors 'none'; base-uri 'none'; form-action 'self'")
+CSP = (
+    "default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data: https:; "
+    "connect-src 'self' ws: wss:; frame-ancestors 'none'; base-uri 'none'; form-action 'self'"
+)
 
 
 class PageHandler(tornado.web.RequestHandler):

@@ -34,8 +34,9 @@ class SitePage(PageHandler):
 
     async def prepare(self) -> None:
         try:
-            found = await sessions.current(self, self.node.store,
-                                           self.node.config.auth.session_ttl_s)
+            found = await sessions.current(
+                self, self.node.store, self.node.config.auth.session_ttl_s
+            )
         except StoreUnavailable:
             found = None
         self.user = found[1] if found else None
@@ -46,8 +47,12 @@ class SitePage(PageHandler):
 
     def get_template_namespace(self) -> dict[str, Any]:
         """What the shared header needs on every page."""
-        return {**super().get_template_namespace(), "user": self.user,
-                "buttons": self.login.buttons(), "is_admin": self.is_admin}
+        return {
+            **super().get_template_namespace(),
+            "user": self.user,
+            "buttons": self.login.buttons(),
+            "is_admin": self.is_admin,
+        }
 
     def require_admin(self) -> User:
         if self.user is None:
@@ -57,9 +62,11 @@ class SitePage(PageHandler):
         return self.user
 
     def write_error(self, status_code: int, **kwargs: Any) -> None:
-        messages = {401: "Sign in as an admin to see this page.",
-                    403: "This page is for the admins named in config.toml.",
-                    404: "There is no such page or channel."}
+        messages = {
+            401: "Sign in as an admin to see this page.",
+            403: "This page is for the admins named in config.toml.",
+            404: "There is no such page or channel.",
+        }
         self.render("error.html", message=messages.get(status_code, "Something went wrong."))
 
 
@@ -91,8 +98,13 @@ class AdminTokenHandler(SitePage):
 
     def get(self) -> None:
         user = self.require_admin()
-        token = auth.mint_token(self.node.config.security.token_secret, user.id,
-                                ADMIN_TOKEN_TTL_S, user.name, [statsfeed.STATS])
+        token = auth.mint_token(
+            self.node.config.security.token_secret,
+            user.id,
+            ADMIN_TOKEN_TTL_S,
+            user.name,
+            [statsfeed.STATS],
+        )
         self.set_header("Content-Type", "application/json; charset=utf-8")
         self.set_header("Cache-Control", "no-store")
         self.finish(orjson.dumps({"token": token}))

@@ -18,7 +18,6 @@ from server.outbox import Flusher, Outbox
 from server.protocol import Close
 from server.store.base import StoreUnavailable
 
-
 #: Shared stand-ins for request state dropped after the upgrade; nothing writes to them.
 _NO_HEADERS = tornado.httputil.HTTPHeaders()
 _NO_ARGUMENTS: dict[str, list[bytes]] = {}
@@ -65,8 +64,9 @@ class WebSocketHandler(tornado.websocket.WebSocketHandler, Transport):
     async def _identify_by_session(self) -> None:
         """A browser's session cookie, if it names a live session, signs the connection in."""
         try:
-            found = await sessions.current(self, self.node.store,
-                                           self.node.config.auth.session_ttl_s)
+            found = await sessions.current(
+                self, self.node.store, self.node.config.auth.session_ttl_s
+            )
         except StoreUnavailable:
             raise tornado.web.HTTPError(503, reason="session store unavailable") from None
         if found is not None:
@@ -75,8 +75,9 @@ class WebSocketHandler(tornado.websocket.WebSocketHandler, Transport):
     def open(self, *args: str, **kwargs: str) -> None:
         self._drop_request_state()
         stream = self.ws_connection.stream  # type: ignore[union-attr]
-        self.outbox = Outbox(stream, self.node.config.server.max_pending_bytes,
-                             self._too_slow, self.flusher)
+        self.outbox = Outbox(
+            stream, self.node.config.server.max_pending_bytes, self._too_slow, self.flusher
+        )
         self.conn = Connection(self.node, self, self.identity, self.outbox.send)
         self.conn.open()
 

@@ -132,12 +132,12 @@ class FrameParser:
                 if n == 126:
                     if end - head < 2:
                         return None
-                    n = int.from_bytes(buf[head:head + 2], "big")
+                    n = int.from_bytes(buf[head : head + 2], "big")
                     head += 2
                 elif n == 127:
                     if end - head < 8:
                         return None
-                    n = int.from_bytes(buf[head:head + 8], "big")
+                    n = int.from_bytes(buf[head : head + 8], "big")
                     head += 8
                 if n + (len(self._frag) if self._frag is not None else 0) > self.max_size:
                     raise ProtocolViolation(1009, "message too big")
@@ -216,8 +216,7 @@ class ReaderProtocol(WebSocketProtocol13):
             self._gone.set_result(None)
 
     def _interest(self) -> int:
-        return (_ERROR | (_READ if self._reading else 0)
-                | (_WRITE if self.stream.writing() else 0))
+        return _ERROR | (_READ if self._reading else 0) | (_WRITE if self.stream.writing() else 0)
 
     def _set_reading(self, reading: bool) -> None:
         self._reading = reading

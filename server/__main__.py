@@ -7,8 +7,8 @@ listens, and on SIGTERM or SIGINT closes every connection with 1001 before exiti
 from __future__ import annotations
 
 import argparse
-import gc
 import asyncio
+import gc
 import logging
 import signal
 import socket
@@ -17,8 +17,8 @@ from collections.abc import Callable, Sequence
 
 import tornado.netutil
 
-from server import config as config_mod
 from server import cluster, logs, protocol
+from server import config as config_mod
 from server.app import build_node, make_app, make_server
 from server.config import Config, ConfigError
 from server.node import Node
@@ -36,10 +36,17 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     p.add_argument("--config", default="config.toml", help="config file (default ./config.toml)")
     p.add_argument("--host", help="address to listen on (overrides [server] host)")
     p.add_argument("--port", type=int, help="port to listen on (overrides [server] port)")
-    p.add_argument("--dev", action="store_true",
-                   help="development mode: shipped placeholder secrets are accepted")
-    p.add_argument("--processes", type=int, default=1,
-                   help="worker processes sharing the port (needs [redis] url above 1)")
+    p.add_argument(
+        "--dev",
+        action="store_true",
+        help="development mode: shipped placeholder secrets are accepted",
+    )
+    p.add_argument(
+        "--processes",
+        type=int,
+        default=1,
+        help="worker processes sharing the port (needs [redis] url above 1)",
+    )
     p.add_argument("--log-level", default="INFO")
     return p.parse_args(argv)
 
@@ -56,8 +63,10 @@ def load_config(args: argparse.Namespace) -> Config:
     if args.processes < 1:
         raise ConfigError("--processes: must be 1 or more")
     if args.processes > 1 and not cfg.redis.url:
-        raise ConfigError("--processes above 1 needs [redis] url (or SWITCHBOARD_REDIS_URL): "
-                          "processes exchange publications through Redis")
+        raise ConfigError(
+            "--processes above 1 needs [redis] url (or SWITCHBOARD_REDIS_URL): "
+            "processes exchange publications through Redis"
+        )
     return cfg
 
 
@@ -80,8 +89,13 @@ async def serve(cfg: Config, sockets: list[socket.socket]) -> None:
     server.add_sockets(sockets)
     tune_gc()
     port = sockets[0].getsockname()[1]
-    log.info("listening on http://%s:%d/ (node %s)", cfg.server.host, port, node.id,
-             extra={"node": node.id, "port": port})
+    log.info(
+        "listening on http://%s:%d/ (node %s)",
+        cfg.server.host,
+        port,
+        node.id,
+        extra={"node": node.id, "port": port},
+    )
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
@@ -103,6 +117,10 @@ async def shutdown(node: Node, grace_s: float) -> None:
     await node.close()
 
 
+def _nothing() -> None:
+    """No machine-wide service to stop."""
+
+
 def prepare_services(cfg: Config) -> tuple[Config, Callable[[], None]]:
     """Start the machine-wide services the config asks for, once, before any fork.
 
@@ -110,7 +128,7 @@ def prepare_services(cfg: Config) -> tuple[Config, Callable[[], None]]:
     empty that is the embedded MongoDB-compatible server; then (or with a URL) the schema is
     made once here, so a database of a newer schema stops start-up with one line.
     """
-    stop: Callable[[], None] = lambda: None
+    stop: Callable[[], None] = _nothing
     if not cfg.mongo.url:
         embedded = EmbeddedMongo(cfg.mongo.data_dir)
         try:
@@ -140,12 +158,14 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"switchboard: config error: {exc}", file=sys.stderr)
         return 2
     try:
-        sockets = tornado.netutil.bind_sockets(cfg.server.port, cfg.server.host,
-                                               backlog=LISTEN_BACKLOG,
-                                               reuse_port=args.processes > 1)
+        sockets = tornado.netutil.bind_sockets(
+            cfg.server.port, cfg.server.host, backlog=LISTEN_BACKLOG, reuse_port=args.processes > 1
+        )
     except OSError as exc:
-        print(f"switchboard: cannot listen on {cfg.server.host}:{cfg.server.port}: {exc}",
-              file=sys.stderr)
+        print(
+            f"switchboard: cannot listen on {cfg.server.host}:{cfg.server.port}: {exc}",
+            file=sys.stderr,
+        )
         return 1
     cfg, stop_services = prepare_services(cfg)
     try:

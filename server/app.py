@@ -12,11 +12,11 @@ import tornado.web
 from prometheus_client.registry import CollectorRegistry
 
 from handlers import api, login, site, ws
+from server import logs
 from server.broker import redis_conn
 from server.broker.base import Broker
 from server.broker.memory import MemoryBroker
 from server.broker.redis import RedisBroker
-from server import logs
 from server.config import Config
 from server.hub import Hub
 from server.keepalive import KeepAlive
@@ -41,8 +41,10 @@ def build_broker(config: Config) -> tuple[Broker, Presence]:
     if not rc.url:
         return MemoryBroker(), MemoryPresence()
     client = redis_conn.client(rc.url)
-    return (RedisBroker(client, rc.prefix, rc.presence_ttl_s, rc.sharded),
-            RedisPresence(client, rc.prefix, rc.presence_ttl_s))
+    return (
+        RedisBroker(client, rc.prefix, rc.presence_ttl_s, rc.sharded),
+        RedisPresence(client, rc.prefix, rc.presence_ttl_s),
+    )
 
 
 def build_store(config: Config) -> Store:
@@ -69,7 +71,8 @@ BODY_OVERHEAD = 512 * 1024
 def make_server(app: tornado.web.Application, config: Config) -> tornado.httpserver.HTTPServer:
     """The HTTP server: proxy headers trusted, request bodies capped near one publication."""
     return tornado.httpserver.HTTPServer(
-        app, xheaders=True, max_body_size=config.server.max_message_bytes + BODY_OVERHEAD)
+        app, xheaders=True, max_body_size=config.server.max_message_bytes + BODY_OVERHEAD
+    )
 
 
 def make_app(node: Node) -> tornado.web.Application:

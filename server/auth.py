@@ -39,8 +39,14 @@ class TokenError(Exception):
     """A connection token that must be refused; the message says why (never the token)."""
 
 
-def mint_token(secret: str, user: str, ttl_s: float, name: str | None = None,
-               channels: list[str] | None = None, info: dict[str, Any] | None = None) -> str:
+def mint_token(
+    secret: str,
+    user: str,
+    ttl_s: float,
+    name: str | None = None,
+    channels: list[str] | None = None,
+    info: dict[str, Any] | None = None,
+) -> str:
     claims: dict[str, Any] = {"sub": user, "exp": int(time.time() + ttl_s)}
     if name is not None:
         claims["name"] = name
@@ -62,8 +68,13 @@ def verify_token(secret: str, token: Any) -> Identity:
     if header.get("alg") != "HS256":
         raise TokenError("token must be signed with HS256")
     try:
-        claims = jwt.decode(token, secret, algorithms=["HS256"], leeway=LEEWAY_S,
-                            options={"require": ["exp", "sub"]})
+        claims = jwt.decode(
+            token,
+            secret,
+            algorithms=["HS256"],
+            leeway=LEEWAY_S,
+            options={"require": ["exp", "sub"]},
+        )
     except jwt.ExpiredSignatureError:
         raise TokenError("token expired") from None
     except jwt.PyJWTError as exc:
@@ -73,13 +84,19 @@ def verify_token(secret: str, token: Any) -> Identity:
         raise TokenError("token `sub` must be a non-empty string")
     if name is not None and not isinstance(name, str):
         raise TokenError("token `name` must be a string")
-    if chans is not None and not (isinstance(chans, list) and all(isinstance(c, str) for c in chans)):
+    if chans is not None and not (
+        isinstance(chans, list) and all(isinstance(c, str) for c in chans)
+    ):
         raise TokenError("token `channels` must be a list of strings")
     if info is not None and not isinstance(info, dict):
         raise TokenError("token `info` must be an object")
-    return Identity(user=sub, name=name, channels=frozenset(chans) if chans else NO_CHANNELS,
-                    info=info,
-                    expires_at=float(claims["exp"]))
+    return Identity(
+        user=sub,
+        name=name,
+        channels=frozenset(chans) if chans else NO_CHANNELS,
+        info=info,
+        expires_at=float(claims["exp"]),
+    )
 
 
 def check_subscribe(identity: Identity, channel: str, ns: NamespaceConfig) -> None:
@@ -101,8 +118,7 @@ def check_subscribe(identity: Identity, channel: str, ns: NamespaceConfig) -> No
         raise ProtocolError(Code.UNAUTHORIZED, "this namespace needs a signed-in user")
 
 
-def check_publish(identity: Identity, channel: str, ns: NamespaceConfig,
-                  subscribed: bool) -> None:
+def check_publish(identity: Identity, channel: str, ns: NamespaceConfig, subscribed: bool) -> None:
     """Raise unless a client connection may publish to `channel` (the HTTP API always may)."""
     if ns.publish == "server":
         raise ProtocolError(Code.FORBIDDEN, "only the HTTP API publishes in this namespace")

@@ -37,11 +37,30 @@ class Transport:
 
 
 class Connection:
-    __slots__ = ("id", "user", "name", "identity", "node", "transport", "send", "_bucket",
-                 "alive", "_strikes", "_closed", "_gone", "_expiry", "__weakref__")
+    __slots__ = (
+        "id",
+        "user",
+        "name",
+        "identity",
+        "node",
+        "transport",
+        "send",
+        "_bucket",
+        "alive",
+        "_strikes",
+        "_closed",
+        "_gone",
+        "_expiry",
+        "__weakref__",
+    )
 
-    def __init__(self, node: Node, transport: Transport, identity: Identity = ANONYMOUS,
-                 send: Callable[[bytes], None] | None = None) -> None:
+    def __init__(
+        self,
+        node: Node,
+        transport: Transport,
+        identity: Identity = ANONYMOUS,
+        send: Callable[[bytes], None] | None = None,
+    ) -> None:
         self.id = secrets.token_hex(8)
         self.node = node
         self.transport = transport
@@ -71,10 +90,16 @@ class Connection:
         self.node.stats.connections_total += 1
         log.debug("connected", extra={"client": self.id, "user": self.user})
         self._watch_expiry()
-        self.send_json({"push": "hello", "client": self.id, "user": self.user,
-                        "node": self.node.id,
-                        "ping_interval": round(self.node.config.server.ping_interval_s),
-                        "version": protocol.VERSION})
+        self.send_json(
+            {
+                "push": "hello",
+                "client": self.id,
+                "user": self.user,
+                "node": self.node.id,
+                "ping_interval": round(self.node.config.server.ping_interval_s),
+                "version": protocol.VERSION,
+            }
+        )
 
     async def closed(self) -> None:
         """The socket is gone (or going): drop every subscription, presence entry and timer."""
@@ -96,8 +121,12 @@ class Connection:
             return
         self._closed = True
         # Policy closes (4xxx) are worth an operator's eye; shutdown's 1001 for everyone is not.
-        log.log(logging.INFO if code >= 4000 else logging.DEBUG, "disconnecting: %s", reason,
-                extra={"client": self.id, "user": self.user, "code": code})
+        log.log(
+            logging.INFO if code >= 4000 else logging.DEBUG,
+            "disconnecting: %s",
+            reason,
+            extra={"client": self.id, "user": self.user, "code": code},
+        )
         self.send_json(protocol.disconnect_push(code, reason, reconnect))
         self.transport.close(code, reason)
         # Leave the hub now: the socket itself may take seconds to finish its close handshake.
@@ -111,8 +140,9 @@ class Connection:
         if exp is not None:
             loop = asyncio.get_running_loop()
             delay = exp + auth.LEEWAY_S - time.time()
-            self._expiry = loop.call_later(max(delay, 0.0), self.disconnect,
-                                           Close.UNAUTHORIZED, "token expired", False)
+            self._expiry = loop.call_later(
+                max(delay, 0.0), self.disconnect, Close.UNAUTHORIZED, "token expired", False
+            )
 
     # -- commands -----------------------------------------------------------------------------
 
@@ -128,8 +158,9 @@ class Connection:
             self._refuse(exc.cmd_id, Code.BAD_REQUEST, exc.message)
             return None
         if not self._bucket.take():
-            self.send_json(protocol.reply_error(cmd.id, Code.LIMIT_EXCEEDED,
-                                                "command rate exceeded"))
+            self.send_json(
+                protocol.reply_error(cmd.id, Code.LIMIT_EXCEEDED, "command rate exceeded")
+            )
             self.disconnect(Close.POLICY, "command rate exceeded", True)
             return None
         if cmd.op == "ping":
@@ -173,8 +204,9 @@ class Connection:
         if self.user is not None:
             raise ProtocolError(Code.BAD_REQUEST, "already authenticated")
         try:
-            identity = auth.verify_token(self.node.config.security.token_secret,
-                                         cmd.args.get("token"))
+            identity = auth.verify_token(
+                self.node.config.security.token_secret, cmd.args.get("token")
+            )
         except TokenError as exc:
             self.send_json(protocol.reply_error(cmd.id, Code.UNAUTHORIZED, str(exc)))
             self.disconnect(Close.UNAUTHORIZED, str(exc), False)
@@ -240,11 +272,12 @@ def _since_position(since: Any) -> Position | None:
     if since is None:
         return None
     if not isinstance(since, dict):
-        raise ProtocolError(Code.BAD_REQUEST, "`since` must be {\"offset\": N, \"epoch\": \"E\"}")
+        raise ProtocolError(Code.BAD_REQUEST, '`since` must be {"offset": N, "epoch": "E"}')
     offset, epoch = since.get("offset"), since.get("epoch")
     if type(offset) is not int or offset < 0 or not isinstance(epoch, str):
-        raise ProtocolError(Code.BAD_REQUEST,
-                            "`since` needs an integer `offset` >= 0 and a string `epoch`")
+        raise ProtocolError(
+            Code.BAD_REQUEST, "`since` needs an integer `offset` >= 0 and a string `epoch`"
+        )
     return Position(offset, epoch)
 
 

@@ -41,8 +41,12 @@ class ServerConfig:
     event_loop: str = "asyncio"
 
     def validate(self) -> None:
-        _check("server.event_loop", self.event_loop in ("asyncio", "uvloop"),
-               "asyncio or uvloop", self.event_loop)
+        _check(
+            "server.event_loop",
+            self.event_loop in ("asyncio", "uvloop"),
+            "asyncio or uvloop",
+            self.event_loop,
+        )
         _check("server.port", 0 <= self.port <= 65535, "an integer from 0 to 65535", self.port)
         for key in ("ping_interval_s", "shutdown_grace_s"):
             v = getattr(self, key)
@@ -88,8 +92,12 @@ class RedisConfig:
         _check("redis.url", ok, "empty (in-memory broker) or a redis:// URL", self.url)
         ok = bool(self.prefix) and not set(self.prefix) & set("{}")
         _check("redis.prefix", ok, "a non-empty string without { or }", self.prefix)
-        _check("redis.presence_ttl_s", 0.1 <= self.presence_ttl_s <= 3600,
-               "a number of seconds from 0.1 to 3600", self.presence_ttl_s)
+        _check(
+            "redis.presence_ttl_s",
+            0.1 <= self.presence_ttl_s <= 3600,
+            "a number of seconds from 0.1 to 3600",
+            self.presence_ttl_s,
+        )
 
 
 @dataclass(frozen=True, slots=True)
@@ -104,8 +112,12 @@ class MongoConfig:
         _check("mongo.url", ok, "empty (embedded), memory: or a mongodb:// URL", self.url)
         _check("mongo.database", bool(self.database), "a database name", self.database)
         _check("mongo.data_dir", bool(self.data_dir), "a directory", self.data_dir)
-        _check("mongo.group_commit_ms", 0 <= self.group_commit_ms <= 100,
-               "milliseconds from 0 (off) to 100", self.group_commit_ms)
+        _check(
+            "mongo.group_commit_ms",
+            0 <= self.group_commit_ms <= 100,
+            "milliseconds from 0 (off) to 100",
+            self.group_commit_ms,
+        )
 
 
 @dataclass(frozen=True, slots=True)
@@ -137,12 +149,18 @@ class NamespaceConfig:
 
     def validate(self, name: str) -> None:
         k = f"namespaces.{name}"
-        _check(f"{k}.history_size", 0 <= self.history_size <= 100_000,
-               "an integer from 0 (no history) to 100000", self.history_size)
-        _check(f"{k}.history_ttl_s", self.history_ttl_s >= 0, "seconds, 0 or more",
-               self.history_ttl_s)
-        _check(f"{k}.publish", self.publish in PUBLISH_MODES, " or ".join(PUBLISH_MODES),
-               self.publish)
+        _check(
+            f"{k}.history_size",
+            0 <= self.history_size <= 100_000,
+            "an integer from 0 (no history) to 100000",
+            self.history_size,
+        )
+        _check(
+            f"{k}.history_ttl_s", self.history_ttl_s >= 0, "seconds, 0 or more", self.history_ttl_s
+        )
+        _check(
+            f"{k}.publish", self.publish in PUBLISH_MODES, " or ".join(PUBLISH_MODES), self.publish
+        )
 
 
 @dataclass(frozen=True, slots=True)
@@ -162,8 +180,12 @@ class GitHubConfig:
     def validate(self, key: str = "auth.github") -> None:
         _validate_client(key, self.client_id, self.client_secret)
         for name in ("authorize_url", "token_url", "api_url"):
-            _check(f"{key}.{name}", _is_url(getattr(self, name)), "an http(s):// URL",
-                   getattr(self, name))
+            _check(
+                f"{key}.{name}",
+                _is_url(getattr(self, name)),
+                "an http(s):// URL",
+                getattr(self, name),
+            )
 
 
 @dataclass(frozen=True, slots=True)
@@ -211,14 +233,26 @@ class AuthConfig:
     dev: DevAuthConfig = field(default_factory=DevAuthConfig)
 
     def validate(self, dev_mode: bool) -> None:
-        _check("auth.session_ttl_s", 60 <= self.session_ttl_s <= 365 * 86400,
-               "seconds from 60 to 31536000", self.session_ttl_s)
+        _check(
+            "auth.session_ttl_s",
+            60 <= self.session_ttl_s <= 365 * 86400,
+            "seconds from 60 to 31536000",
+            self.session_ttl_s,
+        )
         for admin in self.admins:
             provider, _, subject = admin.partition(":")
-            _check("auth.admins", bool(provider and subject),
-                   'a list of "provider:subject" (e.g. "github:583231")', admin)
-        _check("auth.base_url", not self.base_url or _is_url(self.base_url),
-               "empty or the public http(s):// URL of this server", self.base_url)
+            _check(
+                "auth.admins",
+                bool(provider and subject),
+                'a list of "provider:subject" (e.g. "github:583231")',
+                admin,
+            )
+        _check(
+            "auth.base_url",
+            not self.base_url or _is_url(self.base_url),
+            "empty or the public http(s):// URL of this server",
+            self.base_url,
+        )
         self.github.validate()
         self.google.validate("auth.google")
         for name, oidc in self.oidc.items():
@@ -235,8 +269,12 @@ def _is_url(value: str) -> bool:
 
 
 def _validate_client(key: str, client_id: str, client_secret: str) -> None:
-    _check(f"{key}.client_secret", not client_id or bool(client_secret),
-           "set when client_id is set", "")
+    _check(
+        f"{key}.client_secret",
+        not client_id or bool(client_secret),
+        "set when client_id is set",
+        "",
+    )
 
 
 @dataclass(frozen=True, slots=True)
@@ -321,15 +359,17 @@ def _build(cls: type, key: str, table: Any, env: Mapping[str, str], env_prefix: 
     for name in names:
         env_name = f"{env_prefix}_{name}".upper()
         if env_name in env:
-            values[name] = _coerce(f"{key}.{name} (from {env_name})", hints[name],
-                                   env[env_name], True)
+            values[name] = _coerce(
+                f"{key}.{name} (from {env_name})", hints[name], env[env_name], True
+            )
         elif name in table:
             values[name] = _coerce(f"{key}.{name}", hints[name], table[name], False)
     return cls(**values)
 
 
-def load(path: str | Path | None, env: Mapping[str, str] | None = None,
-         dev: bool = False) -> Config:
+def load(
+    path: str | Path | None, env: Mapping[str, str] | None = None, dev: bool = False
+) -> Config:
     """Read and validate a config file (None: defaults only) with environment overrides."""
     env = os.environ if env is None else env
     data: dict[str, Any] = {}
@@ -344,8 +384,9 @@ def load(path: str | Path | None, env: Mapping[str, str] | None = None,
     return from_dict(data, env, dev)
 
 
-def from_dict(data: Mapping[str, Any], env: Mapping[str, str] | None = None,
-              dev: bool = False) -> Config:
+def from_dict(
+    data: Mapping[str, Any], env: Mapping[str, str] | None = None, dev: bool = False
+) -> Config:
     env = {} if env is None else env
     unknown = sorted(set(data) - set(SECTIONS) - {"namespaces", "auth"})
     if unknown:
@@ -356,8 +397,7 @@ def from_dict(data: Mapping[str, Any], env: Mapping[str, str] | None = None,
         for name, cls in SECTIONS.items()
     }
     namespaces = _namespaces(data.get("namespaces", {}), env)
-    cfg = Config(**sections, namespaces=namespaces, auth=_auth(data.get("auth", {}), env),
-                 dev=dev)
+    cfg = Config(**sections, namespaces=namespaces, auth=_auth(data.get("auth", {}), env), dev=dev)
     for name in SECTIONS:
         getattr(cfg, name).validate()
     for name, ns in namespaces.items():
@@ -374,8 +414,9 @@ def _namespaces(table: Any, env: Mapping[str, str]) -> dict[str, NamespaceConfig
     for name, ns_table in table.items():
         ok = name.replace("_", "").replace("-", "").isalnum()
         _check(f"namespaces.{name}", ok, "a name of letters, digits, _ and -", name)
-        result[name] = _build(NamespaceConfig, f"namespaces.{name}", ns_table, env,
-                              f"SWITCHBOARD_NAMESPACES_{name}")
+        result[name] = _build(
+            NamespaceConfig, f"namespaces.{name}", ns_table, env, f"SWITCHBOARD_NAMESPACES_{name}"
+        )
     result.setdefault("default", NamespaceConfig())
     return result
 
@@ -402,12 +443,18 @@ def _auth(table: Any, env: Mapping[str, str]) -> AuthConfig:
     parts["oidc"] = {}
     for name, sub in oidc.items():
         ok = name.replace("_", "").replace("-", "").isalnum() and name not in subtables
-        _check(f"auth.oidc.{name}", ok, "a name of letters, digits, _ and - (not github, "
-               "google or dev)", name)
-        parts["oidc"][name] = _build(OidcConfig, f"auth.oidc.{name}", sub, env,
-                                     f"SWITCHBOARD_AUTH_OIDC_{name}")
-    return AuthConfig(session_ttl_s=base.session_ttl_s, admins=base.admins,
-                      base_url=base.base_url, **parts)
+        _check(
+            f"auth.oidc.{name}",
+            ok,
+            "a name of letters, digits, _ and - (not github, google or dev)",
+            name,
+        )
+        parts["oidc"][name] = _build(
+            OidcConfig, f"auth.oidc.{name}", sub, env, f"SWITCHBOARD_AUTH_OIDC_{name}"
+        )
+    return AuthConfig(
+        session_ttl_s=base.session_ttl_s, admins=base.admins, base_url=base.base_url, **parts
+    )
 
 
 @dataclass(frozen=True, slots=True)

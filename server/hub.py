@@ -134,8 +134,7 @@ class Hub:
 
     # -- delivery -----------------------------------------------------------------------------
 
-    def broadcast(self, channel: str, offset: int, frame: bytes,
-                  exclude: str | None = None) -> int:
+    def broadcast(self, channel: str, offset: int, frame: bytes, exclude: str | None = None) -> int:
         """Send one encoded frame to every subscriber of `channel`; returns how many got it.
 
         `offset` tags the frame for buffered subscriptions; -1 marks frames that are not

@@ -40,8 +40,11 @@ def setup(level: str = "INFO", json: bool | None = None) -> None:
     handler = logging.StreamHandler(sys.stderr)
     if json is None:
         json = not sys.stderr.isatty()
-    handler.setFormatter(JsonFormatter() if json else logging.Formatter(
-        "%(asctime)s %(levelname)-7s %(name)s: %(message)s"))
+    handler.setFormatter(
+        JsonFormatter()
+        if json
+        else logging.Formatter("%(asctime)s %(levelname)-7s %(name)s: %(message)s")
+    )
     root = logging.getLogger()
     root.handlers[:] = [handler]
     root.setLevel(level)
@@ -59,5 +62,11 @@ def access_log(handler: RequestHandler) -> None:
     level = logging.INFO if status < 400 else logging.WARNING if status < 500 else logging.ERROR
     req = handler.request
     logging.getLogger("tornado.access").log(
-        level, "%d %s %s %.2fms", status, req.method, req.path, 1000.0 * req.request_time(),
-        extra={"status": status, "remote_ip": req.remote_ip})
+        level,
+        "%d %s %s %.2fms",
+        status,
+        req.method,
+        req.path,
+        1000.0 * req.request_time(),
+        extra={"status": status, "remote_ip": req.remote_ip},
+    )

@@ -54,8 +54,15 @@ class Service(Protocol):
 
 
 class Node:
-    def __init__(self, config: Config, hub: Hub, broker: Broker, store: Store,
-                 presence: Presence, stats: Stats | None = None) -> None:
+    def __init__(
+        self,
+        config: Config,
+        hub: Hub,
+        broker: Broker,
+        store: Store,
+        presence: Presence,
+        stats: Stats | None = None,
+    ) -> None:
         self.config = config
         self.hub = hub
         self.broker = broker
@@ -128,8 +135,9 @@ class Node:
         ns = self.namespace(channel)
         body = protocol.pub_body(channel, data, info, int(time.time() * 1000))
         if len(body) > self.config.server.max_message_bytes:
-            raise ProtocolError(Code.LIMIT_EXCEEDED, "publication larger than max_message_bytes",
-                                status=413)
+            raise ProtocolError(
+                Code.LIMIT_EXCEEDED, "publication larger than max_message_bytes", status=413
+            )
         pos = await _guard(self.broker.publish(channel, body))
         if pos is None:
             await self._seed(channel)
@@ -137,8 +145,11 @@ class Node:
             if pos is None:
                 raise ProtocolError(Code.UNAVAILABLE, "the broker lost the channel's position")
         if ns.keeps_history:
-            await _guard(self.store.append(channel, pos.epoch, pos.offset, body,
-                                           ns.history_size, ns.history_ttl_s))
+            await _guard(
+                self.store.append(
+                    channel, pos.epoch, pos.offset, body, ns.history_size, ns.history_ttl_s
+                )
+            )
         self.stats.published += 1
         return pos
 
@@ -168,8 +179,11 @@ class Node:
         if msg.get("op") == "disconnect":
             for client in self.hub.user_clients(str(msg.get("user"))):
                 if msg.get("session") in (None, getattr(client, "session", None)):
-                    client.disconnect(int(msg.get("code", 4001)), str(msg.get("reason", "")),
-                                      bool(msg.get("reconnect", False)))
+                    client.disconnect(
+                        int(msg.get("code", 4001)),
+                        str(msg.get("reason", "")),
+                        bool(msg.get("reconnect", False)),
+                    )
 
     def on_reconnected(self) -> None:
         """The broker came back: subscriptions that may have missed something must recover.
@@ -189,8 +203,9 @@ class Node:
 
     # -- subscriptions ------------------------------------------------------------------------
 
-    async def subscribe(self, client: Client, channel: str,
-                        since: Position | None) -> tuple[dict[str, Any], int]:
+    async def subscribe(
+        self, client: Client, channel: str, since: Position | None
+    ) -> tuple[dict[str, Any], int]:
         """Subscribe and recover; returns the reply's result and the offset it reaches.
 
         The subscription buffers live publications until `release`, which the caller invokes
@@ -208,8 +223,11 @@ class Node:
             if since is not None:
                 recovered, missed = await self._recover(channel, ns, since, pos)
             if ns.presence:
-                await _guard(self.presence.add(channel, client.id,
-                                               {"user": client.user, "name": client.name}))
+                await _guard(
+                    self.presence.add(
+                        channel, client.id, {"user": client.user, "name": client.name}
+                    )
+                )
         except BaseException:
             await self._leave_hub(client, channel)
             raise
@@ -220,8 +238,12 @@ class Node:
         if ns.join_leave:
             self._announce("join", channel, client)
         reached = missed[-1][0] if missed else pos.offset
-        result = {"offset": max(reached, pos.offset), "epoch": pos.epoch,
-                  "recovered": recovered, "missed": protocol.pubs_fragment(missed)}
+        result = {
+            "offset": max(reached, pos.offset),
+            "epoch": pos.epoch,
+            "recovered": recovered,
+            "missed": protocol.pubs_fragment(missed),
+        }
         return result, reached
 
     def release(self, client: Client, channel: str, reached: int) -> None:
@@ -230,8 +252,9 @@ class Node:
             if offset < 0 or offset > reached:
                 client.send(frame)
 
-    async def _recover(self, channel: str, ns: NamespaceConfig, since: Position,
-                       pos: Position) -> tuple[bool, list[tuple[int, bytes]]]:
+    async def _recover(
+        self, channel: str, ns: NamespaceConfig, since: Position, pos: Position
+    ) -> tuple[bool, list[tuple[int, bytes]]]:
         if since.epoch != pos.epoch or since.offset > pos.offset:
             return False, []
         if since.offset == pos.offset:
@@ -241,8 +264,11 @@ class Node:
         want = pos.offset - since.offset
         deadline = time.monotonic() + RECOVERY_WAIT_S
         while True:
-            pubs = await _guard(self.store.history(
-                channel, pos.epoch, since.offset, min(want, ns.history_size), False))
+            pubs = await _guard(
+                self.store.history(
+                    channel, pos.epoch, since.offset, min(want, ns.history_size), False
+                )
+            )
             complete = len(pubs) == want and pubs[0][0] == since.offset + 1
             # The newest ones may be sent but not yet stored: their publisher is writing them.
             tail_missing = not pubs or pubs[-1][0] < pos.offset
@@ -288,8 +314,9 @@ class Node:
 
     # -- queries ------------------------------------------------------------------------------
 
-    async def history(self, channel: str, since: int | None, limit: int,
-                      reverse: bool) -> dict[str, Any]:
+    async def history(
+        self, channel: str, since: int | None, limit: int, reverse: bool
+    ) -> dict[str, Any]:
         ns = self.namespace(channel)
         if not ns.keeps_history:
             raise ProtocolError(Code.DISABLED, "history is off in this namespace")
@@ -302,12 +329,19 @@ class Node:
             raise ProtocolError(Code.DISABLED, "presence is off in this namespace")
         return {"clients": await _guard(self.presence.get(channel))}
 
-    async def disconnect_user(self, user: str, code: int, reason: str,
-                              session: str | None = None) -> int:
+    async def disconnect_user(
+        self, user: str, code: int, reason: str, session: str | None = None
+    ) -> int:
         """Disconnect a user's connections on every process; returns how many were here."""
         here = len(self.hub.user_clients(user))
-        msg = {"op": "disconnect", "user": user, "code": code, "reason": reason,
-               "reconnect": False, "session": session}
+        msg = {
+            "op": "disconnect",
+            "user": user,
+            "code": code,
+            "reason": reason,
+            "reconnect": False,
+            "session": session,
+        }
         await _guard(self.broker.publish_control(orjson.dumps(msg)))
         return here
 
@@ -343,4 +377,3 @@ async def _quietly(aw: Awaitable[Any]) -> None:
         await aw
     except (BrokerUnavailable, StoreUnavailable) as exc:
         log.warning("clean-up skipped: %s", exc)
-

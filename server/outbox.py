@@ -18,8 +18,9 @@ from tornado.iostream import IOStream, StreamBufferFullError, StreamClosedError
 class Outbox:
     __slots__ = ("_frames", "_stream", "_direct", "_flusher", "_on_overflow", "_closed")
 
-    def __init__(self, stream: IOStream, limit: int, on_overflow: Callable[[], None],
-                 flusher: Flusher) -> None:
+    def __init__(
+        self, stream: IOStream, limit: int, on_overflow: Callable[[], None], flusher: Flusher
+    ) -> None:
         self._frames: list[bytes] = []
         self._stream = stream
         # Straight socket writes only for plain TCP: TLS streams must go through Tornado.

@@ -23,16 +23,19 @@ def cookie_options(request: Any) -> dict[str, Any]:
     return {"httponly": True, "samesite": "Lax", "secure": request.protocol == "https"}
 
 
-async def start(handler: tornado.web.RequestHandler, store: Store, user: User,
-                ttl_s: float) -> Session:
+async def start(
+    handler: tornado.web.RequestHandler, store: Store, user: User, ttl_s: float
+) -> Session:
     session = await store.create_session(user.id, ttl_s)
-    handler.set_signed_cookie(COOKIE, session.id, expires_days=None, max_age=int(ttl_s),
-                              **cookie_options(handler.request))
+    handler.set_signed_cookie(
+        COOKIE, session.id, expires_days=None, max_age=int(ttl_s), **cookie_options(handler.request)
+    )
     return session
 
 
-async def current(handler: tornado.web.RequestHandler, store: Store,
-                  ttl_s: float) -> tuple[Session, User] | None:
+async def current(
+    handler: tornado.web.RequestHandler, store: Store, ttl_s: float
+) -> tuple[Session, User] | None:
     """The live session and user named by the request's cookie, or None."""
     raw = handler.get_signed_cookie(COOKIE, max_age_days=ttl_s / 86400)
     if raw is None:
@@ -44,8 +47,9 @@ async def current(handler: tornado.web.RequestHandler, store: Store,
     return (session, user) if user is not None else None
 
 
-async def end(handler: tornado.web.RequestHandler, store: Store,
-              ttl_s: float) -> tuple[Session, User] | None:
+async def end(
+    handler: tornado.web.RequestHandler, store: Store, ttl_s: float
+) -> tuple[Session, User] | None:
     """Delete the request's session from the store and the cookie; returns what it was."""
     found = await current(handler, store, ttl_s)
     if found is not None:
@@ -56,5 +60,4 @@ async def end(handler: tornado.web.RequestHandler, store: Store,
 
 def identity(session: Session, user: User) -> Identity:
     """A connection's identity from a session: it lapses when the session does."""
-    return Identity(user=user.id, name=user.name, session=session.id,
-                    expires_at=session.expires_at)
+    return Identity(user=user.id, name=user.name, session=session.id, expires_at=session.expires_at)

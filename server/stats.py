@@ -18,8 +18,15 @@ if TYPE_CHECKING:
 class Stats:
     """Counters a process keeps; incremented as plain ints, never through a metrics library."""
 
-    __slots__ = ("received", "sent", "published", "connections_total", "refused", "started",
-                 "_process")
+    __slots__ = (
+        "received",
+        "sent",
+        "published",
+        "connections_total",
+        "refused",
+        "started",
+        "_process",
+    )
 
     def __init__(self) -> None:
         self.received = 0  # commands received
@@ -51,8 +58,16 @@ class Stats:
 
 def totals(processes: list[dict[str, Any]]) -> dict[str, Any]:
     """Sum the numeric figures of several processes' snapshots."""
-    keys = ("connections", "subscriptions", "messages_in", "messages_out", "publications",
-            "connections_total", "connections_refused", "rss_bytes")
+    keys = (
+        "connections",
+        "subscriptions",
+        "messages_in",
+        "messages_out",
+        "publications",
+        "connections_total",
+        "connections_refused",
+        "rss_bytes",
+    )
     total = {k: sum(int(p.get(k, 0)) for p in processes) for k in keys}
     total["processes"] = len(processes)
     return total
@@ -66,14 +81,18 @@ class NodeCollector(Collector):
 
     def collect(self) -> Iterator[Any]:
         snap = self._node.process_stats()
-        for key, help_ in (("connections", "Open WebSocket connections"),
-                           ("subscriptions", "Channel subscriptions"),
-                           ("channels", "Channels with local subscribers"),
-                           ("rss_bytes", "Resident memory of this process")):
+        for key, help_ in (
+            ("connections", "Open WebSocket connections"),
+            ("subscriptions", "Channel subscriptions"),
+            ("channels", "Channels with local subscribers"),
+            ("rss_bytes", "Resident memory of this process"),
+        ):
             yield GaugeMetricFamily(f"switchboard_{key}", help_, value=snap[key])
-        for key, help_ in (("messages_in", "Commands received"),
-                           ("messages_out", "Frames sent"),
-                           ("publications", "Publications made through this process"),
-                           ("connections_total", "Connections accepted"),
-                           ("connections_refused", "Connections refused")):
+        for key, help_ in (
+            ("messages_in", "Commands received"),
+            ("messages_out", "Frames sent"),
+            ("publications", "Publications made through this process"),
+            ("connections_total", "Connections accepted"),
+            ("connections_refused", "Connections refused"),
+        ):
             yield CounterMetricFamily(f"switchboard_{key}", help_, value=snap[key])

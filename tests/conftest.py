@@ -42,8 +42,9 @@ async def ws_connect(app: RunningServer) -> AsyncIterator[Callable[..., Awaitabl
     """Open protocol clients to `app`; all are closed after the test."""
     opened: list[WsClient] = []
 
-    async def connect(query: str = "", headers: dict[str, str] | None = None,
-                      **kw: Any) -> WsClient:
+    async def connect(
+        query: str = "", headers: dict[str, str] | None = None, **kw: Any
+    ) -> WsClient:
         client = await ws_open(app.ws_url + query, headers)
         opened.append(client)
         return client

@@ -19,8 +19,10 @@ def redis_server_binary() -> str:
     """Debian's redis-server; tools/install-services.sh installs it where we are root."""
     found = shutil.which("redis-server") or shutil.which("redis-server", path="/usr/sbin:/usr/bin")
     if found is None:
-        raise RuntimeError("redis-server not found: run `make services` as root (installs "
-                           "Debian's redis-server), or set REDIS_URL to a Redis 7 server")
+        raise RuntimeError(
+            "redis-server not found: run `make services` as root (installs "
+            "Debian's redis-server), or set REDIS_URL to a Redis 7 server"
+        )
     return found
 
 
@@ -44,9 +46,22 @@ class RedisProcess:
 
     def start(self) -> None:
         self.proc = subprocess.Popen(
-            [redis_server_binary(), "--port", str(self.port), "--bind", "127.0.0.1",
-             "--save", "", "--appendonly", "no", "--dir", str(self.workdir)],
-            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+            [
+                redis_server_binary(),
+                "--port",
+                str(self.port),
+                "--bind",
+                "127.0.0.1",
+                "--save",
+                "",
+                "--appendonly",
+                "no",
+                "--dir",
+                str(self.workdir),
+            ],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
         deadline = time.monotonic() + 10
         while time.monotonic() < deadline:
             try:

@@ -27,14 +27,26 @@ TOKEN_SECRET = "test-token-secret-0123456789-abcdefghij"
 def make_config(data: dict[str, Any] | None = None, **sections: dict[str, Any]) -> Config:
     """A dev config with test secrets; `sections` merge into the TOML-shaped dict."""
     base: dict[str, Any] = {
-        "security": {"secret": "test-cookie-secret-0123456789-abcdefghij",
-                     "token_secret": TOKEN_SECRET},
+        "security": {
+            "secret": "test-cookie-secret-0123456789-abcdefghij",
+            "token_secret": TOKEN_SECRET,
+        },
         "api": {"key": API_KEY},
         "namespaces": {
-            "default": {"history_size": 100, "history_ttl_s": 600, "presence": True,
-                        "join_leave": True},
-            "chat": {"history_size": 50, "history_ttl_s": 600, "presence": True,
-                     "join_leave": True, "anonymous": False, "publish": "authenticated"},
+            "default": {
+                "history_size": 100,
+                "history_ttl_s": 600,
+                "presence": True,
+                "join_leave": True,
+            },
+            "chat": {
+                "history_size": 50,
+                "history_ttl_s": 600,
+                "presence": True,
+                "join_leave": True,
+                "anonymous": False,
+                "publish": "authenticated",
+            },
             "feed": {"publish": "server"},
             "sub": {"publish": "subscribers"},
             "quiet": {},
@@ -151,7 +163,7 @@ class WsClient:
         if self._reader is not None:
             try:
                 await asyncio.wait_for(self._reader, 2)
-            except (asyncio.TimeoutError, Exception):
+            except (TimeoutError, Exception):
                 self._reader.cancel()
 
 
@@ -164,15 +176,22 @@ async def ws_open(url: str, headers: dict[str, str] | None = None) -> WsClient:
     return client
 
 
-async def http(server: RunningServer, method: str, path: str, body: Any = None,
-               key: str | None = API_KEY, raw: bytes | None = None) -> tuple[int, Any]:
+async def http(
+    server: RunningServer,
+    method: str,
+    path: str,
+    body: Any = None,
+    key: str | None = API_KEY,
+    raw: bytes | None = None,
+) -> tuple[int, Any]:
     """Call the HTTP API; returns (status, decoded JSON or text)."""
     headers = {"Authorization": f"apikey {key}"} if key else {}
     data = raw if raw is not None else (orjson.dumps(body) if body is not None else None)
     if method == "POST" and data is None:
         data = b""
-    req = tornado.httpclient.HTTPRequest(server.base_url + path, method=method, body=data,
-                                         headers=headers)
+    req = tornado.httpclient.HTTPRequest(
+        server.base_url + path, method=method, body=data, headers=headers
+    )
     client = tornado.httpclient.AsyncHTTPClient()
     resp = await client.fetch(req, raise_error=False)
     text = resp.body or b""
@@ -199,10 +218,13 @@ async def raw_ws_connect(port: int, rcvbuf: int | None = None) -> socket.socket:
     loop = asyncio.get_running_loop()
     await loop.sock_connect(sock, ("127.0.0.1", port))
     key = base64.b64encode(os.urandom(16)).decode()
-    await loop.sock_sendall(sock, (
-        f"GET /ws HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nUpgrade: websocket\r\n"
-        f"Connection: Upgrade\r\nSec-WebSocket-Key: {key}\r\nSec-WebSocket-Version: 13\r\n\r\n"
-    ).encode())
+    await loop.sock_sendall(
+        sock,
+        (
+            f"GET /ws HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nUpgrade: websocket\r\n"
+            f"Connection: Upgrade\r\nSec-WebSocket-Key: {key}\r\nSec-WebSocket-Version: 13\r\n\r\n"
+        ).encode(),
+    )
     head = b""
     while b"\r\n\r\n" not in head:
         head += await loop.sock_recv(sock, 1)

@@ -9,10 +9,16 @@ from tests.support import TOKEN_SECRET, http
 
 pytestmark = pytest.mark.asyncio
 
-GUARDED = [("POST", "/api/publish"), ("POST", "/api/broadcast"),
-           ("GET", "/api/channels/x/history"), ("GET", "/api/channels/x/presence"),
-           ("POST", "/api/tokens"), ("POST", "/api/disconnect"), ("GET", "/api/stats"),
-           ("GET", "/metrics")]
+GUARDED = [
+    ("POST", "/api/publish"),
+    ("POST", "/api/broadcast"),
+    ("GET", "/api/channels/x/history"),
+    ("GET", "/api/channels/x/presence"),
+    ("POST", "/api/tokens"),
+    ("POST", "/api/disconnect"),
+    ("GET", "/api/stats"),
+    ("GET", "/metrics"),
+]
 
 
 @pytest.mark.parametrize("method,path", GUARDED)
@@ -23,8 +29,10 @@ async def test_key_required(app, method, path):
 
 
 async def test_health_is_open(app):
-    assert await http(app, "GET", "/healthz", key=None) == (200, {"status": "ok",
-                                                                 "node": app.node.id})
+    assert await http(app, "GET", "/healthz", key=None) == (
+        200,
+        {"status": "ok", "node": app.node.id},
+    )
     code, body = await http(app, "GET", "/readyz", key=None)
     assert code == 200 and body == {"ready": True, "problems": {}}
 
@@ -56,8 +64,9 @@ async def test_publish_errors(app):
         assert (got_status, got["error"]["code"]) == (status, code), body
     status, got = await http(app, "POST", "/api/publish", raw=b"{nope")
     assert status == 400 and "not valid JSON" in got["error"]["message"]
-    status, got = await http(app, "POST", "/api/publish",
-                             raw=b'{"channel":"room","data":-99999999999999999999}')
+    status, got = await http(
+        app, "POST", "/api/publish", raw=b'{"channel":"room","data":-99999999999999999999}'
+    )
     assert status == 400 and "64 bits" in got["error"]["message"]
     status, got = await http(app, "POST", "/api/publish", raw=b"[]")
     assert status == 400 and got["error"]["code"] == "bad_request"
@@ -68,8 +77,9 @@ async def test_publish_errors(app):
 
 
 async def test_broadcast(app):
-    code, body = await http(app, "POST", "/api/broadcast",
-                            {"channels": ["a", "b", "nons:c", "a"], "data": {"x": 1}})
+    code, body = await http(
+        app, "POST", "/api/broadcast", {"channels": ["a", "b", "nons:c", "a"], "data": {"x": 1}}
+    )
     assert code == 200
     r = body["results"]
     assert r[0]["offset"] == 1 and r[1]["offset"] == 1 and r[3]["offset"] == 2
@@ -88,15 +98,25 @@ async def test_presence(app, ws_connect):
 
 
 async def test_tokens(app, ws_connect):
-    code, body = await http(app, "POST", "/api/tokens",
-                            {"user": "42", "name": "Ada", "ttl_s": 60, "channels": ["user#9"]})
+    code, body = await http(
+        app,
+        "POST",
+        "/api/tokens",
+        {"user": "42", "name": "Ada", "ttl_s": 60, "channels": ["user#9"]},
+    )
     assert code == 200
     ident = verify_token(TOKEN_SECRET, body["token"])
     assert ident.user == "42" and ident.name == "Ada" and ident.channels == {"user#9"}
     c = await ws_connect(f"?token={body['token']}")
     assert c.hello["user"] == "42"
-    for bad in ({}, {"user": ""}, {"user": "1", "ttl_s": 0}, {"user": "1", "ttl_s": "x"},
-                {"user": "1", "channels": "x"}, {"user": "1", "info": []}):
+    for bad in (
+        {},
+        {"user": ""},
+        {"user": "1", "ttl_s": 0},
+        {"user": "1", "ttl_s": "x"},
+        {"user": "1", "channels": "x"},
+        {"user": "1", "info": []},
+    ):
         code, body = await http(app, "POST", "/api/tokens", bad)
         assert code == 400, bad
 

@@ -15,11 +15,15 @@ from typing import Any
 from bench.servers import API_KEY, TOKEN_SECRET, started_baseline, started_switchboard
 
 
-def run_load(args: list[str], tmp_path: Path, timeout: float = 60) -> tuple[int, dict[str, Any], str]:
+def run_load(
+    args: list[str], tmp_path: Path, timeout: float = 60
+) -> tuple[int, dict[str, Any], str]:
     out = tmp_path / "result.json"
     proc = subprocess.run(
         [sys.executable, "-m", "bench.load", *args, "--json", str(out)],
-        capture_output=True, text=True, timeout=timeout,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
     )
     doc = json.loads(out.read_text()) if out.exists() else {}
     return proc.returncode, doc, proc.stdout + proc.stderr
@@ -36,8 +40,24 @@ def assert_clean(rc: int, doc: dict[str, Any], output: str) -> None:
 def test_one_dropped_publication_is_reported_exactly(tmp_path: Path) -> None:
     with started_baseline(drop_offset=5) as srv:
         rc, doc, output = run_load(
-            ["fanout", "--url", srv.ws_url, "--subscribers", "50", "--publishers", "1",
-             "--rate", "50", "--channels", "1", "--duration", "1.5", "--quiet"], tmp_path)
+            [
+                "fanout",
+                "--url",
+                srv.ws_url,
+                "--subscribers",
+                "50",
+                "--publishers",
+                "1",
+                "--rate",
+                "50",
+                "--channels",
+                "1",
+                "--duration",
+                "1.5",
+                "--quiet",
+            ],
+            tmp_path,
+        )
     assert rc == 2, output
     assert doc["lost"] == 1 and doc["duplicated"] == 0 and doc["reordered"] == 0
     assert doc["lost_examples"] == [["bench.0", 5]]
@@ -49,9 +69,29 @@ def test_fanout_against_baseline_two_workers_and_sources(tmp_path: Path) -> None
     plot = tmp_path / "run.png"
     with started_baseline() as srv:
         rc, doc, output = run_load(
-            ["fanout", "--url", srv.ws_url, "--subscribers", "300", "--publishers", "2",
-             "--rate", "60", "--channels", "3", "--duration", "3", "--workers", "2",
-             "--source-addresses", "127.0.0.2-127.0.0.4", "--plot", str(plot)], tmp_path)
+            [
+                "fanout",
+                "--url",
+                srv.ws_url,
+                "--subscribers",
+                "300",
+                "--publishers",
+                "2",
+                "--rate",
+                "60",
+                "--channels",
+                "3",
+                "--duration",
+                "3",
+                "--workers",
+                "2",
+                "--source-addresses",
+                "127.0.0.2-127.0.0.4",
+                "--plot",
+                str(plot),
+            ],
+            tmp_path,
+        )
     assert_clean(rc, doc, output)
     assert doc["connections"]["opened"] == 300 and doc["client"]["workers"] == 2
     assert doc["published"] >= 150
@@ -62,12 +102,25 @@ def test_fanout_against_baseline_two_workers_and_sources(tmp_path: Path) -> None
 
 def test_echo_and_hold_against_baseline(tmp_path: Path) -> None:
     with started_baseline() as srv:
-        rc, doc, output = run_load(["echo", "--url", srv.ws_url, "--connections", "20",
-                                    "--duration", "1.5"], tmp_path)
+        rc, doc, output = run_load(
+            ["echo", "--url", srv.ws_url, "--connections", "20", "--duration", "1.5"], tmp_path
+        )
         assert_clean(rc, doc, output)
         assert doc["round_trips_per_s"] > 100
-        rc, doc, output = run_load(["hold", "--url", srv.ws_url, "--connections", "300",
-                                    "--duration", "1", "--api-key", API_KEY], tmp_path)
+        rc, doc, output = run_load(
+            [
+                "hold",
+                "--url",
+                srv.ws_url,
+                "--connections",
+                "300",
+                "--duration",
+                "1",
+                "--api-key",
+                API_KEY,
+            ],
+            tmp_path,
+        )
     assert_clean(rc, doc, output)
     assert doc["connections"]["still_open"] == 300
     assert doc["server"]["bytes_per_connection"] is not None, doc["server"]
@@ -76,19 +129,70 @@ def test_echo_and_hold_against_baseline(tmp_path: Path) -> None:
 def test_small_runs_against_switchboard(tmp_path: Path) -> None:
     with started_switchboard() as srv:
         rc, doc, output = run_load(
-            ["fanout", "--url", srv.ws_url, "--subscribers", "200", "--publishers", "2",
-             "--rate", "50", "--channels", "2", "--duration", "2", "--channel-prefix", "bench:",
-             "--token-secret", TOKEN_SECRET], tmp_path)
+            [
+                "fanout",
+                "--url",
+                srv.ws_url,
+                "--subscribers",
+                "200",
+                "--publishers",
+                "2",
+                "--rate",
+                "50",
+                "--channels",
+                "2",
+                "--duration",
+                "2",
+                "--channel-prefix",
+                "bench:",
+                "--token-secret",
+                TOKEN_SECRET,
+            ],
+            tmp_path,
+        )
         assert_clean(rc, doc, output)
         assert doc["delivered"] == doc["published"] * 100
         rc, doc, output = run_load(
-            ["churn", "--url", srv.ws_url, "--subscribers", "50", "--rate", "30",
-             "--churn-rate", "40", "--churn-life", "0.5", "--duration", "2",
-             "--channel-prefix", "bench:", "--api-url", srv.http_url, "--api-key", API_KEY,
-             "--publishers", "0"], tmp_path)
+            [
+                "churn",
+                "--url",
+                srv.ws_url,
+                "--subscribers",
+                "50",
+                "--rate",
+                "30",
+                "--churn-rate",
+                "40",
+                "--churn-life",
+                "0.5",
+                "--duration",
+                "2",
+                "--channel-prefix",
+                "bench:",
+                "--api-url",
+                srv.http_url,
+                "--api-key",
+                API_KEY,
+                "--publishers",
+                "0",
+            ],
+            tmp_path,
+        )
         assert_clean(rc, doc, output)
         assert doc["connections"]["churn_opened"] >= 60
-        rc, doc, output = run_load(["hold", "--url", srv.ws_url, "--connections", "200",
-                                    "--duration", "1", "--api-key", API_KEY], tmp_path)
+        rc, doc, output = run_load(
+            [
+                "hold",
+                "--url",
+                srv.ws_url,
+                "--connections",
+                "200",
+                "--duration",
+                "1",
+                "--api-key",
+                API_KEY,
+            ],
+            tmp_path,
+        )
     assert_clean(rc, doc, output)
     assert doc["server"]["bytes_per_connection"] is not None, doc["server"]

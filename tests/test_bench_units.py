@@ -118,8 +118,23 @@ def test_totals_sum_over_subscribers() -> None:
 
 
 def test_fanout_parameters() -> None:
-    p = parse_params(["fanout", "--url", URL, "--subscribers", "40000", "--publishers", "4",
-                      "--rate", "200", "--channels", "10", "--source-addresses", "127.0.0.2-127.0.0.9"])
+    p = parse_params(
+        [
+            "fanout",
+            "--url",
+            URL,
+            "--subscribers",
+            "40000",
+            "--publishers",
+            "4",
+            "--rate",
+            "200",
+            "--channels",
+            "10",
+            "--source-addresses",
+            "127.0.0.2-127.0.0.9",
+        ]
+    )
     assert (p.subscribers, p.publishers, p.rate, p.channels) == (40000, 4, 200.0, 10)
     assert p.workers == 3  # 40,004 sockets need three workers under the fd limit
     assert p.source_addresses == tuple(f"127.0.0.{i}" for i in range(2, 10))
@@ -132,7 +147,11 @@ def test_fanout_parameters() -> None:
 
 
 def test_addresses_must_be_loopback() -> None:
-    assert parse_addresses("127.0.0.2,127.0.0.4-127.0.0.5") == ("127.0.0.2", "127.0.0.4", "127.0.0.5")
+    assert parse_addresses("127.0.0.2,127.0.0.4-127.0.0.5") == (
+        "127.0.0.2",
+        "127.0.0.4",
+        "127.0.0.5",
+    )
     with pytest.raises(ParamError, match="not a loopback"):
         parse_addresses("10.0.0.1")
     with pytest.raises(ParamError, match="backwards"):
@@ -147,15 +166,18 @@ def test_remote_targets_refused_without_flag() -> None:
     assert parse_params(["echo", "--url", "ws://192.0.2.1/ws", "--allow-remote"]).url
 
 
-@pytest.mark.parametrize("argv, message", [
-    (["fanout", "--url", "http://127.0.0.1/ws"], "ws/wss URL"),
-    (["fanout", "--url", URL, "--rate", "0"], "--rate"),
-    (["fanout", "--url", URL, "--publishers", "0"], "--publishers"),
-    (["hold", "--url", URL, "--duration", "0"], "--duration"),
-    (["hold", "--url", URL, "--connections", "40000", "--workers", "1"], "fd limit"),
-    (["echo", "--url", URL, "--token", "a", "--token-secret", "b"], "not both"),
-    (["echo", "--url", URL, "--ping-rate", "-1"], "--ping-rate"),
-])
+@pytest.mark.parametrize(
+    "argv, message",
+    [
+        (["fanout", "--url", "http://127.0.0.1/ws"], "ws/wss URL"),
+        (["fanout", "--url", URL, "--rate", "0"], "--rate"),
+        (["fanout", "--url", URL, "--publishers", "0"], "--publishers"),
+        (["hold", "--url", URL, "--duration", "0"], "--duration"),
+        (["hold", "--url", URL, "--connections", "40000", "--workers", "1"], "fd limit"),
+        (["echo", "--url", URL, "--token", "a", "--token-secret", "b"], "not both"),
+        (["echo", "--url", URL, "--ping-rate", "-1"], "--ping-rate"),
+    ],
+)
 def test_bad_parameters_are_refused_with_a_reason(argv: list[str], message: str) -> None:
     with pytest.raises(ParamError, match=message):
         parse_params(argv)
@@ -181,9 +203,12 @@ def test_minted_tokens_carry_sub_and_exp() -> None:
 
 
 def test_memory_from_per_process_or_flat_stats() -> None:
-    assert memory({"processes": [{"rss_bytes": 10, "connections": 1},
-                                 {"rss_bytes": 20, "connections": 2}],
-                   "rss_bytes": 999}) == (30, 3)
+    assert memory(
+        {
+            "processes": [{"rss_bytes": 10, "connections": 1}, {"rss_bytes": 20, "connections": 2}],
+            "rss_bytes": 999,
+        }
+    ) == (30, 3)
     assert memory({"rss_bytes": 5, "connections": 7}) == (5, 7)
     assert memory({"total": {"rss_bytes": 5, "connections": 7}}) == (5, 7)
     assert memory({"processes": {"a": {"rss_bytes": 1, "connections": 1}}}) == (1, 1)
@@ -210,8 +235,10 @@ def test_suite_writes_ratios_to_the_baseline() -> None:
     from bench.suite import Outcome, Sizes, render
 
     results = {
-        "echo-100": {"switchboard": Outcome({"round trips/s": 3000.0}, notes=["a note"]),
-                     "baseline": Outcome({"round trips/s": 2000.0})},
+        "echo-100": {
+            "switchboard": Outcome({"round trips/s": 3000.0}, notes=["a note"]),
+            "baseline": Outcome({"round trips/s": 2000.0}),
+        },
         "hold-40k-redis": {"switchboard": Outcome({"connections held": 40000})},
     }
     md = render(results, Sizes(quick=True), 0.0)

@@ -26,8 +26,9 @@ START = """async ({ channel, options }) => {
 }"""
 
 
-def start_client(page: Page, server: ServerProcess, channel: str | None = None,
-                 **options: Any) -> None:
+def start_client(
+    page: Page, server: ServerProcess, channel: str | None = None, **options: Any
+) -> None:
     page.goto(server.url + "/no-page-here")  # any page of the origin: a 404 will do
     page.evaluate(START, {"channel": channel, "options": options})
 
@@ -46,8 +47,9 @@ def wait_pubs(page: Page, count: int) -> list[int]:
     return pubs(page)
 
 
-def test_every_call_rejects_with_the_servers_code(servers: Callable[..., ServerProcess],
-                                                  new_page: Callable[..., Page]) -> None:
+def test_every_call_rejects_with_the_servers_code(
+    servers: Callable[..., ServerProcess], new_page: Callable[..., Page]
+) -> None:
     page = new_page()
     start_client(page, servers(), "lobby")
     codes = page.evaluate("""async () => {
@@ -61,12 +63,19 @@ def test_every_call_rejects_with_the_servers_code(servers: Callable[..., ServerP
         await code(sb.publish("lobby", { text: "fine" })),
       ];
     }""")
-    assert codes == ["forbidden: msg", "unauthorized: msg", "disabled: msg", "not_found: msg",
-                     "bad_request: msg", "ok"]
+    assert codes == [
+        "forbidden: msg",
+        "unauthorized: msg",
+        "disabled: msg",
+        "not_found: msg",
+        "bad_request: msg",
+        "ok",
+    ]
 
 
 def test_restart_resubscribes_with_since_exactly_once_in_order(
-        servers: Callable[..., ServerProcess], new_page: Callable[..., Page]) -> None:
+    servers: Callable[..., ServerProcess], new_page: Callable[..., Page]
+) -> None:
     server = servers()
     channel = f"room-{secrets.token_hex(3)}"
     page = new_page()
@@ -87,13 +96,21 @@ def test_restart_resubscribes_with_since_exactly_once_in_order(
     assert delays and all(0 <= ms <= 1000 for ms in delays)  # jittered, within the cap
 
 
-def test_a_silent_server_is_detected_by_missed_pings(servers: Callable[..., ServerProcess],
-                                                     new_page: Callable[..., Page]) -> None:
+def test_a_silent_server_is_detected_by_missed_pings(
+    servers: Callable[..., ServerProcess], new_page: Callable[..., Page]
+) -> None:
     server = servers()  # ping_interval 1 s (tests/fixtures/browser.py)
     channel = f"room-{secrets.token_hex(3)}"
     page = new_page()
-    start_client(page, server, channel, pingTimeoutMs=1000, connectTimeoutMs=1500,
-                 minDelayMs=200, maxDelayMs=1000)
+    start_client(
+        page,
+        server,
+        channel,
+        pingTimeoutMs=1000,
+        connectTimeoutMs=1500,
+        minDelayMs=200,
+        maxDelayMs=1000,
+    )
     server.publish(channel, "first")
     assert wait_pubs(page, 1) == [1]
     server.pause()  # the socket stays open; nothing answers
@@ -106,8 +123,9 @@ def test_a_silent_server_is_detected_by_missed_pings(servers: Callable[..., Serv
     assert wait_pubs(page, 2) == [1, 2]
 
 
-def test_reconnect_false_is_final(servers: Callable[..., ServerProcess],
-                                  new_page: Callable[..., Page]) -> None:
+def test_reconnect_false_is_final(
+    servers: Callable[..., ServerProcess], new_page: Callable[..., Page]
+) -> None:
     server = servers()
     token = server.api("POST", "/api/tokens", {"user": "u-final", "ttl_s": 600})["token"]
     page = new_page()

@@ -22,8 +22,9 @@ def messages(page: Page) -> list[str]:
     return page.locator("#messages .text").all_text_contents()
 
 
-def test_two_people_chat_and_see_each_other(servers: Callable[..., ServerProcess],
-                                            new_page: Callable[..., Page]) -> None:
+def test_two_people_chat_and_see_each_other(
+    servers: Callable[..., ServerProcess], new_page: Callable[..., Page]
+) -> None:
     server = servers()
     ada, bob = new_page(), new_page(width=390, height=844)  # a desktop and a phone
     sign_in(ada, server, "Ada")
@@ -46,8 +47,9 @@ def test_two_people_chat_and_see_each_other(servers: Callable[..., ServerProcess
     expect(ada.locator("#presence li")).to_have_text(["Ada"])
 
 
-def test_restart_while_open_shows_each_message_once(servers: Callable[..., ServerProcess],
-                                                    new_page: Callable[..., Page]) -> None:
+def test_restart_while_open_shows_each_message_once(
+    servers: Callable[..., ServerProcess], new_page: Callable[..., Page]
+) -> None:
     server = servers()
     ada = new_page()
     sign_in(ada, server, "Ada")
@@ -66,8 +68,9 @@ def test_restart_while_open_shows_each_message_once(servers: Callable[..., Serve
     assert ada.evaluate("document.body.dataset.marker") == "same page"
 
 
-def test_hidden_page_catches_up_when_restored(servers: Callable[..., ServerProcess],
-                                              new_page: Callable[..., Page]) -> None:
+def test_hidden_page_catches_up_when_restored(
+    servers: Callable[..., ServerProcess], new_page: Callable[..., Page]
+) -> None:
     server = servers()
     page = new_page()
     open_channel(page, server, "lobby")
@@ -85,8 +88,11 @@ def test_hidden_page_catches_up_when_restored(servers: Callable[..., ServerProce
 
 
 def test_pages_on_two_processes_talk_through_redis(
-        servers: Callable[..., ServerProcess], new_page: Callable[..., Page],
-        redis_url: str, redis_prefix: str) -> None:
+    servers: Callable[..., ServerProcess],
+    new_page: Callable[..., Page],
+    redis_url: str,
+    redis_prefix: str,
+) -> None:
     env = {"SWITCHBOARD_REDIS_URL": redis_url, "SWITCHBOARD_REDIS_PREFIX": redis_prefix}
     one, two = servers(**env), servers(**env)
     ada, bob = new_page(), new_page()
@@ -103,8 +109,9 @@ def test_pages_on_two_processes_talk_through_redis(
     expect(ada.locator("#presence li")).to_have_count(2)
 
 
-def test_home_counts_subscribers_live(servers: Callable[..., ServerProcess],
-                                      new_page: Callable[..., Page]) -> None:
+def test_home_counts_subscribers_live(
+    servers: Callable[..., ServerProcess], new_page: Callable[..., Page]
+) -> None:
     server = servers()
     home = new_page(width=390, height=844)
     home.goto(server.url + "/")
@@ -117,8 +124,9 @@ def test_home_counts_subscribers_live(servers: Callable[..., ServerProcess],
     expect(lobby).to_have_text("0 here")
 
 
-def test_admin_dashboard_is_live_and_for_admins_only(servers: Callable[..., ServerProcess],
-                                                     new_page: Callable[..., Page]) -> None:
+def test_admin_dashboard_is_live_and_for_admins_only(
+    servers: Callable[..., ServerProcess], new_page: Callable[..., Page]
+) -> None:
     server = servers()
     someone = new_page()
     sign_in(someone, server, "Eve")

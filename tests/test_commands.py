@@ -34,8 +34,13 @@ def clone(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 def test_make_test_in_clean_clone(clone: Path):
-    res = subprocess.run(["make", "test", "PYTEST_ARGS=tests/test_hub.py"], cwd=clone,
-                         capture_output=True, text=True, timeout=600)
+    res = subprocess.run(
+        ["make", "test", "PYTEST_ARGS=tests/test_hub.py"],
+        cwd=clone,
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
     assert res.returncode == 0, res.stdout[-3000:] + res.stderr[-3000:]
     assert " passed" in res.stdout
 
@@ -45,8 +50,13 @@ def test_make_run_in_clean_clone(clone: Path, tmp_path: Path):
     sock.close()
     log = tmp_path / "run.log"
     with open(log, "wb") as out:
-        proc = subprocess.Popen(["make", "run", f"ARGS=--port {port}"], cwd=clone, stdout=out,
-                                stderr=subprocess.STDOUT, start_new_session=True)
+        proc = subprocess.Popen(
+            ["make", "run", f"ARGS=--port {port}"],
+            cwd=clone,
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
     try:
         deadline = time.monotonic() + 300
         while True:

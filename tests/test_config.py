@@ -77,8 +77,11 @@ def test_bad_redis_url():
 
 
 def test_env_overrides_file():
-    env = {"SWITCHBOARD_SERVER_PORT": "9001", "SWITCHBOARD_NAMESPACES_CHAT_PRESENCE": "false",
-           "SWITCHBOARD_SECURITY_ALLOWED_ORIGINS": "https://a.example, https://b.example"}
+    env = {
+        "SWITCHBOARD_SERVER_PORT": "9001",
+        "SWITCHBOARD_NAMESPACES_CHAT_PRESENCE": "false",
+        "SWITCHBOARD_SECURITY_ALLOWED_ORIGINS": "https://a.example, https://b.example",
+    }
     cfg = load({"server": {"port": 1}, "namespaces": {"chat": {"presence": True}}}, env)
     assert cfg.server.port == 9001
     assert cfg.namespace("chat").presence is False
@@ -96,8 +99,14 @@ def test_default_namespace_always_exists():
 
 
 def run_cli(*args: str, cwd: Path = ROOT, env: dict | None = None) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "server", *args], cwd=cwd, capture_output=True,
-                          text=True, timeout=30, env=env)
+    return subprocess.run(
+        [sys.executable, "-m", "server", *args],
+        cwd=cwd,
+        capture_output=True,
+        text=True,
+        timeout=30,
+        env=env,
+    )
 
 
 def test_cli_config_error_exits_2_with_one_line(tmp_path):
@@ -106,7 +115,8 @@ def test_cli_config_error_exits_2_with_one_line(tmp_path):
     res = run_cli("--config", str(bad), "--dev")
     assert res.returncode == 2
     assert res.stderr.strip().splitlines() == [
-        "switchboard: config error: server.port: must be an integer, got 'eighty'"]
+        "switchboard: config error: server.port: must be an integer, got 'eighty'"
+    ]
 
 
 def test_cli_invalid_toml_exits_2(tmp_path):

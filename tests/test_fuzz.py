@@ -24,25 +24,35 @@ OPS = ["auth", "subscribe", "unsubscribe", "publish", "history", "presence", "pi
 
 json_values = st.recursive(
     st.none() | st.booleans() | st.integers() | st.floats(allow_nan=False) | st.text(max_size=20),
-    lambda kids: st.lists(kids, max_size=4) | st.dictionaries(st.text(max_size=8), kids,
-                                                              max_size=4),
+    lambda kids: (
+        st.lists(kids, max_size=4) | st.dictionaries(st.text(max_size=8), kids, max_size=4)
+    ),
     max_leaves=12,
 )
-fields = st.fixed_dictionaries({}, optional={
-    "channel": json_values | st.sampled_from(["room", "chat:x", "user#1", "nons:a", "a" * 256]),
-    "data": json_values,
-    "since": json_values | st.fixed_dictionaries({"offset": json_values, "epoch": json_values}),
-    "limit": json_values, "reverse": json_values, "token": json_values,
-})
-commands = st.builds(lambda i, op, f: {"id": i, "op": op, **f},
-                     st.integers(min_value=-5, max_value=2**64) | json_values,
-                     st.sampled_from(OPS) | json_values, fields)
+fields = st.fixed_dictionaries(
+    {},
+    optional={
+        "channel": json_values | st.sampled_from(["room", "chat:x", "user#1", "nons:a", "a" * 256]),
+        "data": json_values,
+        "since": json_values | st.fixed_dictionaries({"offset": json_values, "epoch": json_values}),
+        "limit": json_values,
+        "reverse": json_values,
+        "token": json_values,
+    },
+)
+commands = st.builds(
+    lambda i, op, f: {"id": i, "op": op, **f},
+    st.integers(min_value=-5, max_value=2**64) | json_values,
+    st.sampled_from(OPS) | json_values,
+    fields,
+)
 raw_frames = st.one_of(
     commands.map(lambda c: json.dumps(c).encode()),  # stdlib: integers of any size
     st.binary(max_size=64),  # invalid UTF-8 and anything else
     st.integers(min_value=1, max_value=5000).map(lambda n: b"[" * n + b"]" * n),  # deep nesting
-    st.integers(min_value=1, max_value=5000).map(lambda n: b'{"id":1,"op":"publish","data":'
-                                                 + b"[" * n + b"]" * n + b"}"),
+    st.integers(min_value=1, max_value=5000).map(
+        lambda n: b'{"id":1,"op":"publish","data":' + b"[" * n + b"]" * n + b"}"
+    ),
     st.just(b'{"id":1,"op":"history","channel":"room","limit":1' + b"0" * 400 + b"}"),
     st.just(b'{"id":1e999,"op":"ping"}'),
 )

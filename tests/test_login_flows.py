@@ -10,8 +10,7 @@ import tornado.testing
 from server.app import build_node, make_app
 from server.config import Config
 from server.sessions import COOKIE
-from tests.fixtures.fake_providers import (Browser, FakeProvider, form_field, login_config,
-                                          ws_hello)
+from tests.fixtures.fake_providers import Browser, FakeProvider, form_field, login_config, ws_hello
 from tests.support import RunningServer, make_config, start_server
 
 
@@ -28,8 +27,9 @@ async def sign_in(app: RunningServer, provider: str, browser: Browser | None = N
 
 
 @pytest.mark.asyncio
-async def test_github_dance_signs_in_with_pkce(app: RunningServer,
-                                               fake_provider: FakeProvider) -> None:
+async def test_github_dance_signs_in_with_pkce(
+    app: RunningServer, fake_provider: FakeProvider
+) -> None:
     browser = await sign_in(app, "github")
     sent = fake_provider.authorize_requests[-1]
     assert sent["client_id"] == "gh-client"
@@ -45,10 +45,12 @@ async def test_github_dance_signs_in_with_pkce(app: RunningServer,
 
 
 @pytest.mark.asyncio
-@pytest.mark.parametrize("provider, client_id", [("google", "google-client"),
-                                                 ("corp", "corp-client")])
-async def test_oidc_dance_verifies_the_id_token(app: RunningServer, fake_provider: FakeProvider,
-                                                provider: str, client_id: str) -> None:
+@pytest.mark.parametrize(
+    "provider, client_id", [("google", "google-client"), ("corp", "corp-client")]
+)
+async def test_oidc_dance_verifies_the_id_token(
+    app: RunningServer, fake_provider: FakeProvider, provider: str, client_id: str
+) -> None:
     browser = await sign_in(app, provider)
     sent = fake_provider.authorize_requests[-1]
     assert sent["client_id"] == client_id and sent["scope"] == "openid profile email"
@@ -61,7 +63,8 @@ async def test_oidc_dance_verifies_the_id_token(app: RunningServer, fake_provide
 
 @pytest.mark.asyncio
 async def test_oidc_name_from_userinfo_when_the_id_token_has_none(
-        app: RunningServer, fake_provider: FakeProvider) -> None:
+    app: RunningServer, fake_provider: FakeProvider
+) -> None:
     fake_provider.knobs.name = None
     browser = await sign_in(app, "corp")
     user = await app.node.store.get_user((await ws_hello(app.ws_url, browser))["user"])
@@ -82,14 +85,23 @@ async def test_dev_login_takes_the_same_path(app: RunningServer) -> None:
     page = await browser.go(app.base_url + "/login/dev")
     assert page.code == 200 and "/login/dev/authorize?state=" in page.url
     assert "sb_login" in browser.cookies  # the same flow cookie as every provider
-    page = await browser.go(app.base_url + "/login/dev/authorize", "POST",
-                            {"_xsrf": form_field(page.body, "_xsrf"),
-                             "state": form_field(page.body, "state"), "name": "Grace Hopper"})
+    page = await browser.go(
+        app.base_url + "/login/dev/authorize",
+        "POST",
+        {
+            "_xsrf": form_field(page.body, "_xsrf"),
+            "state": form_field(page.body, "state"),
+            "name": "Grace Hopper",
+        },
+    )
     assert page.code == 200 and page.url == app.base_url + "/"
     assert "/login/dev/callback?code=" in browser.visited[-2]
     user = await app.node.store.get_user((await ws_hello(app.ws_url, browser))["user"])
     assert user is not None and (user.provider, user.subject, user.name) == (
-        "dev", "grace hopper", "Grace Hopper")
+        "dev",
+        "grace hopper",
+        "Grace Hopper",
+    )
 
 
 @pytest.mark.asyncio
@@ -119,7 +131,8 @@ async def test_only_configured_providers_are_offered(fake_provider: FakeProvider
 
 @pytest.mark.asyncio
 async def test_cookies_are_httponly_lax_and_secure_only_over_tls(
-        app: RunningServer, fake_provider: FakeProvider) -> None:
+    app: RunningServer, fake_provider: FakeProvider
+) -> None:
     browser = await sign_in(app, "github")
     session = [h for h in browser.set_cookie_headers if h.startswith(COOKIE + "=")]
     flow = [h for h in browser.set_cookie_headers if h.startswith("sb_login=")]

@@ -87,7 +87,8 @@ async def test_expired_flow_is_refused(app: RunningServer) -> None:
     state = parse_qs(urlsplit(url).query)["state"][0]
     old = Flow("github", state, "n", "v" * 64, time.time() - 1)
     browser.cookies["sb_login"] = tornado.web.create_signed_value(
-        app.node.config.security.secret, "sb_login", old.encode()).decode()
+        app.node.config.security.secret, "sb_login", old.encode()
+    ).decode()
     assert_refused(await browser.go(url), browser, 400, "expired")
 
 
@@ -104,16 +105,21 @@ async def test_tampered_flow_cookie_is_refused(app: RunningServer) -> None:
 async def test_flow_of_another_provider_is_refused(app: RunningServer) -> None:
     browser = Browser()
     url = await callback_url(app, browser, "github")
-    assert_refused(await browser.go(url.replace("/login/github/", "/login/corp/")), browser,
-                   400, "does not belong to this browser")
+    assert_refused(
+        await browser.go(url.replace("/login/github/", "/login/corp/")),
+        browser,
+        400,
+        "does not belong to this browser",
+    )
 
 
 @pytest.mark.asyncio
 async def test_denied_consent(app: RunningServer, fake_provider: FakeProvider) -> None:
     fake_provider.knobs.deny = True
     browser = Browser()
-    assert_refused(await browser.go(app.base_url + "/login/google"), browser, 403,
-                   "cancelled or refused")
+    assert_refused(
+        await browser.go(app.base_url + "/login/google"), browser, 403, "cancelled or refused"
+    )
 
 
 @pytest.mark.asyncio
@@ -133,17 +139,24 @@ def closed_port_url() -> str:
 @pytest.mark.asyncio
 async def test_unreachable_providers(fake_provider: FakeProvider) -> None:
     down = closed_port_url()
-    cfg = login_config(fake_provider, github={**fake_provider.github_config(),
-                                              "token_url": down + "/token"},
-                       oidc={"down": {"issuer": down, "client_id": "c", "client_secret": "s"}})
+    cfg = login_config(
+        fake_provider,
+        github={**fake_provider.github_config(), "token_url": down + "/token"},
+        oidc={"down": {"issuer": down, "client_id": "c", "client_secret": "s"}},
+    )
     server = await start_server(cfg)
     try:
         browser = Browser()  # OIDC: discovery fails before the browser leaves
-        assert_refused(await browser.go(server.base_url + "/login/down"), browser, 502,
-                       "could not be reached")
+        assert_refused(
+            await browser.go(server.base_url + "/login/down"), browser, 502, "could not be reached"
+        )
         browser = Browser()  # GitHub: the token exchange fails after consent
-        assert_refused(await browser.go(server.base_url + "/login/github"), browser, 502,
-                       "GitHub could not be reached")
+        assert_refused(
+            await browser.go(server.base_url + "/login/github"),
+            browser,
+            502,
+            "GitHub could not be reached",
+        )
     finally:
         await server.stop()
 
@@ -152,23 +165,27 @@ NOW = int(time.time())
 
 
 @pytest.mark.asyncio
-@pytest.mark.parametrize("knobs, words", [
-    ({"claims": {"nonce": "not-this-flows-nonce"}}, "nonce"),
-    ({"claims": {"nonce": None}}, "nonce"),
-    ({"key": "other"}, "Signature verification failed"),
-    ({"key": "other", "kid": "k2"}, "a key it does not publish"),
-    ({"key": "other", "kid": None}, "Signature verification failed"),
-    ({"claims": {"aud": "someone-else"}}, "Audience doesn"),
-    ({"claims": {"aud": ["corp-client", "someone-else"]}}, "issued to another client"),
-    ({"claims": {"iss": "https://evil.example"}}, "Invalid issuer"),
-    ({"claims": {"exp": NOW - 3600, "iat": NOW - 7200}}, "has expired"),
-    ({"key": "none"}, "signed with &#x27;none&#x27;"),
-    ({"alg": "HS256"}, "signed with &#x27;HS256&#x27;"),
-    ({"alg": "RS512"}, "signed with &#x27;RS512&#x27;"),  # not announced by the issuer
-    ({"claims": {"sub": ""}}, "no subject"),
-])
-async def test_bad_id_tokens_are_refused(app: RunningServer, fake_provider: FakeProvider,
-                                         knobs: dict[str, Any], words: str) -> None:
+@pytest.mark.parametrize(
+    "knobs, words",
+    [
+        ({"claims": {"nonce": "not-this-flows-nonce"}}, "nonce"),
+        ({"claims": {"nonce": None}}, "nonce"),
+        ({"key": "other"}, "Signature verification failed"),
+        ({"key": "other", "kid": "k2"}, "a key it does not publish"),
+        ({"key": "other", "kid": None}, "Signature verification failed"),
+        ({"claims": {"aud": "someone-else"}}, "Audience doesn"),
+        ({"claims": {"aud": ["corp-client", "someone-else"]}}, "issued to another client"),
+        ({"claims": {"iss": "https://evil.example"}}, "Invalid issuer"),
+        ({"claims": {"exp": NOW - 3600, "iat": NOW - 7200}}, "has expired"),
+        ({"key": "none"}, "signed with &#x27;none&#x27;"),
+        ({"alg": "HS256"}, "signed with &#x27;HS256&#x27;"),
+        ({"alg": "RS512"}, "signed with &#x27;RS512&#x27;"),  # not announced by the issuer
+        ({"claims": {"sub": ""}}, "no subject"),
+    ],
+)
+async def test_bad_id_tokens_are_refused(
+    app: RunningServer, fake_provider: FakeProvider, knobs: dict[str, Any], words: str
+) -> None:
     for key, value in knobs.items():
         setattr(fake_provider.knobs, key, value)
     browser = Browser()
@@ -183,10 +200,12 @@ async def test_tampered_or_forged_session_cookie_is_anonymous(app: RunningServer
     value = browser.cookies[COOKIE]
     forged = {
         "tampered": value[:-2] + ("00" if not value.endswith("00") else "11"),
-        "other key": tornado.web.create_signed_value("another-secret-0123456789-0123456789",
-                                                     COOKIE, "made-up-session").decode(),
+        "other key": tornado.web.create_signed_value(
+            "another-secret-0123456789-0123456789", COOKIE, "made-up-session"
+        ).decode(),
         "unknown session": tornado.web.create_signed_value(
-            app.node.config.security.secret, COOKIE, "made-up-session").decode(),
+            app.node.config.security.secret, COOKIE, "made-up-session"
+        ).decode(),
         "not signed": "made-up-session",
     }
     for label, bad in forged.items():
@@ -203,8 +222,9 @@ async def test_cross_site_logout_is_refused(app: RunningServer) -> None:
     user = (await ws_hello(app.ws_url, browser))["user"]
     # Another site's form carries the cookies (in old browsers) but cannot know the XSRF token.
     for form in ({}, {"_xsrf": "2|00000000|" + "0" * 32 + "|1"}):
-        page = await browser.go(app.base_url + "/logout", "POST", form,
-                                headers={"Origin": "https://evil.example"})
+        page = await browser.go(
+            app.base_url + "/logout", "POST", form, headers={"Origin": "https://evil.example"}
+        )
         assert page.code == 403 and "did not come from this site" in page.body
         assert 'href="/"' in page.body
     assert (await ws_hello(app.ws_url, browser))["user"] == user  # still signed in
@@ -215,16 +235,20 @@ async def test_dev_login_checks_its_form_and_code(app: RunningServer) -> None:
     browser = Browser()
     page = await browser.go(app.base_url + "/login/dev")
     state = parse_qs(urlsplit(page.url).query)["state"][0]
-    refused = await browser.go(app.base_url + "/login/dev/authorize", "POST",
-                               {"state": state, "name": "mallory"})  # no XSRF token
+    refused = await browser.go(
+        app.base_url + "/login/dev/authorize", "POST", {"state": state, "name": "mallory"}
+    )  # no XSRF token
     assert refused.code == 403
     forged = f"{app.base_url}/login/dev/callback?{urlencode({'code': 'mallory', 'state': state})}"
     assert_refused(await browser.go(forged), browser, 403, "invalid or expired")
 
 
 def test_dev_login_refused_outside_dev_mode() -> None:
-    data = {"security": {"secret": "s" * 40, "token_secret": "t" * 40}, "api": {"key": "k" * 40},
-            "auth": {"dev": {"enabled": True}}}
+    data = {
+        "security": {"secret": "s" * 40, "token_secret": "t" * 40},
+        "api": {"key": "k" * 40},
+        "auth": {"dev": {"enabled": True}},
+    }
     with pytest.raises(ConfigError, match=r"auth\.dev\.enabled: .*refused outside --dev"):
         config_mod.from_dict(data, env={}, dev=False)
     with pytest.raises(ConfigError, match=r"auth\.dev\.enabled"):
@@ -237,8 +261,12 @@ async def test_dev_provider_absent_unless_enabled() -> None:
     server = await start_server(make_config())
     try:
         browser = Browser()
-        assert_refused(await browser.go(server.base_url + "/login/dev"), browser, 404,
-                       "no sign-in provider called")
+        assert_refused(
+            await browser.go(server.base_url + "/login/dev"),
+            browser,
+            404,
+            "no sign-in provider called",
+        )
         page = await browser.go(server.base_url + "/login/dev/authorize?state=x")
         assert page.code == 404
     finally:

@@ -18,10 +18,8 @@ import tornado.testing
 from server.config import Config
 from server.protocol import Close
 from server.sessions import COOKIE
-from tests.fixtures.fake_providers import (Browser, dev_sign_in, form_field, sign_out,
-                                          ws_hello)
-from tests.support import (API_KEY, TOKEN_SECRET, RunningServer, WsClient, http, make_config,
-                           ws_open)
+from tests.fixtures.fake_providers import Browser, dev_sign_in, form_field, sign_out, ws_hello
+from tests.support import API_KEY, TOKEN_SECRET, RunningServer, WsClient, http, make_config, ws_open
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -33,8 +31,12 @@ async def config() -> Config:
 
 async def assert_closed_4001(client: WsClient) -> None:
     push = await client.push_of("disconnect")
-    assert push == {"push": "disconnect", "code": Close.UNAUTHORIZED, "reason": "signed out",
-                    "reconnect": False}
+    assert push == {
+        "push": "disconnect",
+        "code": Close.UNAUTHORIZED,
+        "reason": "signed out",
+        "reconnect": False,
+    }
     assert await client.closed() == Close.UNAUTHORIZED
     await client.close()
 
@@ -68,15 +70,18 @@ async def test_logout_closes_that_sessions_sockets_only(app: RunningServer) -> N
 async def test_logout_without_session_just_goes_home(app: RunningServer) -> None:
     browser = Browser()
     form = await browser.go(app.base_url + "/login/dev")  # any page with the XSRF field
-    page = await browser.go(app.base_url + "/logout", "POST",
-                            {"_xsrf": form_field(form.body, "_xsrf")})
+    page = await browser.go(
+        app.base_url + "/logout", "POST", {"_xsrf": form_field(form.body, "_xsrf")}
+    )
     assert page.code == 200 and page.url == app.base_url + "/"
 
 
 # -- two processes: Redis carries the disconnect, MongoDB holds the sessions ----------------------
 
-def server_process(tmp: Path, name: str, redis_url: str, prefix: str, mongo_url: str,
-                   database: str) -> tuple[subprocess.Popen[bytes], str]:
+
+def server_process(
+    tmp: Path, name: str, redis_url: str, prefix: str, mongo_url: str, database: str
+) -> tuple[subprocess.Popen[bytes], str]:
     sock, port = tornado.testing.bind_unused_port()
     sock.close()
     config = tmp / f"{name}.toml"
@@ -96,10 +101,24 @@ database = "{database}"
 enabled = true
 """)
     with (tmp / f"{name}.log").open("wb") as log:
-        proc = subprocess.Popen([sys.executable, "-m", "server", "--config", str(config),
-                                 "--dev", "--port", str(port), "--log-level", "WARNING"],
-                                cwd=ROOT, env={**os.environ, "PYTHONPATH": str(ROOT)},
-                                stdout=subprocess.DEVNULL, stderr=log)
+        proc = subprocess.Popen(
+            [
+                sys.executable,
+                "-m",
+                "server",
+                "--config",
+                str(config),
+                "--dev",
+                "--port",
+                str(port),
+                "--log-level",
+                "WARNING",
+            ],
+            cwd=ROOT,
+            env={**os.environ, "PYTHONPATH": str(ROOT)},
+            stdout=subprocess.DEVNULL,
+            stderr=log,
+        )
     return proc, f"http://127.0.0.1:{port}"
 
 
@@ -118,8 +137,9 @@ async def wait_ready(url: str, proc: subprocess.Popen[bytes], log: Path) -> None
 
 
 @pytest.fixture
-def two_processes(tmp_path: Path, redis_url: str, redis_prefix: str,
-                  mongo_url: str) -> Iterator[list[tuple[str, subprocess.Popen[bytes], Path]]]:
+def two_processes(
+    tmp_path: Path, redis_url: str, redis_prefix: str, mongo_url: str
+) -> Iterator[list[tuple[str, subprocess.Popen[bytes], Path]]]:
     """Two `python -m server` processes sharing one Redis and one MongoDB database."""
     database = f"test_{redis_prefix.replace('-', '_')}"
     servers = []
@@ -138,7 +158,8 @@ def two_processes(tmp_path: Path, redis_url: str, redis_prefix: str,
 
 @pytest.mark.asyncio
 async def test_logout_on_one_process_closes_sockets_on_another(
-        two_processes: list[tuple[str, subprocess.Popen[bytes], Path]]) -> None:
+    two_processes: list[tuple[str, subprocess.Popen[bytes], Path]],
+) -> None:
     for server in two_processes:
         await wait_ready(*server)
     (a, _, _), (b, _, _) = two_processes

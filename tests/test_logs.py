@@ -34,9 +34,16 @@ def access_lines():
 
 
 def test_json_lines_carry_extra_ids():
-    record = logging.makeLogRecord({"name": "switchboard.client", "levelno": logging.ERROR,
-                                    "levelname": "ERROR", "msg": "command %s failed",
-                                    "args": ("publish",), "client": "abc123"})
+    record = logging.makeLogRecord(
+        {
+            "name": "switchboard.client",
+            "levelno": logging.ERROR,
+            "levelname": "ERROR",
+            "msg": "command %s failed",
+            "args": ("publish",),
+            "client": "abc123",
+        }
+    )
     doc = orjson.loads(JsonFormatter().format(record))
     assert doc["msg"] == "command publish failed" and doc["client"] == "abc123"
     assert doc["level"] == "error" and doc["ts"].endswith("Z")

@@ -21,8 +21,9 @@ HIST = {"history_size": 1000, "history_ttl_s": 600}
 
 
 def mongo_server_config(mongo: MongoConfig) -> Config:
-    return make_config(mongo={"url": mongo.url, "database": mongo.database},
-                       namespaces={"hist": HIST})
+    return make_config(
+        mongo={"url": mongo.url, "database": mongo.database}, namespaces={"hist": HIST}
+    )
 
 
 @pytest_asyncio.fixture
@@ -33,7 +34,8 @@ async def server(mongo_config: MongoConfig) -> AsyncIterator[RunningServer]:
 
 
 async def test_resubscribing_clients_get_every_publication_once_in_order(
-        server: RunningServer) -> None:
+    server: RunningServer,
+) -> None:
     channel, publishers, per_publisher = "hist:live", 4, 100
     total = publishers * per_publisher
     watcher = await ws_open(server.ws_url)
@@ -57,8 +59,9 @@ async def test_resubscribing_clients_get_every_publication_once_in_order(
         await ws.close()
         await asyncio.sleep(rng.uniform(0, 0.3))  # publications go by while away
         ws = await ws_open(server.ws_url)
-        again = await ws.ok("subscribe", channel=channel,
-                            since={"offset": seen[-1], "epoch": epoch})
+        again = await ws.ok(
+            "subscribe", channel=channel, since={"offset": seen[-1], "epoch": epoch}
+        )
         assert again["recovered"] is True, again
         seen += [p["offset"] for p in again["missed"]]
         while seen[-1] < total:

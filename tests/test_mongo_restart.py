@@ -25,8 +25,10 @@ START_TIMEOUT_S = 30.0
 
 def write_config(path: Path, data_dir: Path) -> Path:
     cfg = path / "config.toml"
-    cfg.write_text(f'[mongo]\nurl = ""\ndata_dir = "{data_dir}"\n\n'
-                   "[namespaces.default]\nhistory_size = 1000\nhistory_ttl_s = 3600\n")
+    cfg.write_text(
+        f'[mongo]\nurl = ""\ndata_dir = "{data_dir}"\n\n'
+        "[namespaces.default]\nhistory_size = 1000\nhistory_ttl_s = 3600\n"
+    )
     return cfg
 
 
@@ -40,9 +42,23 @@ class ServerProcess:
     def __init__(self, config: Path) -> None:
         self.port = free_port()
         self.proc = subprocess.Popen(
-            [sys.executable, "-m", "server", "--dev", "--port", str(self.port),
-             "--config", str(config), "--log-level", "WARNING"],
-            cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+            [
+                sys.executable,
+                "-m",
+                "server",
+                "--dev",
+                "--port",
+                str(self.port),
+                "--config",
+                str(config),
+                "--log-level",
+                "WARNING",
+            ],
+            cwd=ROOT,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
 
     async def ready(self) -> None:
         client = tornado.httpclient.AsyncHTTPClient()
@@ -50,8 +66,7 @@ class ServerProcess:
         while asyncio.get_running_loop().time() < deadline:
             assert self.proc.poll() is None, self.proc.communicate()[1]
             try:
-                resp = await client.fetch(f"http://127.0.0.1:{self.port}/readyz",
-                                          raise_error=False)
+                resp = await client.fetch(f"http://127.0.0.1:{self.port}/readyz", raise_error=False)
                 if resp.code == 200:
                     return
             except OSError:
@@ -81,7 +96,8 @@ def servers() -> Iterator[list[ServerProcess]]:
 
 @pytest.mark.asyncio
 async def test_restart_keeps_acknowledged_and_refuses_second_server(
-        tmp_path: Path, data_dir: Path, servers: list[ServerProcess]) -> None:
+    tmp_path: Path, data_dir: Path, servers: list[ServerProcess]
+) -> None:
     config = write_config(tmp_path, data_dir)
     first = ServerProcess(config)
     servers.append(first)
@@ -96,8 +112,9 @@ async def test_restart_keeps_acknowledged_and_refuses_second_server(
 
     ws = await ws_open(f"ws://127.0.0.1:{first.port}/ws")
     epoch = (await ws.ok("subscribe", channel="news"))["epoch"]
-    acked = [await ws.ok("publish", channel="news", data={"n": n, "$k": {"a.b": n}})
-             for n in range(40)]
+    acked = [
+        await ws.ok("publish", channel="news", data={"n": n, "$k": {"a.b": n}}) for n in range(40)
+    ]
     await ws.close()
     assert [a["offset"] for a in acked] == list(range(1, 41))
     assert first.stop() == 0
@@ -109,8 +126,7 @@ async def test_restart_keeps_acknowledged_and_refuses_second_server(
     result = await ws.ok("subscribe", channel="news", since={"offset": 0, "epoch": epoch})
     assert result["recovered"] is True and result["epoch"] == epoch
     assert [p["offset"] for p in result["missed"]] == list(range(1, 41))
-    assert [p["data"] for p in result["missed"]] == [{"n": n, "$k": {"a.b": n}}
-                                                     for n in range(40)]
+    assert [p["data"] for p in result["missed"]] == [{"n": n, "$k": {"a.b": n}} for n in range(40)]
     assert (await ws.ok("publish", channel="news", data="after"))["offset"] == 41
     await ws.close()
     assert again.stop() == 0

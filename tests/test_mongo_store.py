@@ -63,8 +63,9 @@ async def test_ttl_sweep_removes_expired_documents(embedded_mongo: str) -> None:
         await store.append("c", "e1", 1, b'{"channel":"c","data":1,"ts":1}', 10, 0.2)
         for _ in range(40):
             await asyncio.sleep(0.1)
-            left = (await db[schema.SESSIONS].count_documents({})
-                    + await db[schema.PUBLICATIONS].count_documents({}))
+            left = await db[schema.SESSIONS].count_documents({}) + await db[
+                schema.PUBLICATIONS
+            ].count_documents({})
             if not left:
                 break
         assert left == 0
@@ -82,25 +83,39 @@ async def test_retried_and_stale_writes(mongo_store: MongoStore, raw: object) ->
     assert await pubs.count_documents({"channel": "c"}) == 1
     await mongo_store.append("c", "e2", 1, b'{"b":1}', 10, 60)
     # a slow writer of another process lands an old-epoch publication after the change
-    await pubs.insert_one({"channel": "c", "epoch": "e1", "offset": 2, "body": b'{"a":2}',
-                           "expire_at": (await pubs.find_one({"channel": "c"}))["expire_at"]})
+    await pubs.insert_one(
+        {
+            "channel": "c",
+            "epoch": "e1",
+            "offset": 2,
+            "body": b'{"a":2}',
+            "expire_at": (await pubs.find_one({"channel": "c"}))["expire_at"],
+        }
+    )
     await mongo_store.append("c", "e2", 2, b'{"b":2}', 10, 60)
-    assert await mongo_store.history("c", "e2", None, 10, False) == [(1, b'{"b":1}'),
-                                                                     (2, b'{"b":2}')]
+    assert await mongo_store.history("c", "e2", None, 10, False) == [
+        (1, b'{"b":1}'),
+        (2, b'{"b":2}'),
+    ]
     assert await mongo_store.position("c") == Position(2, "e2")
 
 
 @pytest.mark.asyncio
 async def test_two_processes_appending_the_same_offsets_keep_one_each(
-        mongo_config: MongoConfig) -> None:
+    mongo_config: MongoConfig,
+) -> None:
     a, b = MongoStore(mongo_config), MongoStore(mongo_config)
     await a.start()
     await b.start()
     try:
-        await asyncio.gather(*(s.append("c", "e1", o, b'{"o":%d}' % o, 100, 60)
-                               for o in range(1, 51) for s in (a, b)))
-        assert [o for o, _ in await a.history("c", "e1", None, 100, False)] == \
-            list(range(1, 51))
+        await asyncio.gather(
+            *(
+                s.append("c", "e1", o, b'{"o":%d}' % o, 100, 60)
+                for o in range(1, 51)
+                for s in (a, b)
+            )
+        )
+        assert [o for o, _ in await a.history("c", "e1", None, 100, False)] == list(range(1, 51))
     finally:
         await a.close()
         await b.close()
@@ -113,20 +128,27 @@ async def test_without_group_commit_same_results(mongo_url: str) -> None:
     await store.start()
     try:
         await asyncio.gather(*(store.append("c", "e1", o, b"{}", 5, 60) for o in range(1, 21)))
-        assert [o for o, _ in await store.history("c", "e1", None, 10, False)] == \
-            [16, 17, 18, 19, 20]
+        assert [o for o, _ in await store.history("c", "e1", None, 10, False)] == [
+            16,
+            17,
+            18,
+            19,
+            20,
+        ]
     finally:
         await store.close()
         await drop_database(config)
 
 
-def test_newer_schema_refuses_start_up_in_one_line(mongo_url: str,
-                                                   capsys: pytest.CaptureFixture[str]) -> None:
+def test_newer_schema_refuses_start_up_in_one_line(
+    mongo_url: str, capsys: pytest.CaptureFixture[str]
+) -> None:
     config = fresh_config(mongo_url)
     client: MongoClient[dict[str, object]] = MongoClient(config.url)
     try:
         client[config.database][schema.META].insert_one(
-            {"_id": "schema", "version": schema.VERSION + 1})
+            {"_id": "schema", "version": schema.VERSION + 1}
+        )
         cfg = make_config(mongo={"url": config.url, "database": config.database})
         with pytest.raises(SystemExit) as exit_info:
             prepare_services(cfg)

@@ -46,20 +46,24 @@ async def codes(client: WsClient, channel: str, ops: tuple[str, ...] = READS) ->
 
 
 @pytest.mark.asyncio
-async def test_session_user_gets_only_their_personal_channels(app: RunningServer,
-                                                              ws_connect: Connect) -> None:
-    ada = await ws_connect(headers={"Cookie": (await dev_sign_in(app.base_url, "ada"))
-                                    .cookie_header()})
-    bob = await ws_connect(headers={"Cookie": (await dev_sign_in(app.base_url, "bob"))
-                                    .cookie_header()})
+async def test_session_user_gets_only_their_personal_channels(
+    app: RunningServer, ws_connect: Connect
+) -> None:
+    ada = await ws_connect(
+        headers={"Cookie": (await dev_sign_in(app.base_url, "ada")).cookie_header()}
+    )
+    bob = await ws_connect(
+        headers={"Cookie": (await dev_sign_in(app.base_url, "bob")).cookie_header()}
+    )
     mine, theirs = f"user#{ada.hello['user']}", f"user#{bob.hello['user']}"
     assert await codes(ada, mine, (*READS, "publish")) == ["ok"] * 4
     assert await codes(ada, theirs, (*READS, "publish")) == ["forbidden"] * 4
     both = f"chat:dm#{ada.hello['user']},{bob.hello['user']}"
     assert await codes(ada, both) == await codes(bob, both) == ["ok", "ok", "ok"]
     assert await ada.call("auth", token=mint_token(TOKEN_SECRET, "eve", 60)) == {
-        "id": ada.next_id - 1, "error": {"code": "bad_request",
-                                         "message": "already authenticated"}}
+        "id": ada.next_id - 1,
+        "error": {"code": "bad_request", "message": "already authenticated"},
+    }
 
 
 @pytest.mark.asyncio
@@ -72,10 +76,12 @@ async def test_anonymous_refused_where_the_namespace_says(ws_connect: Connect) -
 
 
 @pytest.mark.asyncio
-async def test_signed_in_user_may_use_members_only_namespaces(app: RunningServer,
-                                                              ws_connect: Connect) -> None:
-    ada = await ws_connect(headers={"Cookie": (await dev_sign_in(app.base_url, "ada"))
-                                    .cookie_header()})
+async def test_signed_in_user_may_use_members_only_namespaces(
+    app: RunningServer, ws_connect: Connect
+) -> None:
+    ada = await ws_connect(
+        headers={"Cookie": (await dev_sign_in(app.base_url, "ada")).cookie_header()}
+    )
     assert await codes(ada, "chat:lobby", (*READS, "publish")) == ["ok"] * 4
     assert await codes(ada, "feed:news", ("publish",)) == ["forbidden"]  # HTTP API only
     status, _ = await http(app, "POST", "/api/publish", {"channel": "feed:news", "data": 1})
@@ -96,8 +102,9 @@ def b64(obj: dict[str, Any]) -> str:
 @functools.cache
 def refused_tokens() -> dict[str, str]:
     exp = int(time.time()) + 60
-    header, _, signature = jwt.encode({"sub": "1", "exp": exp}, TOKEN_SECRET,
-                                      algorithm="HS256").split(".")
+    header, _, signature = jwt.encode(
+        {"sub": "1", "exp": exp}, TOKEN_SECRET, algorithm="HS256"
+    ).split(".")
     none = b64({"alg": "none", "typ": "JWT"})
     rsa_key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
     return {
@@ -126,8 +133,11 @@ async def test_refused_tokens(app: RunningServer, ws_connect: Connect, label: st
 async def test_http_api_needs_its_key_not_a_session_and_no_xsrf(app: RunningServer) -> None:
     browser = await dev_sign_in(app.base_url, "ada")
     req = tornado.httpclient.HTTPRequest(
-        app.base_url + "/api/publish", method="POST", body=b'{"channel":"lobby","data":1}',
-        headers={"Cookie": browser.cookie_header()})
+        app.base_url + "/api/publish",
+        method="POST",
+        body=b'{"channel":"lobby","data":1}',
+        headers={"Cookie": browser.cookie_header()},
+    )
     resp = await tornado.httpclient.AsyncHTTPClient().fetch(req, raise_error=False)
     assert resp.code == 401  # a browser's cookies never authenticate the API
     status, body = await http(app, "POST", "/api/publish", {"channel": "lobby", "data": 1})

@@ -13,8 +13,10 @@ async def test_added_clients_are_listed_until_removed(any_presence: Presence) ->
     await any_presence.add("room", "c1", {"user": "u1", "name": "Ada"})
     await any_presence.add("room", "c2", {"user": None, "name": None})
     await any_presence.add("other", "c3", {"user": "u3", "name": "Cy"})
-    assert await any_presence.get("room") == {"c1": {"user": "u1", "name": "Ada"},
-                                              "c2": {"user": None, "name": None}}
+    assert await any_presence.get("room") == {
+        "c1": {"user": "u1", "name": "Ada"},
+        "c2": {"user": None, "name": None},
+    }
     await any_presence.remove("room", "c1")
     await any_presence.remove("room", "never-added")
     assert await any_presence.get("room") == {"c2": {"user": None, "name": None}}

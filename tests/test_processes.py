@@ -14,16 +14,15 @@ import pytest
 import pytest_asyncio
 import tornado.httpclient
 
-from tests.redis_server import TEST_TTL_S
 from tests.fixtures.server_processes import ROOT, ServerProcess
+from tests.redis_server import TEST_TTL_S
 from tests.support import API_KEY, WsClient, ws_open
 
 Pair = tuple[ServerProcess, ServerProcess]
 
 
 @pytest.fixture
-def pair(server_processes: Callable[..., ServerProcess], redis_url: str,
-         redis_prefix: str) -> Pair:
+def pair(server_processes: Callable[..., ServerProcess], redis_url: str, redis_prefix: str) -> Pair:
     a, b = (server_processes(redis_url, redis_prefix) for _ in range(2))
     a.wait_ready()
     b.wait_ready()
@@ -45,19 +44,22 @@ async def clients() -> AsyncIterator[Callable[[str], Awaitable[WsClient]]]:
 
 async def get_json(url: str) -> tuple[int, dict[str, Any]]:
     resp = await tornado.httpclient.AsyncHTTPClient().fetch(
-        url, headers={"Authorization": f"apikey {API_KEY}"}, raise_error=False)
+        url, headers={"Authorization": f"apikey {API_KEY}"}, raise_error=False
+    )
     return resp.code, orjson.loads(resp.body)
 
 
 @pytest.mark.asyncio
 async def test_a_subscriber_on_a_gets_every_publication_made_on_b_in_order(
-        pair: Pair, clients: Callable[[str], Awaitable[WsClient]]) -> None:
+    pair: Pair, clients: Callable[[str], Awaitable[WsClient]]
+) -> None:
     a, b = pair
     sub, pub = await clients(a.ws_url), await clients(b.ws_url)
     assert sub.hello["node"] != pub.hello["node"]
     start = await sub.ok("subscribe", channel="news")
-    replies = await asyncio.gather(*(pub.call("publish", channel="news", data=i)
-                                     for i in range(1000)))
+    replies = await asyncio.gather(
+        *(pub.call("publish", channel="news", data=i) for i in range(1000))
+    )
     offsets = [r["result"]["offset"] for r in replies]
     assert offsets == list(range(start["offset"] + 1, start["offset"] + 1001))
     got = [await sub.push_of("pub") for _ in range(1000)]
@@ -67,7 +69,8 @@ async def test_a_subscriber_on_a_gets_every_publication_made_on_b_in_order(
 
 @pytest.mark.asyncio
 async def test_presence_join_and_leave_cross_processes(
-        pair: Pair, clients: Callable[[str], Awaitable[WsClient]]) -> None:
+    pair: Pair, clients: Callable[[str], Awaitable[WsClient]]
+) -> None:
     a, b = pair
     on_a, on_b = await clients(a.ws_url), await clients(b.ws_url)
     await on_a.ok("subscribe", channel="room")
@@ -93,8 +96,11 @@ async def test_stats_list_every_live_process(pair: Pair) -> None:
 
 @pytest.mark.asyncio
 async def test_a_killed_process_leaves_presence_within_the_expiry(
-        server_processes: Callable[..., ServerProcess], redis_url: str, redis_prefix: str,
-        clients: Callable[[str], Awaitable[WsClient]]) -> None:
+    server_processes: Callable[..., ServerProcess],
+    redis_url: str,
+    redis_prefix: str,
+    clients: Callable[[str], Awaitable[WsClient]],
+) -> None:
     a, doomed = (server_processes(redis_url, redis_prefix) for _ in range(2))
     a.wait_ready()
     doomed.wait_ready()
@@ -110,8 +116,11 @@ async def test_a_killed_process_leaves_presence_within_the_expiry(
 
 @pytest.mark.asyncio
 async def test_workers_forked_on_one_port_exchange_messages(
-        server_processes: Callable[..., ServerProcess], redis_url: str, redis_prefix: str,
-        clients: Callable[[str], Awaitable[WsClient]]) -> None:
+    server_processes: Callable[..., ServerProcess],
+    redis_url: str,
+    redis_prefix: str,
+    clients: Callable[[str], Awaitable[WsClient]],
+) -> None:
     server = server_processes(redis_url, redis_prefix, processes=2)
     server.wait_ready()
     by_node: dict[str, WsClient] = {}
@@ -130,8 +139,13 @@ async def test_workers_forked_on_one_port_exchange_messages(
 
 def test_several_processes_without_redis_are_refused() -> None:
     env = {k: v for k, v in os.environ.items() if not k.startswith("SWITCHBOARD_")}
-    done = subprocess.run([sys.executable, "-m", "server", "--dev", "--processes", "2",
-                           "--port", "0"], cwd=ROOT, env=env, capture_output=True, text=True,
-                          timeout=30)
+    done = subprocess.run(
+        [sys.executable, "-m", "server", "--dev", "--processes", "2", "--port", "0"],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=30,
+    )
     assert done.returncode == 2
     assert "needs [redis] url" in done.stderr

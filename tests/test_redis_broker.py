@@ -56,18 +56,22 @@ async def test_processes_share_one_order(brokers: Make, redis_url: str) -> None:
     await b1.subscribe("c")
     await b2.subscribe("c")
     await b1.seed("c", Position(0, "ep"))
-    sent = await asyncio.gather(*(b.publish("c", b'{"n":%d}' % i)
-                                  for i in range(500) for b in (b1, b2)))
+    sent = await asyncio.gather(
+        *(b.publish("c", b'{"n":%d}' % i) for i in range(500) for b in (b1, b2))
+    )
     assert sorted(p.offset for p in sent if p) == list(range(1, 1001))
     for rec in (rec1, rec2):
         assert [(await rec.next())[2] for _ in range(1000)] == list(range(1, 1001))
 
 
 @pytest.mark.asyncio
-async def test_prefixes_keep_deployments_apart(brokers: Make, redis_url: str,
-                                               redis_prefix: str) -> None:
-    (mine, rec), (theirs, _) = await brokers(redis_url), await brokers(redis_url,
-                                                                      redis_prefix + "-other")
+async def test_prefixes_keep_deployments_apart(
+    brokers: Make, redis_url: str, redis_prefix: str
+) -> None:
+    (mine, rec), (theirs, _) = (
+        await brokers(redis_url),
+        await brokers(redis_url, redis_prefix + "-other"),
+    )
     await mine.subscribe("c")
     await theirs.seed("c", Position(0, "theirs"))
     await theirs.publish("c", b"{}")
@@ -111,7 +115,8 @@ async def test_redis_going_away_and_coming_back(brokers: Make, own_redis: RedisP
 
 @pytest.mark.asyncio
 async def test_a_broker_started_without_redis_connects_later(
-        brokers: Make, own_redis: RedisProcess) -> None:
+    brokers: Make, own_redis: RedisProcess
+) -> None:
     own_redis.stop()
     broker, rec = await brokers(own_redis.url)
     assert await fails(broker.check())

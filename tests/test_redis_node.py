@@ -7,14 +7,14 @@ import asyncio
 import pytest
 
 from server.broker import redis_conn
-from server.position import Position
 from tests.fixtures.redis import redis_broker
 from tests.support import make_config, start_server, ws_open
 
 
 @pytest.mark.asyncio
 async def test_a_subscription_that_saw_nothing_yet_recovers_after_a_lost_link(
-        redis_url: str, redis_prefix: str) -> None:
+    redis_url: str, redis_prefix: str
+) -> None:
     server = await start_server(make_config(redis={"url": redis_url, "prefix": redis_prefix}))
     other = redis_broker(redis_url, redis_prefix)  # another process publishing meanwhile
     admin = redis_conn.client(redis_url)
@@ -27,8 +27,9 @@ async def test_a_subscription_that_saw_nothing_yet_recovers_after_a_lost_link(
         await asyncio.sleep(0.5)  # the link is back by now
         await other.publish("news", b'{"channel":"news","data":"later","ts":2}')
         push = await client.push()
-        assert push.get("push") == "unsubscribed" or push.get("offset") == start["offset"] + 1, \
+        assert push.get("push") == "unsubscribed" or push.get("offset") == start["offset"] + 1, (
             f"a publication was skipped without telling the client: {push}"
+        )
     finally:
         await client.close()
         await other.close()

@@ -15,14 +15,15 @@ import orjson
 import pytest
 import tornado.httpclient
 
-from tests.redis_server import RedisProcess
 from tests.fixtures.server_processes import ServerProcess
+from tests.redis_server import RedisProcess
 from tests.support import WsClient, ws_open
 
 
 async def readiness(server: ServerProcess) -> tuple[int, dict[str, Any]]:
-    resp = await tornado.httpclient.AsyncHTTPClient().fetch(server.base_url + "/readyz",
-                                                           raise_error=False)
+    resp = await tornado.httpclient.AsyncHTTPClient().fetch(
+        server.base_url + "/readyz", raise_error=False
+    )
     return resp.code, orjson.loads(resp.body)
 
 
@@ -88,8 +89,8 @@ class Subscriber:
 
 @pytest.mark.asyncio
 async def test_servers_ride_out_a_redis_restart_and_lose_nothing_acknowledged(
-        server_processes: Callable[..., ServerProcess], own_redis: RedisProcess,
-        redis_prefix: str) -> None:
+    server_processes: Callable[..., ServerProcess], own_redis: RedisProcess, redis_prefix: str
+) -> None:
     a, b = (server_processes(own_redis.url, redis_prefix) for _ in range(2))
     a.wait_ready()
     b.wait_ready()

@@ -15,8 +15,9 @@ from tests.redis_server import TEST_TTL_S
 
 
 @pytest_asyncio.fixture
-async def presences(redis_url: str,
-                    redis_prefix: str) -> AsyncIterator[Callable[[], RedisPresence]]:
+async def presences(
+    redis_url: str, redis_prefix: str
+) -> AsyncIterator[Callable[[], RedisPresence]]:
     """Make presences of separate "processes" sharing one Redis and prefix."""
     made: list[RedisPresence] = []
 
@@ -43,7 +44,8 @@ async def test_processes_see_each_others_clients(presences: Callable[[], RedisPr
 
 @pytest.mark.asyncio
 async def test_a_live_process_keeps_its_clients_past_the_expiry(
-        presences: Callable[[], RedisPresence]) -> None:
+    presences: Callable[[], RedisPresence],
+) -> None:
     a = presences()
     await a.start()
     await a.add("room", "ca", {"user": "1", "name": None})
@@ -53,7 +55,8 @@ async def test_a_live_process_keeps_its_clients_past_the_expiry(
 
 @pytest.mark.asyncio
 async def test_a_dead_process_leaves_presence_within_the_expiry(
-        presences: Callable[[], RedisPresence]) -> None:
+    presences: Callable[[], RedisPresence],
+) -> None:
     dead, alive = presences(), presences()
     await dead.start()
     await alive.start()
@@ -67,7 +70,8 @@ async def test_a_dead_process_leaves_presence_within_the_expiry(
 
 @pytest.mark.asyncio
 async def test_the_heartbeat_restores_entries_redis_lost(
-        presences: Callable[[], RedisPresence], redis_url: str, redis_prefix: str) -> None:
+    presences: Callable[[], RedisPresence], redis_url: str, redis_prefix: str
+) -> None:
     a = presences()
     await a.start()
     await a.add("room", "ca", {"user": "1", "name": None})

@@ -10,8 +10,15 @@ import psutil
 import pytest
 import pytest_asyncio
 
-from tests.support import (RunningServer, WsClient, make_config, masked, raw_ws_connect,
-                           start_server, ws_open)
+from tests.support import (
+    RunningServer,
+    WsClient,
+    make_config,
+    masked,
+    raw_ws_connect,
+    start_server,
+    ws_open,
+)
 
 pytestmark = pytest.mark.asyncio
 CAP = 256 * 1024
@@ -19,8 +26,11 @@ CAP = 256 * 1024
 
 @pytest_asyncio.fixture
 async def capped():
-    server = await start_server(make_config(server={"max_pending_bytes": CAP},
-                                            limits={"command_rate": 1e4, "command_burst": 10**4}))
+    server = await start_server(
+        make_config(
+            server={"max_pending_bytes": CAP}, limits={"command_rate": 1e4, "command_burst": 10**4}
+        )
+    )
     yield server
     await server.stop()
 
@@ -39,8 +49,9 @@ async def check_stalled_reader(capped: RunningServer, fast: list[WsClient]) -> N
     for c in fast:
         await c.ok("subscribe", channel="quiet:load")
     slow = await raw_ws_connect(capped.port, rcvbuf=4096)
-    await asyncio.get_running_loop().sock_sendall(slow, masked(orjson.dumps(
-        {"id": 1, "op": "subscribe", "channel": "quiet:load"})))
+    await asyncio.get_running_loop().sock_sendall(
+        slow, masked(orjson.dumps({"id": 1, "op": "subscribe", "channel": "quiet:load"}))
+    )
     deadline = time.monotonic() + 5
     while node.hub.subscriber_count("quiet:load") < 6:
         assert time.monotonic() < deadline

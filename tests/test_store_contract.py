@@ -17,10 +17,10 @@ def body(n: int) -> bytes:
     return orjson.dumps({"channel": "c", "data": n, "ts": 1})
 
 
-async def fill(store: Store, channel: str, epoch: str, offsets: range, size: int = 100,
-               ttl_s: float = 600) -> None:
-    await asyncio.gather(*(store.append(channel, epoch, o, body(o), size, ttl_s)
-                           for o in offsets))
+async def fill(
+    store: Store, channel: str, epoch: str, offsets: range, size: int = 100, ttl_s: float = 600
+) -> None:
+    await asyncio.gather(*(store.append(channel, epoch, o, body(o), size, ttl_s) for o in offsets))
 
 
 async def test_history_forward_reverse_since_limit(any_store: Store) -> None:
@@ -46,8 +46,10 @@ async def test_position_is_newest_stored(any_store: Store) -> None:
 
 
 async def test_any_json_body_survives_byte_for_byte(any_store: Store) -> None:
-    raw = b'{"channel":"c","data":{"$set":{"a.b":1},"big":123456789012345678901234567890,' \
-          b'"f":1.5e300,"s":"\\u0000\xc3\xa9"},"ts":1}'
+    raw = (
+        b'{"channel":"c","data":{"$set":{"a.b":1},"big":123456789012345678901234567890,'
+        b'"f":1.5e300,"s":"\\u0000\xc3\xa9"},"ts":1}'
+    )
     await any_store.append("c", "e1", 1, raw, 10, 600)
     assert await any_store.history("c", "e1", None, 10, False) == [(1, raw)]
 
@@ -56,8 +58,13 @@ async def test_trimmed_to_history_size(any_store: Store) -> None:
     for o in range(1, 13):  # one by one and then in one burst: both paths trim
         await any_store.append("c", "e1", o, body(o), 5, 600)
     await fill(any_store, "c", "e1", range(13, 31), size=5)
-    assert [o for o, _ in await any_store.history("c", "e1", None, 100, False)] == \
-        [26, 27, 28, 29, 30]
+    assert [o for o, _ in await any_store.history("c", "e1", None, 100, False)] == [
+        26,
+        27,
+        28,
+        29,
+        30,
+    ]
     assert await any_store.position("c") == Position(30, "e1")
 
 
@@ -100,8 +107,9 @@ async def test_users_upsert_and_get(any_store: Store) -> None:
 
 
 async def test_concurrent_upserts_of_one_identity_make_one_user(any_store: Store) -> None:
-    users = await asyncio.gather(*(any_store.upsert_user("oidc", "sub-1", f"n{i}", None)
-                                   for i in range(20)))
+    users = await asyncio.gather(
+        *(any_store.upsert_user("oidc", "sub-1", f"n{i}", None) for i in range(20))
+    )
     assert len({u.id for u in users}) == 1
 
 

@@ -138,8 +138,10 @@ async def test_presence_and_join_leave(ws_connect):
     join = await a.push_of("join")
     assert join == {"push": "join", "channel": "pres", "client": b.hello["client"], "user": "7"}
     p = await a.ok("presence", channel="pres")
-    assert p["clients"] == {a.hello["client"]: {"user": None, "name": None},
-                            b.hello["client"]: {"user": "7", "name": "Ada"}}
+    assert p["clients"] == {
+        a.hello["client"]: {"user": None, "name": None},
+        b.hello["client"]: {"user": "7", "name": "Ada"},
+    }
     await b.close()
     leave = await a.push_of("leave")
     assert leave["client"] == b.hello["client"] and leave["push"] == "leave"
@@ -182,14 +184,22 @@ async def test_subscribers_namespace_allows_subscribers(ws_connect):
 
 async def test_frame_errors_without_id(ws_connect):
     c = await ws_connect()
-    for frame in ("not json", "[1,2]", '"str"', '{"op":"ping"}', '{"id":-1,"op":"ping"}',
-                  '{"id":1.5,"op":"ping"}'):
+    for frame in (
+        "not json",
+        "[1,2]",
+        '"str"',
+        '{"op":"ping"}',
+        '{"id":-1,"op":"ping"}',
+        '{"id":1.5,"op":"ping"}',
+    ):
         c.send_raw(frame)
         err = await asyncio.wait_for(c.errors.get(), 5)
         assert "id" not in err and err["error"]["code"] == "bad_request", frame
     c.send_raw('{"id":3,"op":5}')
     assert (await asyncio.wait_for(c.errors.get(), 5)) == {
-        "id": 3, "error": {"code": "bad_request", "message": "`op` must be a string"}}
+        "id": 3,
+        "error": {"code": "bad_request", "message": "`op` must be a string"},
+    }
     await c.ok("ping")  # still open
 
 
@@ -259,15 +269,21 @@ async def test_token_in_query(app, ws_connect):
     assert (await c.ok("publish", channel="chat:lobby", data="hi"))["offset"] == 1
 
 
-@pytest.mark.parametrize("bad", [
-    "garbage",
-    jwt.encode({"sub": "1", "exp": int(time.time()) + 60}, "wrong-secret-0123456789-abcdefghijklmnop",
-               algorithm="HS256"),
-    jwt.encode({"sub": "1", "exp": int(time.time()) - 60}, TOKEN_SECRET, algorithm="HS256"),
-    jwt.encode({"sub": "1"}, TOKEN_SECRET, algorithm="HS256"),
-    jwt.encode({"sub": "1", "exp": int(time.time()) + 60}, None, algorithm="none"),
-    jwt.encode({"sub": "1", "exp": int(time.time()) + 60}, TOKEN_SECRET * 2, algorithm="HS512"),
-])
+@pytest.mark.parametrize(
+    "bad",
+    [
+        "garbage",
+        jwt.encode(
+            {"sub": "1", "exp": int(time.time()) + 60},
+            "wrong-secret-0123456789-abcdefghijklmnop",
+            algorithm="HS256",
+        ),
+        jwt.encode({"sub": "1", "exp": int(time.time()) - 60}, TOKEN_SECRET, algorithm="HS256"),
+        jwt.encode({"sub": "1"}, TOKEN_SECRET, algorithm="HS256"),
+        jwt.encode({"sub": "1", "exp": int(time.time()) + 60}, None, algorithm="none"),
+        jwt.encode({"sub": "1", "exp": int(time.time()) + 60}, TOKEN_SECRET * 2, algorithm="HS512"),
+    ],
+)
 async def test_bad_token_in_query_refused_401(app, bad):
     req = tornado.httpclient.HTTPRequest(f"{app.ws_url}?token={bad}")
     with pytest.raises(tornado.httpclient.HTTPClientError) as exc:

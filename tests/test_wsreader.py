@@ -20,8 +20,9 @@ MAX = 1000
 MASK = b"\x37\xfa\x21\x3d"
 
 
-def frame(opcode: int, payload: bytes, fin: bool = True, mask: bytes | None = MASK,
-          rsv: int = 0) -> bytes:
+def frame(
+    opcode: int, payload: bytes, fin: bool = True, mask: bytes | None = MASK, rsv: int = 0
+) -> bytes:
     """A client frame: 7-, 16- or 64-bit length, masked unless mask is None."""
     n = len(payload)
     head = bytes([(0x80 if fin else 0) | rsv | opcode])
@@ -58,12 +59,28 @@ def parse_in_pieces(stream: bytes, cuts: list[int], max_size: int = MAX) -> list
 
 # -- the parser --------------------------------------------------------------------------------
 
-STREAM = (frame(0x1, b"hello") + frame(0x2, b"\x00\xff" * 100)  # 16-bit length
-          + frame(0x9, b"ping!") + frame(0x1, b"") + frame(0xA, b"")
-          + frame(0x1, "héllo".encode(), fin=False) + frame(0x9, b"between")
-          + frame(0x0, b" wor", fin=False) + frame(0x0, b"ld") + frame(0x8, b"\x03\xe8bye"))
-MESSAGES = [(0x1, b"hello"), (0x2, b"\x00\xff" * 100), (0x9, b"ping!"), (0x1, b""), (0xA, b""),
-            (0x9, b"between"), (0x1, "héllo world".encode()), (0x8, b"\x03\xe8bye")]
+STREAM = (
+    frame(0x1, b"hello")
+    + frame(0x2, b"\x00\xff" * 100)  # 16-bit length
+    + frame(0x9, b"ping!")
+    + frame(0x1, b"")
+    + frame(0xA, b"")
+    + frame(0x1, "héllo".encode(), fin=False)
+    + frame(0x9, b"between")
+    + frame(0x0, b" wor", fin=False)
+    + frame(0x0, b"ld")
+    + frame(0x8, b"\x03\xe8bye")
+)
+MESSAGES = [
+    (0x1, b"hello"),
+    (0x2, b"\x00\xff" * 100),
+    (0x9, b"ping!"),
+    (0x1, b""),
+    (0xA, b""),
+    (0x9, b"between"),
+    (0x1, "héllo world".encode()),
+    (0x8, b"\x03\xe8bye"),
+]
 
 
 def test_all_frames_in_one_chunk() -> None:
@@ -84,7 +101,8 @@ def test_64_bit_length() -> None:
     data = frame(0x2, payload)
     assert data[1] == 0x80 | 127
     assert parse_in_pieces(data, list(range(1, len(data), 4096)), max_size=10**6) == [
-        (0x2, payload)]
+        (0x2, payload)
+    ]
 
 
 def test_idle_parser_keeps_no_buffer() -> None:
@@ -127,26 +145,37 @@ def test_unmasked_frame_is_a_protocol_error() -> None:
     assert violation(b"\x81\x00").code == 1002  # even an empty one
 
 
-@pytest.mark.parametrize("data", [
-    frame(0x1, b"x", rsv=0x40),  # reserved bits: no extension was negotiated
-    frame(0x3, b"x"),  # reserved data opcode
-    frame(0xB, b"x"),  # reserved control opcode
-    frame(0x9, b"x", fin=False),  # fragmented control frame
-    frame(0x9, b"x" * 126),  # control frame over 125 bytes
-    frame(0x0, b"x"),  # continuation of nothing
-    frame(0x1, b"a", fin=False) + frame(0x1, b"b"),  # a new message inside a fragmented one
-], ids=["rsv", "opcode3", "opcodeB", "fragmented-ping", "long-ping", "lone-continuation",
-        "interleaved"])
+@pytest.mark.parametrize(
+    "data",
+    [
+        frame(0x1, b"x", rsv=0x40),  # reserved bits: no extension was negotiated
+        frame(0x3, b"x"),  # reserved data opcode
+        frame(0xB, b"x"),  # reserved control opcode
+        frame(0x9, b"x", fin=False),  # fragmented control frame
+        frame(0x9, b"x" * 126),  # control frame over 125 bytes
+        frame(0x0, b"x"),  # continuation of nothing
+        frame(0x1, b"a", fin=False) + frame(0x1, b"b"),  # a new message inside a fragmented one
+    ],
+    ids=[
+        "rsv",
+        "opcode3",
+        "opcodeB",
+        "fragmented-ping",
+        "long-ping",
+        "lone-continuation",
+        "interleaved",
+    ],
+)
 def test_malformed_frames_drop_the_connection(data: bytes) -> None:
     assert violation(data).code is None
 
 
 # -- on a socket -------------------------------------------------------------------------------
 
+
 @pytest_asyncio.fixture
 async def server() -> AsyncIterator[RunningServer]:
-    running = await start_server(make_config(limits={"command_rate": 1e5,
-                                                     "command_burst": 10**5}))
+    running = await start_server(make_config(limits={"command_rate": 1e5, "command_burst": 10**5}))
     yield running
     await running.stop()
 
@@ -176,8 +205,8 @@ class ServerFrames:
             await self._need(10)
             n, head = struct.unpack("!Q", self.buf[2:10])[0], 10
         await self._need(head + n)
-        opcode, payload = self.buf[0] & 0x0F, self.buf[head:head + n]
-        self.buf = self.buf[head + n:]
+        opcode, payload = self.buf[0] & 0x0F, self.buf[head : head + n]
+        self.buf = self.buf[head + n :]
         return opcode, payload
 
     async def json(self) -> dict[str, object]:
@@ -235,7 +264,7 @@ async def test_many_frames_in_one_write_and_frames_split_across_writes(server) -
     await send(sock, burst)
     last = cmd(2001, "ping")
     for byte in range(len(last)):
-        await send(sock, last[byte:byte + 1])
+        await send(sock, last[byte : byte + 1])
         await asyncio.sleep(0)
     for i in range(1, 2002):
         assert await frames.json() == {"id": i, "ok": True, "result": {}}
@@ -249,10 +278,15 @@ async def test_frames_sent_with_the_handshake(server) -> None:
     loop = asyncio.get_running_loop()
     await loop.sock_connect(sock, ("127.0.0.1", server.port))
     key = base64.b64encode(os.urandom(16)).decode()
-    await send(sock, (
-        f"GET /ws HTTP/1.1\r\nHost: 127.0.0.1:{server.port}\r\nUpgrade: websocket\r\n"
-        f"Connection: Upgrade\r\nSec-WebSocket-Key: {key}\r\nSec-WebSocket-Version: 13\r\n\r\n"
-    ).encode() + cmd(1, "ping") + cmd(2, "ping"))
+    await send(
+        sock,
+        (
+            f"GET /ws HTTP/1.1\r\nHost: 127.0.0.1:{server.port}\r\nUpgrade: websocket\r\n"
+            f"Connection: Upgrade\r\nSec-WebSocket-Key: {key}\r\nSec-WebSocket-Version: 13\r\n\r\n"
+        ).encode()
+        + cmd(1, "ping")
+        + cmd(2, "ping"),
+    )
     head = b""
     while b"\r\n\r\n" not in head:
         head += await loop.sock_recv(sock, 1)
@@ -267,8 +301,13 @@ async def test_frames_sent_with_the_handshake(server) -> None:
 async def test_a_connections_commands_run_one_at_a_time(server) -> None:
     """A command that awaits I/O holds back the next frame, even one already received."""
     sock, frames = await connect(server)
-    await send(sock, cmd(1, "subscribe", channel="room") + cmd(2, "ping")
-                     + cmd(3, "publish", channel="room", data=1) + cmd(4, "ping"))
+    await send(
+        sock,
+        cmd(1, "subscribe", channel="room")
+        + cmd(2, "ping")
+        + cmd(3, "publish", channel="room", data=1)
+        + cmd(4, "ping"),
+    )
     seen = [(await frames.json()) for _ in range(5)]
     order = [m.get("id", m.get("push")) for m in seen]
     assert order.index(1) < order.index(2) < order.index(3) < order.index(4), order
@@ -279,18 +318,26 @@ async def test_a_connections_commands_run_one_at_a_time(server) -> None:
 async def test_ping_gets_its_pong_and_fragments_interleave_with_control_frames(server) -> None:
     sock, frames = await connect(server)
     body = orjson.dumps({"id": 7, "op": "ping"})
-    await send(sock, frame(0x1, body[:5], fin=False) + frame(0x9, b"are you there")
-               + frame(0x0, body[5:9], fin=False) + frame(0x0, body[9:]))
+    await send(
+        sock,
+        frame(0x1, body[:5], fin=False)
+        + frame(0x9, b"are you there")
+        + frame(0x0, body[5:9], fin=False)
+        + frame(0x0, body[9:]),
+    )
     assert await frames.next() == (0xA, b"are you there")
     assert await frames.json() == {"id": 7, "ok": True, "result": {}}
     await bye(server, sock, frames)
 
 
-@pytest.mark.parametrize("data, code", [
-    (frame(0x1, b'{"id":1,"op":"ping"}\xff'), 1007),
-    (frame(0x1, b'{"id":1,"op":"ping"}', mask=None), 1002),
-    (frame(0x1, b"x" * 70000)[:10], 1009),  # the header alone: the payload is never sent
-])
+@pytest.mark.parametrize(
+    "data, code",
+    [
+        (frame(0x1, b'{"id":1,"op":"ping"}\xff'), 1007),
+        (frame(0x1, b'{"id":1,"op":"ping"}', mask=None), 1002),
+        (frame(0x1, b"x" * 70000)[:10], 1009),  # the header alone: the payload is never sent
+    ],
+)
 @pytest.mark.asyncio
 async def test_protocol_errors_close_with_their_code(server, data: bytes, code: int) -> None:
     sock, frames = await connect(server)

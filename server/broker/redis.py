@@ -57,8 +57,9 @@ class StatsSource(Protocol):
 
 
 class RedisBroker(Broker):
-    def __init__(self, client: redis.asyncio.Redis, prefix: str, ttl_s: float,
-                 sharded: bool = True) -> None:
+    def __init__(
+        self, client: redis.asyncio.Redis, prefix: str, ttl_s: float, sharded: bool = True
+    ) -> None:
         self._client = client
         self._batch = Batcher(client)
         self._prefix = prefix
@@ -67,8 +68,9 @@ class RedisBroker(Broker):
         self._control = f"{prefix}:control".encode()
         self._channel_head = len(self._redis_channel("")) - 1
         self._handler: BrokerHandler | None = None
-        self._link = PubSubLink(client.connection_pool, self._dialect, self._on_message,
-                                self._on_reconnected)
+        self._link = PubSubLink(
+            client.connection_pool, self._dialect, self._on_message, self._on_reconnected
+        )
         self._heartbeat: asyncio.Task[None] | None = None
 
     def _redis_channel(self, channel: str) -> bytes:
@@ -112,8 +114,15 @@ class RedisBroker(Broker):
 
     async def publish(self, channel: str, body: bytes) -> Position | None:
         self._require_link()
-        res = await self._call("EVAL", PUBLISH, 2, self._pos_key(channel),
-                               self._redis_channel(channel), body, self._dialect.publish)
+        res = await self._call(
+            "EVAL",
+            PUBLISH,
+            2,
+            self._pos_key(channel),
+            self._redis_channel(channel),
+            body,
+            self._dialect.publish,
+        )
         return None if res is None else Position(int(res[0]), res[1].decode())
 
     async def position(self, channel: str) -> Position | None:
@@ -121,13 +130,15 @@ class RedisBroker(Broker):
         return None if epoch is None else Position(int(offset), epoch.decode())
 
     async def seed(self, channel: str, position: Position) -> None:
-        await self._call("EVAL", SEED, 1, self._pos_key(channel), position.offset,
-                         position.epoch)
+        await self._call("EVAL", SEED, 1, self._pos_key(channel), position.offset, position.epoch)
 
     async def publish_join_leave(self, channel: str, client_id: str, frame: bytes) -> None:
         self._require_link()
-        await self._call(self._dialect.publish, self._redis_channel(channel),
-                         b"j:%s:%s" % (client_id.encode(), frame))
+        await self._call(
+            self._dialect.publish,
+            self._redis_channel(channel),
+            b"j:%s:%s" % (client_id.encode(), frame),
+        )
 
     async def publish_control(self, message: bytes) -> None:
         self._require_link()
@@ -142,7 +153,7 @@ class RedisBroker(Broker):
         if redis_channel == self._control:
             handler.on_control(data)
             return
-        channel = redis_channel[self._channel_head:-1].decode()
+        channel = redis_channel[self._channel_head : -1].decode()
         head, client_or_epoch, rest = data.split(b":", 2)
         if head == b"j":
             handler.on_join_leave(channel, client_or_epoch.decode(), rest)
@@ -162,8 +173,14 @@ class RedisBroker(Broker):
     async def _share_stats(self, local: dict[str, Any]) -> list[bytes | None]:
         head = f"{self._prefix}:{{stats}}"
         result: list[bytes | None] = await self._call(
-            "EVAL", STATS, 2, f"{head}:nodes", f"{head}:node:{local['node']}",
-            int(self._ttl_s * 1000), orjson.dumps(local))
+            "EVAL",
+            STATS,
+            2,
+            f"{head}:nodes",
+            f"{head}:node:{local['node']}",
+            int(self._ttl_s * 1000),
+            orjson.dumps(local),
+        )
         return result
 
     async def _beat(self) -> None:

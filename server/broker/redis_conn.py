@@ -31,8 +31,13 @@ def client(url: str) -> redis.asyncio.Redis:
     push handler.
     """
     return redis.asyncio.Redis.from_url(
-        url, socket_connect_timeout=CONNECT_TIMEOUT_S, socket_timeout=COMMAND_TIMEOUT_S,
-        retry=Retry(NoBackoff(), 0), decode_responses=False, protocol=2)
+        url,
+        socket_connect_timeout=CONNECT_TIMEOUT_S,
+        socket_timeout=COMMAND_TIMEOUT_S,
+        retry=Retry(NoBackoff(), 0),
+        decode_responses=False,
+        protocol=2,
+    )
 
 
 def unavailable(exc: BaseException) -> BrokerUnavailable:

@@ -9,8 +9,8 @@ the node must make its subscribers recover through history).
 from __future__ import annotations
 
 import asyncio
-import math
 import logging
+import math
 from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -46,9 +46,13 @@ CLASSIC = Dialect("PUBLISH", "SUBSCRIBE", "UNSUBSCRIBE", b"message", b"subscribe
 class PubSubLink:
     """Keeps a set of Redis channels subscribed on one connection, across reconnects."""
 
-    def __init__(self, pool: redis.asyncio.ConnectionPool, dialect: Dialect,
-                 on_message: Callable[[bytes, bytes], None],
-                 on_reconnected: Callable[[], None]) -> None:
+    def __init__(
+        self,
+        pool: redis.asyncio.ConnectionPool,
+        dialect: Dialect,
+        on_message: Callable[[bytes, bytes], None],
+        on_reconnected: Callable[[], None],
+    ) -> None:
         self._pool = pool
         self._dialect = dialect
         self._on_message = on_message
@@ -70,7 +74,7 @@ class PubSubLink:
         self._task = asyncio.ensure_future(self._run())
         try:
             await asyncio.wait_for(self._up.wait(), CONNECT_TIMEOUT_S * 2)
-        except asyncio.TimeoutError:
+        except TimeoutError:
             log.warning("redis pub/sub not connected yet: %s", self.down)
 
     async def close(self) -> None:
@@ -97,7 +101,7 @@ class PubSubLink:
             raise
         try:
             await asyncio.wait_for(asyncio.shield(waiter), CONNECT_TIMEOUT_S * 5)
-        except (BrokerUnavailable, asyncio.TimeoutError) as exc:
+        except (TimeoutError, BrokerUnavailable) as exc:
             waiter.cancel()  # stays queued: its confirmation, if any, still pops it
             self._wanted.discard(channel)
             raise exc if isinstance(exc, BrokerUnavailable) else unavailable(exc) from None
@@ -141,8 +145,11 @@ class PubSubLink:
     async def _resubscribe(self) -> None:
         self._resubscribing = set(self._wanted)
         for channel in self._resubscribing:
-            await self._conn.send_command(self._dialect.subscribe, channel,  # type: ignore[union-attr]
-                                          check_health=False)
+            await self._conn.send_command(
+                self._dialect.subscribe,
+                channel,  # type: ignore[union-attr]
+                check_health=False,
+            )
 
     def _lost(self, reason: str) -> None:
         if self.down is None:

@@ -49,8 +49,10 @@ class StoreDown(LoginError):
     status = 503
 
     def __init__(self) -> None:
-        super().__init__("Sign-in is unavailable right now (the user database cannot be "
-                         "reached). Please try again in a moment.")
+        super().__init__(
+            "Sign-in is unavailable right now (the user database cannot be "
+            "reached). Please try again in a moment."
+        )
 
 
 @dataclass(frozen=True, slots=True)
@@ -75,21 +77,30 @@ class Provider(ABC):
         """Exchange the callback's code for the identity; raise LoginError when untrusted."""
 
 
-async def fetch_json(label: str, url: str, *, form: dict[str, str] | None = None,
-                     headers: dict[str, str] | None = None,
-                     auth: tuple[str, str] | None = None) -> dict[str, Any]:
+async def fetch_json(
+    label: str,
+    url: str,
+    *,
+    form: dict[str, str] | None = None,
+    headers: dict[str, str] | None = None,
+    auth: tuple[str, str] | None = None,
+) -> dict[str, Any]:
     """GET (or POST a form to) a provider endpoint and return its JSON object.
 
     Every failure is a ProviderError naming the provider, so an outage or a refusal ends on the
     error page rather than in a traceback.
     """
     req = tornado.httpclient.HTTPRequest(
-        url, method="POST" if form is not None else "GET",
+        url,
+        method="POST" if form is not None else "GET",
         body=urlencode(form) if form is not None else None,
         headers={"Accept": "application/json", "User-Agent": "Switchboard", **(headers or {})},
-        auth_username=auth[0] if auth else None, auth_password=auth[1] if auth else None,
-        connect_timeout=CONNECT_TIMEOUT_S, request_timeout=REQUEST_TIMEOUT_S,
-        follow_redirects=False)
+        auth_username=auth[0] if auth else None,
+        auth_password=auth[1] if auth else None,
+        connect_timeout=CONNECT_TIMEOUT_S,
+        request_timeout=REQUEST_TIMEOUT_S,
+        follow_redirects=False,
+    )
     try:
         resp = await tornado.httpclient.AsyncHTTPClient().fetch(req, raise_error=False)
     except (OSError, tornado.httpclient.HTTPClientError):
@@ -102,6 +113,7 @@ async def fetch_json(label: str, url: str, *, form: dict[str, str] | None = None
         body = None
     if resp.code != 200 or not isinstance(body, dict):
         detail = body.get("error") if isinstance(body, dict) else None
-        raise ProviderError(f"{label} refused the sign-in (HTTP {resp.code}"
-                            f"{', ' + str(detail) if detail else ''}).")
+        raise ProviderError(
+            f"{label} refused the sign-in (HTTP {resp.code}{', ' + str(detail) if detail else ''})."
+        )
     return body

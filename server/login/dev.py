@@ -43,11 +43,13 @@ class DevProvider(Provider):
         return tornado.web.create_signed_value(self._secret, CODE_NAME, value).decode()
 
     async def identify(self, code: str, redirect_uri: str, flow: Flow) -> ExternalIdentity:
-        raw = tornado.web.decode_signed_value(self._secret, CODE_NAME, code,
-                                              max_age_days=CODE_TTL_S / 86400)
+        raw = tornado.web.decode_signed_value(
+            self._secret, CODE_NAME, code, max_age_days=CODE_TTL_S / 86400
+        )
         data = orjson.loads(raw) if raw is not None else None
         if not isinstance(data, dict) or not hmac.compare_digest(
-                str(data.get("state")).encode(), flow.state.encode()):
+            str(data.get("state")).encode(), flow.state.encode()
+        ):
             raise DeniedError("The dev login code is invalid or expired.")
         name = str(data["name"])
         return ExternalIdentity(name.lower(), name)

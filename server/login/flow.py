@@ -32,8 +32,13 @@ class Flow:
 
     @classmethod
     def start(cls, provider: str, ttl_s: float = FLOW_TTL_S) -> Flow:
-        return cls(provider, secrets.token_urlsafe(32), secrets.token_urlsafe(32),
-                   secrets.token_urlsafe(48), time.time() + ttl_s)
+        return cls(
+            provider,
+            secrets.token_urlsafe(32),
+            secrets.token_urlsafe(32),
+            secrets.token_urlsafe(48),
+            time.time() + ttl_s,
+        )
 
     @property
     def challenge(self) -> str:
@@ -54,9 +59,12 @@ class Flow:
 
     def matches(self, provider: str, state: str | None) -> bool:
         """Same provider, not expired, and the returned state equal (in constant time)."""
-        return (self.provider == provider and self.expires_at > time.time()
-                and state is not None
-                and hmac.compare_digest(self.state.encode(), state.encode()))
+        return (
+            self.provider == provider
+            and self.expires_at > time.time()
+            and state is not None
+            and hmac.compare_digest(self.state.encode(), state.encode())
+        )
 
 
 class UsedStates:

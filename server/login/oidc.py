@@ -23,14 +23,16 @@ from server.login.flow import Flow
 METADATA_TTL_S = 3600.0
 JWKS_REFETCH_MIN_S = 60.0  # an unknown `kid` refetches the JWKS at most this often
 LEEWAY_S = 60
-ASYMMETRIC_ALGS = frozenset({"RS256", "RS384", "RS512", "PS256", "PS384", "PS512",
-                             "ES256", "ES384", "ES512", "EdDSA"})
+ASYMMETRIC_ALGS = frozenset(
+    {"RS256", "RS384", "RS512", "PS256", "PS384", "PS512", "ES256", "ES384", "ES512", "EdDSA"}
+)
 SCOPES = "openid profile email"
 
 
 class OidcProvider(Provider):
-    def __init__(self, name: str, label: str, config: OidcConfig,
-                 extra_issuers: tuple[str, ...] = ()) -> None:
+    def __init__(
+        self, name: str, label: str, config: OidcConfig, extra_issuers: tuple[str, ...] = ()
+    ) -> None:
         self.name = name
         self.label = label
         self.config = config
@@ -57,25 +59,37 @@ class OidcProvider(Provider):
 
     async def authorize_url(self, redirect_uri: str, flow: Flow) -> str:
         endpoint = (await self._metadata())["authorization_endpoint"]
-        query = {"response_type": "code", "client_id": self.config.client_id,
-                 "redirect_uri": redirect_uri, "scope": SCOPES, "state": flow.state,
-                 "nonce": flow.nonce, "code_challenge": flow.challenge,
-                 "code_challenge_method": "S256"}
+        query = {
+            "response_type": "code",
+            "client_id": self.config.client_id,
+            "redirect_uri": redirect_uri,
+            "scope": SCOPES,
+            "state": flow.state,
+            "nonce": flow.nonce,
+            "code_challenge": flow.challenge,
+            "code_challenge_method": "S256",
+        }
         return f"{endpoint}{'&' if '?' in endpoint else '?'}{urlencode(query)}"
 
     async def identify(self, code: str, redirect_uri: str, flow: Flow) -> ExternalIdentity:
         meta = await self._metadata()
-        form = {"grant_type": "authorization_code", "code": code, "redirect_uri": redirect_uri,
-                "code_verifier": flow.verifier}
+        form = {
+            "grant_type": "authorization_code",
+            "code": code,
+            "redirect_uri": redirect_uri,
+            "code_verifier": flow.verifier,
+        }
         auth: tuple[str, str] | None = None
-        if "client_secret_basic" in meta.get("token_endpoint_auth_methods_supported",
-                                             ["client_secret_basic"]):
+        if "client_secret_basic" in meta.get(
+            "token_endpoint_auth_methods_supported", ["client_secret_basic"]
+        ):
             # RFC 6749 2.3.1: both parts are form-encoded before Basic encoding.
-            auth = (quote(self.config.client_id, safe=""),
-                    quote(self.config.client_secret, safe=""))
+            auth = (
+                quote(self.config.client_id, safe=""),
+                quote(self.config.client_secret, safe=""),
+            )
         else:
-            form |= {"client_id": self.config.client_id,
-                     "client_secret": self.config.client_secret}
+            form |= {"client_id": self.config.client_id, "client_secret": self.config.client_secret}
         token = await fetch_json(self.label, meta["token_endpoint"], form=form, auth=auth)
         id_token = token.get("id_token")
         if not isinstance(id_token, str):
@@ -83,18 +97,27 @@ class OidcProvider(Provider):
         claims = await self.verify_id_token(id_token, flow.nonce)
         if not isinstance(claims.get("name"), str) and isinstance(token.get("access_token"), str):
             claims = await self._with_userinfo(claims, meta, token["access_token"])
-        name = next((claims[k] for k in ("name", "preferred_username", "email")
-                     if isinstance(claims.get(k), str) and claims[k]), claims["sub"])
+        name = next(
+            (
+                claims[k]
+                for k in ("name", "preferred_username", "email")
+                if isinstance(claims.get(k), str) and claims[k]
+            ),
+            claims["sub"],
+        )
         avatar = claims.get("picture") if isinstance(claims.get("picture"), str) else None
         return ExternalIdentity(claims["sub"], name, avatar)
 
-    async def _with_userinfo(self, claims: dict[str, Any], meta: dict[str, Any],
-                             access_token: str) -> dict[str, Any]:
+    async def _with_userinfo(
+        self, claims: dict[str, Any], meta: dict[str, Any], access_token: str
+    ) -> dict[str, Any]:
         """Fill in the display name from userinfo, only when it is about the same subject."""
         url = meta.get("userinfo_endpoint")
         if not isinstance(url, str):
             return claims
-        info = await fetch_json(self.label, url, headers={"Authorization": f"Bearer {access_token}"})
+        info = await fetch_json(
+            self.label, url, headers={"Authorization": f"Bearer {access_token}"}
+        )
         if info.get("sub") != claims["sub"]:
             return claims
         return {**info, **claims, "name": info.get("name", claims.get("name"))}
@@ -108,14 +131,20 @@ class OidcProvider(Provider):
         alg = header.get("alg")
         announced = meta.get("id_token_signing_alg_values_supported", ["RS256"])
         if alg not in ASYMMETRIC_ALGS or alg not in announced:
-            raise ProviderError(f"{self.label}'s ID token is signed with {alg!r}, which is "
-                                "not accepted.")
+            raise ProviderError(
+                f"{self.label}'s ID token is signed with {alg!r}, which is not accepted."
+            )
         key = await self._key(header.get("kid"), alg)
         try:
             claims: dict[str, Any] = jwt.decode(
-                token, key, algorithms=[alg], audience=self.config.client_id,
-                issuer=self.issuers, leeway=LEEWAY_S,
-                options={"require": ["exp", "iat", "iss", "aud", "sub"]})
+                token,
+                key,
+                algorithms=[alg],
+                audience=self.config.client_id,
+                issuer=self.issuers,
+                leeway=LEEWAY_S,
+                options={"require": ["exp", "iat", "iss", "aud", "sub"]},
+            )
         except jwt.ExpiredSignatureError:
             raise ProviderError(f"{self.label}'s ID token has expired.") from None
         except jwt.PyJWTError as exc:

@@ -12,8 +12,14 @@ from __future__ import annotations
 from collections.abc import Mapping
 
 from server.config import GOOGLE_ISSUER, Config
-from server.login.base import (DeniedError, LoginError, Provider, ProviderError, StateError,
-                               StoreDown)
+from server.login.base import (
+    DeniedError,
+    LoginError,
+    Provider,
+    ProviderError,
+    StateError,
+    StoreDown,
+)
 from server.login.dev import DevProvider
 from server.login.flow import Flow, UsedStates
 from server.login.github import GitHubProvider
@@ -36,8 +42,9 @@ def build_providers(config: Config) -> dict[str, Provider]:
     if auth.google.enabled:
         # Google's ID tokens name their issuer with or without the scheme.
         bare = ("accounts.google.com",) if auth.google.issuer == GOOGLE_ISSUER else ()
-        providers["google"] = OidcProvider("google", auth.google.label or "Google",
-                                           auth.google, bare)
+        providers["google"] = OidcProvider(
+            "google", auth.google.label or "Google", auth.google, bare
+        )
     for name, oidc in auth.oidc.items():
         if oidc.enabled:
             providers[name] = OidcProvider(name, oidc.label or name, oidc)
@@ -75,23 +82,28 @@ class Login:
         flow = Flow.start(name)
         return flow, await provider.authorize_url(redirect_uri, flow)
 
-    async def finish(self, name: str, flow: Flow | None, args: Mapping[str, str],
-                     redirect_uri: str) -> User:
+    async def finish(
+        self, name: str, flow: Flow | None, args: Mapping[str, str], redirect_uri: str
+    ) -> User:
         provider = self.provider(name)
         if flow is None:
-            raise StateError("This sign-in was not started in this browser, or it took too "
-                             "long. Please start again.")
+            raise StateError(
+                "This sign-in was not started in this browser, or it took too "
+                "long. Please start again."
+            )
         if not flow.matches(name, args.get("state")):
-            raise StateError("This sign-in does not belong to this browser or has expired. "
-                             "Please start again.")
+            raise StateError(
+                "This sign-in does not belong to this browser or has expired. Please start again."
+            )
         if not self._used.consume(flow):
             raise StateError("This sign-in was already used. Please start again.")
         error = args.get("error")
         if error == "access_denied":
             raise DeniedError(f"Sign-in with {provider.label} was cancelled or refused.")
         if error:
-            raise ProviderError(f"{provider.label} could not sign you in "
-                                f"({error[:MAX_ERROR_CHARS]}).")
+            raise ProviderError(
+                f"{provider.label} could not sign you in ({error[:MAX_ERROR_CHARS]})."
+            )
         code = args.get("code")
         if not code:
             raise ProviderError(f"{provider.label} sent no authorization code.")
@@ -100,4 +112,3 @@ class Login:
             return await self.store.upsert_user(name, found.subject, found.name, found.avatar)
         except StoreUnavailable:
             raise StoreDown() from None
-

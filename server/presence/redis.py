@@ -32,7 +32,9 @@ local now = t[1] * 1000 + math.floor(t[2] / 1000)
 """
 
 # ARGV: expiry in ms, then client id and info pairs.
-ADD = _NOW + """
+ADD = (
+    _NOW
+    + """
 for i = 2, #ARGV, 2 do
   redis.call('HSET', KEYS[1], ARGV[i], ARGV[i + 1])
   redis.call('ZADD', KEYS[2], now + ARGV[1], ARGV[i])
@@ -40,14 +42,18 @@ end
 redis.call('PEXPIRE', KEYS[1], ARGV[1])
 redis.call('PEXPIRE', KEYS[2], ARGV[1])
 """
+)
 
-GET = _NOW + """
+GET = (
+    _NOW
+    + """
 for _, client in ipairs(redis.call('ZRANGEBYSCORE', KEYS[2], '-inf', now)) do
   redis.call('HDEL', KEYS[1], client)
 end
 redis.call('ZREMRANGEBYSCORE', KEYS[2], '-inf', now)
 return redis.call('HGETALL', KEYS[1])
 """
+)
 
 #: Clients renewed per script call, so one call never blocks Redis for long.
 RENEW_CHUNK = 500
@@ -62,8 +68,10 @@ class RedisPresence(Presence):
         self._heartbeat: asyncio.Task[None] | None = None
 
     def _keys(self, channel: str) -> tuple[str, str]:
-        return (f"{self._prefix}:presence:{{{channel}}}",
-                f"{self._prefix}:presence-exp:{{{channel}}}")
+        return (
+            f"{self._prefix}:presence:{{{channel}}}",
+            f"{self._prefix}:presence-exp:{{{channel}}}",
+        )
 
     async def start(self) -> None:
         self._heartbeat = asyncio.ensure_future(self._beat())
@@ -123,6 +131,12 @@ class RedisPresence(Presence):
             for channel, clients in self._local.items():
                 pairs = [x for item in clients.items() for x in item]
                 for i in range(0, len(pairs), RENEW_CHUNK * 2):
-                    pipe.execute_command("EVAL", ADD, 2, *self._keys(channel), self._ttl_ms,
-                                         *pairs[i:i + RENEW_CHUNK * 2])
+                    pipe.execute_command(
+                        "EVAL",
+                        ADD,
+                        2,
+                        *self._keys(channel),
+                        self._ttl_ms,
+                        *pairs[i : i + RENEW_CHUNK * 2],
+                    )
             await self._guard(pipe.execute())

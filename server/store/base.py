@@ -71,9 +71,7 @@ class Store(ABC):
     # -- users and sessions -------------------------------------------------------------------
 
     @abstractmethod
-    async def upsert_user(
-        self, provider: str, subject: str, name: str, avatar: str | None
-    ) -> User:
+    async def upsert_user(self, provider: str, subject: str, name: str, avatar: str | None) -> User:
         """Create or update the one user of a provider identity."""
 
     @abstractmethod

@@ -17,8 +17,9 @@ T = TypeVar("T")
 class GroupCommit(Generic[T]):
     """Gathers items for `window_s` (and while a batch is being written), then writes them."""
 
-    def __init__(self, write: Callable[[list[T]], Awaitable[None]], window_s: float,
-                 max_batch: int = 2000) -> None:
+    def __init__(
+        self, write: Callable[[list[T]], Awaitable[None]], window_s: float, max_batch: int = 2000
+    ) -> None:
         self._write = write
         self._window_s = window_s
         self._max_batch = max_batch
@@ -40,8 +41,8 @@ class GroupCommit(Generic[T]):
     async def _run(self) -> None:
         while self._pending:
             await asyncio.sleep(self._window_s)
-            batch = self._pending[:self._max_batch]
-            del self._pending[:self._max_batch]
+            batch = self._pending[: self._max_batch]
+            del self._pending[: self._max_batch]
             try:
                 await self._write([item for item, _ in batch])
             except Exception as exc:  # every waiter of the batch gets the batch's error

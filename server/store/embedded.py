@@ -44,17 +44,34 @@ class EmbeddedMongo:
 
     def start(self) -> str:
         """Start the server and return its URI; raise EmbeddedError when it cannot run."""
-        cmd = [sys.executable, "-m", "server.store.embedded", str(self.data_dir),
-               "--port", str(self.port), "--ttl-sweep", str(self.ttl_sweep_s)]
+        cmd = [
+            sys.executable,
+            "-m",
+            "server.store.embedded",
+            str(self.data_dir),
+            "--port",
+            str(self.port),
+            "--ttl-sweep",
+            str(self.ttl_sweep_s),
+        ]
         root = Path(__file__).resolve().parents[2]
-        proc = subprocess.Popen(cmd, stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True,
-                                cwd=root, start_new_session=True)  # Ctrl-C reaches the parent only
+        proc = subprocess.Popen(
+            cmd,
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            text=True,
+            cwd=root,
+            start_new_session=True,
+        )  # Ctrl-C reaches the parent only
         assert proc.stdout is not None
         kind, _, rest = proc.stdout.readline().strip().partition(" ")
         if kind != "ready":
             proc.communicate(timeout=STOP_TIMEOUT_S)
-            raise EmbeddedError(rest if kind == "error" else
-                                f"embedded MongoDB server exited with status {proc.returncode}")
+            raise EmbeddedError(
+                rest
+                if kind == "error"
+                else f"embedded MongoDB server exited with status {proc.returncode}"
+            )
         self._proc, self.uri = proc, rest
         return rest
 
@@ -84,7 +101,8 @@ def _lock(data_dir: Path) -> int:
         os.close(fd)
         raise EmbeddedError(
             f"data directory {data_dir.resolve()} is in use by another embedded MongoDB server "
-            f"(pid {holder}): stop that server, or set another [mongo] data_dir") from None
+            f"(pid {holder}): stop that server, or set another [mongo] data_dir"
+        ) from None
     os.ftruncate(fd, 0)
     os.write(fd, str(os.getpid()).encode())
     return fd
@@ -96,8 +114,9 @@ def _serve(args: argparse.Namespace) -> int:
     data_dir = Path(args.data_dir)
     data_dir.mkdir(parents=True, exist_ok=True)
     _lock(data_dir)  # held until this process exits
-    server = SecantusDBServer(port=args.port, storage_path=str(data_dir / STORAGE_DIR),
-                              ttl_sweep_seconds=args.ttl_sweep)
+    server = SecantusDBServer(
+        port=args.port, storage_path=str(data_dir / STORAGE_DIR), ttl_sweep_seconds=args.ttl_sweep
+    )
     server.start()
 
     def on_term(signum: int, frame: FrameType | None) -> None:
@@ -116,8 +135,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     p = argparse.ArgumentParser(prog="python -m server.store.embedded")
     p.add_argument("data_dir")
     p.add_argument("--port", type=int, default=0)
-    p.add_argument("--ttl-sweep", type=float, default=60.0,
-                   help="seconds between sweeps of expired documents")
+    p.add_argument(
+        "--ttl-sweep", type=float, default=60.0, help="seconds between sweeps of expired documents"
+    )
     args = p.parse_args(argv)
     logging.basicConfig(level=logging.WARNING, stream=sys.stderr)
     signal.signal(signal.SIGINT, signal.SIG_IGN)

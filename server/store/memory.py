@@ -42,8 +42,9 @@ class MemoryStore(Store):
             h.pubs.popleft()
         return h
 
-    async def append(self, channel: str, epoch: str, offset: int, body: bytes,
-                     history_size: int, ttl_s: float) -> None:
+    async def append(
+        self, channel: str, epoch: str, offset: int, body: bytes, history_size: int, ttl_s: float
+    ) -> None:
         h = self._live(channel)
         if h is None or h.epoch != epoch:
             h = self._history[channel] = _History(epoch)
@@ -51,8 +52,9 @@ class MemoryStore(Store):
         while len(h.pubs) > history_size:
             h.pubs.popleft()
 
-    async def history(self, channel: str, epoch: str, since: int | None, limit: int,
-                      reverse: bool) -> list[tuple[int, bytes]]:
+    async def history(
+        self, channel: str, epoch: str, since: int | None, limit: int, reverse: bool
+    ) -> list[tuple[int, bytes]]:
         h = self._live(channel)
         if h is None or h.epoch != epoch:
             return []
@@ -65,8 +67,7 @@ class MemoryStore(Store):
             return None
         return Position(h.pubs[-1][0], h.epoch)
 
-    async def upsert_user(self, provider: str, subject: str, name: str,
-                          avatar: str | None) -> User:
+    async def upsert_user(self, provider: str, subject: str, name: str, avatar: str | None) -> User:
         user_id = self._identities.setdefault((provider, subject), secrets.token_hex(12))
         user = self._users[user_id] = User(user_id, provider, subject, name, avatar)
         return user

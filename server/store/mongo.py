@@ -80,15 +80,23 @@ class MongoStore(Store):
         self._schema_ok = False
         self._schema_lock = asyncio.Lock()
         self._channels: OrderedDict[str, _Kept] = OrderedDict()
-        self._commit = (GroupCommit(self._write, config.group_commit_ms / 1000)
-                        if config.group_commit_ms > 0 else None)
+        self._commit = (
+            GroupCommit(self._write, config.group_commit_ms / 1000)
+            if config.group_commit_ms > 0
+            else None
+        )
 
     @property
     def _db(self) -> AsyncDatabase[dict[str, Any]]:
         if self._client is None:
             self._client = AsyncMongoClient(
-                self.config.url, serverSelectionTimeoutMS=2000, connectTimeoutMS=2000,
-                socketTimeoutMS=10000, tz_aware=True, appname="switchboard")
+                self.config.url,
+                serverSelectionTimeoutMS=2000,
+                connectTimeoutMS=2000,
+                socketTimeoutMS=10000,
+                tz_aware=True,
+                appname="switchboard",
+            )
         return self._client[self.config.database]
 
     async def start(self) -> None:
@@ -124,8 +132,9 @@ class MongoStore(Store):
 
     # -- history ------------------------------------------------------------------------------
 
-    async def append(self, channel: str, epoch: str, offset: int, body: bytes,
-                     history_size: int, ttl_s: float) -> None:
+    async def append(
+        self, channel: str, epoch: str, offset: int, body: bytes, history_size: int, ttl_s: float
+    ) -> None:
         item = Append(channel, epoch, offset, body, history_size, _when(time.time() + ttl_s))
         if self._commit is None:
             await self._write([item])
@@ -144,9 +153,17 @@ class MongoStore(Store):
             newest = max(items, key=lambda i: i.offset)
             k = kept[channel] = await self._kept(db, channel, newest.epoch)
             k.floor = max(k.floor, newest.offset - newest.history_size)
-            docs += [{"channel": i.channel, "epoch": i.epoch, "offset": i.offset, "body": i.body,
-                      "expire_at": i.expire_at}
-                     for i in items if i.epoch == newest.epoch and i.offset > k.floor]
+            docs += [
+                {
+                    "channel": i.channel,
+                    "epoch": i.epoch,
+                    "offset": i.offset,
+                    "body": i.body,
+                    "expire_at": i.expire_at,
+                }
+                for i in items
+                if i.epoch == newest.epoch and i.offset > k.floor
+            ]
         if docs:
             await self._insert(db, docs)
         # Trim after inserting, to the highest floor known by now: a concurrent write that
@@ -155,7 +172,8 @@ class MongoStore(Store):
         if trims:
             with _outage("trimming history"):
                 await db[schema.PUBLICATIONS].delete_many(
-                    trims[0] if len(trims) == 1 else {"$or": trims})
+                    trims[0] if len(trims) == 1 else {"$or": trims}
+                )
 
     async def _insert(self, db: AsyncDatabase[dict[str, Any]], docs: list[dict[str, Any]]) -> None:
         """Insert; an offset held by an older epoch's leftover is replaced, a retried one kept."""
@@ -167,15 +185,19 @@ class MongoStore(Store):
             except BulkWriteError as exc:
                 dups = _duplicates(exc, docs)
             for doc in dups:
-                await pubs.delete_one({"channel": doc["channel"], "offset": doc["offset"],
-                                       "epoch": {"$ne": doc["epoch"]}})
+                await pubs.delete_one(
+                    {
+                        "channel": doc["channel"],
+                        "offset": doc["offset"],
+                        "epoch": {"$ne": doc["epoch"]},
+                    }
+                )
             try:
                 await pubs.insert_many(dups, ordered=False)
             except BulkWriteError as exc:
                 _duplicates(exc, dups)  # now the same epoch's: already stored
 
-    async def _kept(self, db: AsyncDatabase[dict[str, Any]], channel: str,
-                    epoch: str) -> _Kept:
+    async def _kept(self, db: AsyncDatabase[dict[str, Any]], channel: str, epoch: str) -> _Kept:
         """The channel's state under `epoch`, shared by concurrent writes, once recorded."""
         k = self._channels.get(channel)
         if k is None or k.epoch != epoch:
@@ -193,31 +215,43 @@ class MongoStore(Store):
             raise
         return k
 
-    async def _record_epoch(self, db: AsyncDatabase[dict[str, Any]], channel: str,
-                            epoch: str) -> None:
+    async def _record_epoch(
+        self, db: AsyncDatabase[dict[str, Any]], channel: str, epoch: str
+    ) -> None:
         """Record the channel's epoch; a new one drops what the channel held under the old."""
         channels = db[schema.CHANNELS]
         with _outage("recording the epoch"):
             try:
                 before = await channels.find_one_and_update(
-                    {"_id": channel}, {"$set": {"epoch": epoch}}, upsert=True)
+                    {"_id": channel}, {"$set": {"epoch": epoch}}, upsert=True
+                )
             except DuplicateKeyError:  # a first upsert of the same channel by another process
                 before = await channels.find_one_and_update(
-                    {"_id": channel}, {"$set": {"epoch": epoch}}, upsert=True)
+                    {"_id": channel}, {"$set": {"epoch": epoch}}, upsert=True
+                )
             if before is not None and before["epoch"] != epoch:
                 await db[schema.PUBLICATIONS].delete_many(
-                    {"channel": channel, "epoch": {"$ne": epoch}})
+                    {"channel": channel, "epoch": {"$ne": epoch}}
+                )
 
-    async def history(self, channel: str, epoch: str, since: int | None, limit: int,
-                      reverse: bool) -> list[tuple[int, bytes]]:
+    async def history(
+        self, channel: str, epoch: str, since: int | None, limit: int, reverse: bool
+    ) -> list[tuple[int, bytes]]:
         db = await self._ready()
-        query: dict[str, Any] = {"channel": channel, "epoch": epoch,
-                                 "expire_at": {"$gt": _when(time.time())}}
+        query: dict[str, Any] = {
+            "channel": channel,
+            "epoch": epoch,
+            "expire_at": {"$gt": _when(time.time())},
+        }
         if since is not None:
             query["offset"] = {"$gt": since}
         with _outage("reading history"):
-            cursor = (db[schema.PUBLICATIONS].find(query, {"_id": 0, "offset": 1, "body": 1})
-                      .sort("offset", -1 if reverse else 1).limit(limit))
+            cursor = (
+                db[schema.PUBLICATIONS]
+                .find(query, {"_id": 0, "offset": 1, "body": 1})
+                .sort("offset", -1 if reverse else 1)
+                .limit(limit)
+            )
             return [(d["offset"], d["body"]) async for d in cursor]
 
     async def position(self, channel: str) -> Position | None:
@@ -227,25 +261,32 @@ class MongoStore(Store):
             if current is None:
                 return None
             newest = await db[schema.PUBLICATIONS].find_one(
-                {"channel": channel, "epoch": current["epoch"],
-                 "expire_at": {"$gt": _when(time.time())}},
-                {"_id": 0, "offset": 1}, sort=[("offset", -1)])
+                {
+                    "channel": channel,
+                    "epoch": current["epoch"],
+                    "expire_at": {"$gt": _when(time.time())},
+                },
+                {"_id": 0, "offset": 1},
+                sort=[("offset", -1)],
+            )
         return None if newest is None else Position(newest["offset"], current["epoch"])
 
     # -- users and sessions -------------------------------------------------------------------
 
-    async def upsert_user(self, provider: str, subject: str, name: str,
-                          avatar: str | None) -> User:
+    async def upsert_user(self, provider: str, subject: str, name: str, avatar: str | None) -> User:
         db = await self._ready()
         users = db[schema.USERS]
         identity = {"provider": provider, "subject": subject}
-        update = {"$set": {"name": name, "avatar": avatar},
-                  "$setOnInsert": {"_id": secrets.token_hex(12)}}
+        update = {
+            "$set": {"name": name, "avatar": avatar},
+            "$setOnInsert": {"_id": secrets.token_hex(12)},
+        }
         with _outage("saving the user"):
             for _ in range(3):  # racing first logins of one identity: the losers find it
                 try:
                     doc = await users.find_one_and_update(
-                        identity, update, upsert=True, return_document=ReturnDocument.AFTER)
+                        identity, update, upsert=True, return_document=ReturnDocument.AFTER
+                    )
                 except DuplicateKeyError:
                     continue
                 # secantusdb sometimes answers a racing upsert without the document
@@ -265,14 +306,16 @@ class MongoStore(Store):
         session = Session(secrets.token_urlsafe(32), user_id, time.time() + ttl_s)
         with _outage("creating the session"):
             await db[schema.SESSIONS].insert_one(
-                {"_id": session.id, "user_id": user_id, "expires_at": _when(session.expires_at)})
+                {"_id": session.id, "user_id": user_id, "expires_at": _when(session.expires_at)}
+            )
         return session
 
     async def get_session(self, session_id: str) -> Session | None:
         db = await self._ready()
         with _outage("reading the session"):  # the TTL sweep lags: filter on expiry too
             doc = await db[schema.SESSIONS].find_one(
-                {"_id": session_id, "expires_at": {"$gt": _when(time.time())}})
+                {"_id": session_id, "expires_at": {"$gt": _when(time.time())}}
+            )
         return None if doc is None else _session(doc)
 
     async def delete_session(self, session_id: str) -> Session | None:

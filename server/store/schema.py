@@ -22,12 +22,14 @@ CHANNELS = "channels"  # the current epoch of each channel that keeps history
 META = "meta"
 
 INDEXES: dict[str, list[IndexModel]] = {
-    USERS: [IndexModel([("provider", ASCENDING), ("subject", ASCENDING)], unique=True,
-                       name="identity")],
+    USERS: [
+        IndexModel([("provider", ASCENDING), ("subject", ASCENDING)], unique=True, name="identity")
+    ],
     SESSIONS: [IndexModel([("expires_at", ASCENDING)], expireAfterSeconds=0, name="expiry")],
     PUBLICATIONS: [
-        IndexModel([("channel", ASCENDING), ("offset", ASCENDING)], unique=True,
-                   name="channel_offset"),
+        IndexModel(
+            [("channel", ASCENDING), ("offset", ASCENDING)], unique=True, name="channel_offset"
+        ),
         IndexModel([("expire_at", ASCENDING)], expireAfterSeconds=0, name="expiry"),
     ],
 }
@@ -44,7 +46,8 @@ async def ensure(db: AsyncDatabase) -> None:
     if found > VERSION:
         raise SchemaTooNew(
             f"database {db.name!r} has schema version {found}, newer than this Switchboard's "
-            f"{VERSION}: upgrade Switchboard, or set [mongo] database to another database")
+            f"{VERSION}: upgrade Switchboard, or set [mongo] database to another database"
+        )
     for name, indexes in INDEXES.items():
         await db[name].create_indexes(indexes)
     await db[META].update_one({"_id": "schema"}, {"$max": {"version": VERSION}}, upsert=True)
