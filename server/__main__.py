@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import dataclasses
 import gc
 import logging
 import signal
@@ -17,11 +18,11 @@ from collections.abc import Callable, Sequence
 
 import tornado.netutil
 
-from server import cluster, logs, protocol
+from server import cluster, logs
 from server import config as config_mod
 from server.app import build_node, make_app, make_server
 from server.config import Config, ConfigError
-from server.node import Node
+from server.drain import drain
 from server.store.embedded import EmbeddedError, EmbeddedMongo
 from server.store.mongo import prepare_store
 from server.store.schema import SchemaTooNew
@@ -55,9 +56,9 @@ def load_config(args: argparse.Namespace) -> Config:
     cfg = config_mod.load(args.config, dev=args.dev)
     server = cfg.server
     if args.host is not None:
-        server = config_mod.dataclasses.replace(server, host=args.host)
+        server = dataclasses.replace(server, host=args.host)
     if args.port is not None:
-        server = config_mod.dataclasses.replace(server, port=args.port)
+        server = dataclasses.replace(server, port=args.port)
     cfg = cfg.replace(server=server)
     cfg.server.validate()
     if args.processes < 1:
@@ -81,7 +82,10 @@ def tune_gc() -> None:
     gc.set_threshold(*GC_THRESHOLDS)
 
 
-async def serve(cfg: Config, sockets: list[socket.socket]) -> None:
+async def serve(
+    cfg: Config, sockets: list[socket.socket], ready: Callable[[], None] | None = None
+) -> None:
+    """Serve until SIGTERM or SIGINT, then drain; `ready` is called once listening."""
     node = build_node(cfg)
     await node.start()
     app = make_app(node)
@@ -100,21 +104,20 @@ async def serve(cfg: Config, sockets: list[socket.socket]) -> None:
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stop.set)
+    loop.add_signal_handler(signal.SIGHUP, _single_process_reload)
+    if ready is not None:
+        ready()
     await stop.wait()
-    log.info("shutting down", extra={"node": node.id})
-    server.stop()
-    await shutdown(node, cfg.server.shutdown_grace_s)
+    log.info("draining %d clients", node.hub.client_count, extra={"node": node.id})
+    server.stop()  # siblings sharing the port keep accepting
+    if not await drain(node, cfg.server.drain_s, cfg.server.shutdown_grace_s):
+        log.warning("%d clients still connected at the drain deadline", node.hub.client_count)
+    await node.close()
     await server.close_all_connections()
 
 
-async def shutdown(node: Node, grace_s: float) -> None:
-    """Tell every client to reconnect elsewhere (1001), wait for them to go, close services."""
-    for client in list(node.hub.clients()):
-        client.disconnect(protocol.Close.GOING_AWAY, "server shutting down", True)  # type: ignore[attr-defined]
-    deadline = asyncio.get_running_loop().time() + grace_s
-    while node.hub.client_count and asyncio.get_running_loop().time() < deadline:
-        await asyncio.sleep(0.05)
-    await node.close()
+def _single_process_reload() -> None:
+    log.warning("SIGHUP ignored: a rolling restart is the --processes parent's (send it there)")
 
 
 def _nothing() -> None:
@@ -137,7 +140,7 @@ def prepare_services(cfg: Config) -> tuple[Config, Callable[[], None]]:
             print(f"switchboard: {exc}", file=sys.stderr)
             raise SystemExit(1) from None
         log.info("embedded MongoDB server on %s, data in %s", url, cfg.mongo.data_dir)
-        cfg = cfg.replace(mongo=config_mod.dataclasses.replace(cfg.mongo, url=url))
+        cfg = cfg.replace(mongo=dataclasses.replace(cfg.mongo, url=url))
         stop = embedded.stop
     if cfg.mongo.url.startswith("mongodb"):
         try:
@@ -170,15 +173,19 @@ def main(argv: Sequence[str] | None = None) -> int:
     cfg, stop_services = prepare_services(cfg)
     try:
         if args.processes > 1:
-            return cluster.run_workers(args.processes, lambda: _serve_until_stopped(cfg, sockets))
+            return cluster.run_workers(
+                args.processes, lambda ready: _serve_until_stopped(cfg, sockets, ready)
+            )
         return _serve_until_stopped(cfg, sockets)
     finally:
         stop_services()
 
 
-def _serve_until_stopped(cfg: Config, sockets: list[socket.socket]) -> int:
+def _serve_until_stopped(
+    cfg: Config, sockets: list[socket.socket], ready: Callable[[], None] | None = None
+) -> int:
     with asyncio.Runner(loop_factory=_loop_factory(cfg.server.event_loop)) as runner:
-        runner.run(serve(cfg, sockets))
+        runner.run(serve(cfg, sockets, ready))
     return 0
 
 

@@ -115,8 +115,10 @@ class Connection:
             payload = protocol.dumps(payload)
         self.send(wsframe.text(payload))
 
-    def disconnect(self, code: int, reason: str, reconnect: bool) -> None:
-        """Tell the client why, then close with `code`."""
+    def disconnect(
+        self, code: int, reason: str, reconnect: bool, delay_ms: int | None = None
+    ) -> None:
+        """Tell the client why (and, reconnecting, how long to wait), then close with `code`."""
         if self._closed:
             return
         self._closed = True
@@ -127,7 +129,7 @@ class Connection:
             reason,
             extra={"client": self.id, "user": self.user, "code": code},
         )
-        self.send_json(protocol.disconnect_push(code, reason, reconnect))
+        self.send_json(protocol.disconnect_push(code, reason, reconnect, delay_ms))
         self.transport.close(code, reason)
         # Leave the hub now: the socket itself may take seconds to finish its close handshake.
         self.node.spawn(self.closed())
@@ -224,11 +226,11 @@ class Connection:
         auth.check_subscribe(self.identity, channel, ns)
         if len(self.node.hub.channels_of(self)) >= self.node.config.limits.max_subscriptions:
             raise ProtocolError(Code.LIMIT_EXCEEDED, "too many subscriptions")
-        result, reached = await self.node.subscribe(self, channel, since)
+        result, pos = await self.node.subscribe(self, channel, since)
         if self._closed:
             return
         self.send_json(protocol.reply_ok(cmd.id, result))
-        self.node.release(self, channel, reached)
+        self.node.release(self, channel, pos)
 
     async def op_unsubscribe(self, cmd: Command) -> dict[str, Any]:
         channel = protocol.check_channel(cmd.args.get("channel"))

@@ -38,6 +38,7 @@ class ServerConfig:
     max_connections: int = 19000
     max_pending_bytes: int = 1048576
     shutdown_grace_s: float = 5.0
+    drain_s: float = 10.0
     event_loop: str = "asyncio"
 
     def validate(self) -> None:
@@ -55,6 +56,7 @@ class ServerConfig:
             v = getattr(self, key)
             _check(f"server.{key}", v >= 1, "a positive integer", v)
         _check("server.host", bool(self.host), "a host name or address", self.host)
+        _check("server.drain_s", 0 <= self.drain_s <= 3600, "seconds from 0 to 3600", self.drain_s)
 
 
 @dataclass(frozen=True, slots=True)

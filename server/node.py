@@ -10,17 +10,20 @@ from __future__ import annotations
 import asyncio
 import logging
 import os
+import random
 import secrets
 import socket
 import time
-from collections.abc import Awaitable
+from collections.abc import Awaitable, Callable
+from functools import partial
 from typing import Any, Protocol, TypeVar
 
 import orjson
 
-from server import protocol, wsframe
-from server.broker.base import Broker, BrokerUnavailable
+from server import protocol, recovery, wsframe
+from server.broker.base import Backlogged, Broker, BrokerUnavailable
 from server.config import Config, NamespaceConfig
+from server.drain import Drainable
 from server.hub import Hub, Subscriber
 from server.position import Position, new_epoch
 from server.presence.base import Presence
@@ -31,10 +34,14 @@ from server.store.base import Store, StoreUnavailable
 log = logging.getLogger("switchboard.node")
 T = TypeVar("T")
 
-#: How long recovery waits for publications that were sent but are still being stored.
-RECOVERY_WAIT_S = 1.0
 #: Reason of the `unsubscribed` push when a subscription cannot stay gapless.
 RESUBSCRIBE = "insufficient_state"
+#: Channels brought up to date at once after the broker reconnected.
+RESYNC_CONCURRENCY = 8
+#: How long a publish waits for the store to catch up with a backlogged channel.
+BACKLOG_WAIT_S = 2.0
+#: Marks a channel being brought up to date in `_last`: no publication is its successor.
+RESYNCING = ("", -2)
 
 
 class Client(Subscriber, Protocol):
@@ -42,7 +49,9 @@ class Client(Subscriber, Protocol):
 
     name: str | None
 
-    def disconnect(self, code: int, reason: str, reconnect: bool) -> None: ...
+    def disconnect(
+        self, code: int, reason: str, reconnect: bool, delay_ms: int | None = None
+    ) -> None: ...
 
 
 class Service(Protocol):
@@ -71,7 +80,14 @@ class Node:
         self.stats = stats or Stats()
         self.id = f"{socket.gethostname()}-{os.getpid()}-{secrets.token_hex(2)}"
         self._broker_subs: dict[str, asyncio.Future[None]] = {}
+        #: How far each channel with live subscribers is delivered here: (epoch, offset).
         self._last: dict[str, tuple[str, int]] = {}
+        #: Publications held while a channel is brought up to date: (offset, epoch, body).
+        self._resyncing: dict[str, list[tuple[int, str, bytes]]] = {}
+        self._resync_slots = asyncio.Semaphore(RESYNC_CONCURRENCY)
+        self._emptied = asyncio.Event()  # set when the last client left
+        #: How long recovery waits for a missing offset before making it void.
+        self.hole_wait_s = recovery.HOLE_WAIT_S
         self._services: list[Service] = []
         self._background: set[asyncio.Future[Any]] = set()
 
@@ -115,14 +131,27 @@ class Node:
 
     async def position(self, channel: str) -> Position:
         pos = await _guard(self.broker.position(channel))
-        return pos if pos is not None else await self._seed(channel)
+        return pos if pos is not None else await self._seed(channel, self.namespace(channel))
 
-    async def _seed(self, channel: str) -> Position:
-        """Give the broker a position for a channel it knows nothing of, from the store."""
-        stored = None
-        if self.namespace(channel).keeps_history:
-            stored = await _guard(self.store.position(channel))
-        await _guard(self.broker.seed(channel, stored or Position(0, new_epoch())))
+    async def _seed(self, channel: str, ns: NamespaceConfig) -> Position:
+        """Give the broker a position for a channel it knows nothing of, from the store.
+
+        A channel with history continues past every offset the broker may have handed out
+        before it lost its state (the store's position plus the unstored window, reserved in
+        the store first), so no position is used twice; those skipped offsets are made void,
+        so recovery across them need not wait. Without history a channel starts a new epoch.
+        """
+        start, stored, kept = Position(0, new_epoch()), None, None
+        if ns.keeps_history:
+            kept = await _guard(self.store.position(channel))
+            stored = 0
+            if kept is not None:
+                stored = kept.offset + recovery.unstored_window(ns)
+                await _guard(self.store.reserve(channel, kept.epoch, stored))
+                start = Position(stored, kept.epoch)
+        if await _guard(self.broker.seed(channel, start, stored)) and kept is not None:
+            skipped = list(range(kept.offset + 1, start.offset + 1))
+            await _guard(self.store.void(channel, kept.epoch, skipped, ns.history_ttl_s))
         pos = await _guard(self.broker.position(channel))
         if pos is None:
             raise ProtocolError(Code.UNAVAILABLE, "the broker lost the channel's position")
@@ -138,34 +167,67 @@ class Node:
             raise ProtocolError(
                 Code.LIMIT_EXCEEDED, "publication larger than max_message_bytes", status=413
             )
-        pos = await _guard(self.broker.publish(channel, body))
-        if pos is None:
-            await self._seed(channel)
-            pos = await _guard(self.broker.publish(channel, body))
-            if pos is None:
-                raise ProtocolError(Code.UNAVAILABLE, "the broker lost the channel's position")
+        window = recovery.unstored_window(ns) if ns.keeps_history else 0
+        pos = await self._sequence(channel, ns, body, window)
         if ns.keeps_history:
+            keep = ns.history_size + window
             await _guard(
-                self.store.append(
-                    channel, pos.epoch, pos.offset, body, ns.history_size, ns.history_ttl_s
-                )
+                self.store.append(channel, pos.epoch, pos.offset, body, keep, ns.history_ttl_s)
             )
+            self.broker.stored(channel, pos)
         self.stats.published += 1
         return pos
+
+    async def _sequence(
+        self, channel: str, ns: NamespaceConfig, body: bytes, window: int
+    ) -> Position:
+        """Have the broker number and send a publication: seeded first if it must be, and
+        waiting (a little) while the channel's unstored window is full."""
+        seeded, delay, deadline = False, 0.005, time.monotonic() + BACKLOG_WAIT_S
+        while True:
+            try:
+                pos = await self.broker.publish(channel, body, window)
+            except Backlogged as exc:
+                if time.monotonic() > deadline:
+                    raise ProtocolError(
+                        Code.UNAVAILABLE, f"temporarily unavailable: {exc}"
+                    ) from None
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, 0.1)
+                continue
+            except BrokerUnavailable as exc:
+                raise ProtocolError(Code.UNAVAILABLE, f"temporarily unavailable: {exc}") from None
+            if pos is not None:
+                return pos
+            if seeded:
+                raise ProtocolError(Code.UNAVAILABLE, "the broker lost the channel's position")
+            await self._seed(channel, ns)
+            seeded = True
 
     # -- broker callbacks ---------------------------------------------------------------------
 
     def on_publication(self, channel: str, offset: int, epoch: str, body: bytes) -> None:
         last = self._last.get(channel)
-        self._last[channel] = (epoch, offset)
-        if last is not None and (last[0] != epoch or last[1] + 1 != offset):
-            if last[0] == epoch and offset <= last[1]:
-                return  # a duplicate from a reconnecting broker: already delivered
-            log.warning("gap in %s: %s after %s", channel, (epoch, offset), last)
-            self._end_subscriptions(channel, RESUBSCRIBE)
+        if last is not None and (last[1] + 1 != offset or last[0] != epoch):
+            self._out_of_turn(channel, offset, epoch, body, last)
             return
+        self._last[channel] = (epoch, offset)
         frame = wsframe.text(protocol.pub_push(offset, body))
         self.stats.sent += self.hub.broadcast(channel, offset, frame)
+
+    def _out_of_turn(
+        self, channel: str, offset: int, epoch: str, body: bytes, last: tuple[str, int]
+    ) -> None:
+        """A publication that does not follow the last one delivered: hold it while the
+        channel is brought up to date, or start doing so."""
+        held = self._resyncing.get(channel)
+        if held is not None:
+            held.append((offset, epoch, body))
+        elif last[0] == epoch and offset <= last[1]:
+            log.warning("%s: offset %d again after %d: dropped", channel, offset, last[1])
+        else:
+            log.info("gap in %s: %s after %s", channel, (epoch, offset), last)
+            self._resync(channel, Position(last[1], last[0]), [(offset, epoch, body)])
 
     def on_join_leave(self, channel: str, client_id: str, frame: bytes) -> None:
         self.stats.sent += self.hub.broadcast(channel, -1, wsframe.text(frame), exclude=client_id)
@@ -179,21 +241,75 @@ class Node:
         if msg.get("op") == "disconnect":
             for client in self.hub.user_clients(str(msg.get("user"))):
                 if msg.get("session") in (None, getattr(client, "session", None)):
-                    client.disconnect(
+                    client.disconnect(  # type: ignore[attr-defined]
                         int(msg.get("code", 4001)),
                         str(msg.get("reason", "")),
                         bool(msg.get("reconnect", False)),
                     )
 
     def on_reconnected(self) -> None:
-        """The broker came back: subscriptions that may have missed something must recover.
+        """The broker came back: every channel with local subscribers may have missed some.
 
-        Every channel with local subscribers, not only those that saw a publication: one
-        that saw none yet has no last offset to notice the gap by.
+        Each is brought up to date from the store, a few at a time; a channel whose
+        subscribers are all still subscribing has no delivered position to recover from, so
+        those subscriptions end and their clients resubscribe.
         """
-        self._last.clear()
         for channel in self.hub.channels():
+            last = self._last.get(channel)
+            if channel in self._resyncing:
+                continue
+            if last is None:
+                self._end_subscriptions(channel, RESUBSCRIBE)
+            else:
+                self._resync(channel, Position(last[1], last[0]), [])
+
+    def _resync(self, channel: str, since: Position, held: list[tuple[int, str, bytes]]) -> None:
+        """Bring a channel's live subscribers from `since` up to date, holding new
+        publications meanwhile; if that cannot be proven complete, end their subscriptions."""
+        self._resyncing[channel] = held
+        self._last[channel] = RESYNCING
+        self.spawn(self._run_resync(channel, since))
+
+    async def _run_resync(self, channel: str, since: Position) -> None:
+        complete, reached = False, since
+        pubs: recovery.Missed = []
+        try:
+            async with self._resync_slots:
+                await asyncio.sleep(random.uniform(0, 0.05))  # processes do not move in step
+                ns = self.namespace(channel)
+                reached = await self.position(channel)
+                complete, pubs = await _guard(
+                    recovery.missed(self.store, channel, ns, since, reached, self.hole_wait_s)
+                )
+        except ProtocolError as exc:
+            log.warning("%s not brought up to date: %s", channel, exc.message)
+        held = self._resyncing.pop(channel, [])
+        if not self.hub.subscriber_count(channel):
+            self._last.pop(channel, None)
+            return
+        if not complete:
+            self._last.pop(channel, None)
             self._end_subscriptions(channel, RESUBSCRIBE)
+            return
+        for offset, body in pubs:
+            frame = wsframe.text(protocol.pub_push(offset, body))
+            self.stats.sent += self.hub.broadcast(channel, offset, frame)
+        last = (reached.epoch, reached.offset)
+        for offset, epoch, body in sorted(held):
+            if epoch == last[0] and offset <= last[1]:
+                continue  # recovered from the store already
+            if epoch != last[0] or offset != last[1] + 1:
+                # Everything after the position read is held, so this is no ordinary gap.
+                log.warning(
+                    "%s: %s does not follow %s after recovery", channel, (epoch, offset), last
+                )
+                self._last.pop(channel, None)
+                self._end_subscriptions(channel, RESUBSCRIBE)
+                return
+            last = (epoch, offset)
+            frame = wsframe.text(protocol.pub_push(offset, body))
+            self.stats.sent += self.hub.broadcast(channel, offset, frame)
+        self._last[channel] = last
 
     def _end_subscriptions(self, channel: str, reason: str) -> None:
         frame = wsframe.text(protocol.unsubscribed_push(channel, reason))
@@ -205,8 +321,8 @@ class Node:
 
     async def subscribe(
         self, client: Client, channel: str, since: Position | None
-    ) -> tuple[dict[str, Any], int]:
-        """Subscribe and recover; returns the reply's result and the offset it reaches.
+    ) -> tuple[dict[str, Any], Position]:
+        """Subscribe and recover; returns the reply's result and the position it reaches.
 
         The subscription buffers live publications until `release`, which the caller invokes
         right after sending the reply, so nothing is missed, doubled or reordered.
@@ -219,77 +335,59 @@ class Node:
         try:
             await _guard(asyncio.shield(self._broker_subs[channel]))
             pos = await self.position(channel)
-            recovered, missed = True, []
+            recovered, missed = True, list[tuple[int, bytes]]()
             if since is not None:
-                recovered, missed = await self._recover(channel, ns, since, pos)
-            if ns.presence:
-                await _guard(
-                    self.presence.add(
-                        channel, client.id, {"user": client.user, "name": client.name}
-                    )
+                recovered, missed = await _guard(
+                    recovery.missed(self.store, channel, ns, since, pos, self.hole_wait_s)
                 )
+            if ns.presence:
+                info = {"user": client.user, "name": client.name}
+                await _guard(self.presence.add(channel, client.id, info))
         except BaseException:
-            await self._leave_hub(client, channel)
+            await self._leave(client, channel, ns, announce=False)
             raise
         if not self.hub.is_subscribed(channel, client):  # the connection closed meanwhile
             if ns.presence:
-                await _quietly(self.presence.remove(channel, client.id))
+                self._clean_up(partial(self.presence.remove, channel, client.id))
             raise ProtocolError(Code.UNAVAILABLE, "the connection closed while subscribing")
         if ns.join_leave:
             self._announce("join", channel, client)
-        reached = missed[-1][0] if missed else pos.offset
         result = {
-            "offset": max(reached, pos.offset),
+            "offset": pos.offset,
             "epoch": pos.epoch,
             "recovered": recovered,
             "missed": protocol.pubs_fragment(missed),
         }
-        return result, reached
+        return result, pos
 
-    def release(self, client: Client, channel: str, reached: int) -> None:
-        """Deliver what arrived during subscribe (after `reached`) and go live."""
+    def release(self, client: Client, channel: str, pos: Position) -> None:
+        """Deliver what arrived during subscribe (after `reached`) and go live.
+
+        The first live subscriber of a channel sets how far the channel is delivered here,
+        so a gap in the very next publication is noticed too.
+        """
+        reached = pos.offset
         for offset, frame in self.hub.release(channel, client):
             if offset < 0 or offset > reached:
                 client.send(frame)
-
-    async def _recover(
-        self, channel: str, ns: NamespaceConfig, since: Position, pos: Position
-    ) -> tuple[bool, list[tuple[int, bytes]]]:
-        if since.epoch != pos.epoch or since.offset > pos.offset:
-            return False, []
-        if since.offset == pos.offset:
-            return True, []
-        if not ns.keeps_history:
-            return False, []
-        want = pos.offset - since.offset
-        deadline = time.monotonic() + RECOVERY_WAIT_S
-        while True:
-            pubs = await _guard(
-                self.store.history(
-                    channel, pos.epoch, since.offset, min(want, ns.history_size), False
-                )
-            )
-            complete = len(pubs) == want and pubs[0][0] == since.offset + 1
-            # The newest ones may be sent but not yet stored: their publisher is writing them.
-            tail_missing = not pubs or pubs[-1][0] < pos.offset
-            if complete or not tail_missing or time.monotonic() > deadline:
-                return complete, pubs
-            await asyncio.sleep(0.02)
+                reached = max(reached, offset)
+        if channel not in self._last and self.hub.is_subscribed(channel, client):
+            self._last[channel] = (pos.epoch, reached)
 
     async def unsubscribe(self, client: Client, channel: str) -> None:
-        if not self.hub.is_subscribed(channel, client):
-            return
-        await self._leave_hub(client, channel)
-        ns = self.config.namespace_of(channel)
-        if ns is not None and ns.join_leave:
-            self._announce("leave", channel, client)
+        if self.hub.is_subscribed(channel, client):
+            await self._leave(client, channel, self.config.namespace_of(channel), announce=True)
 
-    async def _leave_hub(self, client: Client, channel: str) -> None:
+    async def _leave(
+        self, client: Client, channel: str, ns: NamespaceConfig | None, announce: bool
+    ) -> None:
+        """End one subscription: the hub, the broker's when it was the last, presence, leave."""
         if self.hub.unsubscribe(channel, client):
             self._drop_broker_sub(channel)
-        ns = self.config.namespace_of(channel)
         if ns is not None and ns.presence:
-            await _quietly(self.presence.remove(channel, client.id))
+            self._clean_up(partial(self.presence.remove, channel, client.id))
+        if announce and ns is not None and ns.join_leave:
+            self._announce("leave", channel, client)
 
     def _drop_broker_sub(self, channel: str) -> None:
         self._broker_subs.pop(channel, None)
@@ -300,17 +398,42 @@ class Node:
         frame = protocol.join_leave_push(kind, channel, client.id, client.user)
         self.spawn(_quietly(self.broker.publish_join_leave(channel, client.id, frame)))
 
+    def _clean_up(self, call: Callable[[], Awaitable[None]]) -> None:
+        """Run a presence clean-up until it succeeds: an outage delays it, never skips it.
+
+        Retries stop after the presence expiry, by when the entry has expired anyway.
+        """
+        self.spawn(_retry(call, self.config.redis.presence_ttl_s))
+
     async def client_gone(self, client: Client) -> None:
         """A connection closed: end its subscriptions, presence and join/leave."""
         channels = self.hub.channels_of(client)
         for channel in self.hub.remove_client(client):
             self._drop_broker_sub(channel)
+        if not self.hub.client_count:
+            self._emptied.set()
         for channel in channels:
             ns = self.config.namespace_of(channel)
             if ns is not None and ns.presence:
-                await _quietly(self.presence.remove(channel, client.id))
+                self._clean_up(partial(self.presence.remove, channel, client.id))
             if ns is not None and ns.join_leave:
                 self._announce("leave", channel, client)
+
+    # -- draining -------------------------------------------------------------------------------
+
+    def drainable(self) -> list[Drainable]:
+        return list(self.hub.clients())  # type: ignore[arg-type]
+
+    async def wait_empty(self, timeout_s: float) -> bool:
+        """Wait until no client is connected; False if some still are after `timeout_s`."""
+        deadline = time.monotonic() + timeout_s
+        while self.hub.client_count:
+            self._emptied.clear()
+            try:
+                await asyncio.wait_for(self._emptied.wait(), max(0.0, deadline - time.monotonic()))
+            except TimeoutError:
+                return not self.hub.client_count
+        return True
 
     # -- queries ------------------------------------------------------------------------------
 
@@ -369,6 +492,21 @@ async def _guard(aw: Awaitable[T]) -> T:
         return await aw
     except (BrokerUnavailable, StoreUnavailable) as exc:
         raise ProtocolError(Code.UNAVAILABLE, f"temporarily unavailable: {exc}") from None
+
+
+async def _retry(call: Callable[[], Awaitable[None]], for_s: float) -> None:
+    """Call until it succeeds, with capped jittered backoff, for at most `for_s` seconds."""
+    deadline, delay = time.monotonic() + for_s, 0.05
+    while True:
+        try:
+            await call()
+            return
+        except (BrokerUnavailable, StoreUnavailable) as exc:
+            if time.monotonic() + delay > deadline:
+                log.warning("clean-up given up after %.0f s: %s", for_s, exc)
+                return
+        await asyncio.sleep(delay)
+        delay = min(delay * 2, 2.0) * random.uniform(0.5, 1.0)
 
 
 async def _quietly(aw: Awaitable[Any]) -> None:

@@ -218,10 +218,12 @@ def join_leave_push(kind: str, channel: str, client: str, user: str | None) -> b
     return orjson.dumps({"push": kind, "channel": channel, "client": client, "user": user})
 
 
-def disconnect_push(code: int, reason: str, reconnect: bool) -> bytes:
-    return orjson.dumps(
-        {"push": "disconnect", "code": code, "reason": reason, "reconnect": reconnect}
-    )
+def disconnect_push(code: int, reason: str, reconnect: bool, delay_ms: int | None = None) -> bytes:
+    push: dict[str, Any] = {"push": "disconnect", "code": code, "reason": reason}
+    push["reconnect"] = reconnect
+    if delay_ms is not None:
+        push["reconnect_delay_ms"] = delay_ms
+    return orjson.dumps(push)
 
 
 def unsubscribed_push(channel: str, reason: str) -> bytes:

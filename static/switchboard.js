@@ -49,6 +49,7 @@ class Subscription {
     this.offset = options.since?.offset ?? null; // last publication delivered
     this.epoch = options.since?.epoch ?? null;
     this.active = false; // the server confirmed it on the current connection
+    this.attempt = 0; // subscribes refused `unavailable` in a row
     this.ready = deferred();
   }
 
@@ -204,7 +205,14 @@ export class Switchboard {
     if (retry) {
       if (this._helloAt && Date.now() - this._helloAt > this.options.stableAfterMs) this._attempt = 0;
       this._helloAt = 0;
-      this._retry();
+      const asked = push?.reconnect ? push.reconnect_delay_ms : undefined;
+      if (typeof asked === "number" && asked >= 0) {
+        // A draining server spreads its clients out: its delay plus up to half again.
+        this._attempt = 0;
+        this._retry(Math.round(asked * (1 + Math.random() / 2)));
+      } else {
+        this._retry();
+      }
       return;
     }
     const err = new SwitchboardError(push ? closeCode(push.code) : closeCode(code),
@@ -216,12 +224,15 @@ export class Switchboard {
     this._setState("disconnected");
   }
 
-  _retry() {
-    const windowMs = Math.min(this.options.maxDelayMs, this.options.minDelayMs * 2 ** this._attempt);
-    this._attempt += 1;
-    const delay = Math.round(Math.random() * windowMs); // full jitter
+  _retry(delay = this._backoff(this._attempt++)) {
     this._setState(this.hello ? "reconnecting" : "connecting", { retryInMs: delay });
     this._timer("retry", delay, () => this._open());
+  }
+
+  /** Exponential backoff with full jitter, capped: the wait before retry number `attempt`. */
+  _backoff(attempt) {
+    const windowMs = Math.min(this.options.maxDelayMs, this.options.minDelayMs * 2 ** attempt);
+    return Math.round(Math.random() * windowMs);
   }
 
   _dropSocket(code, reason) {
@@ -318,7 +329,10 @@ export class Switchboard {
       result = await this._call("subscribe", { channel: sub.channel, ...since });
     } catch (err) {
       if (err.code === "unavailable" && this._wanted && this._subs.get(sub.channel) === sub) {
-        return; // the connection dropped: the next hello subscribes again
+        // Refused while connected (a backing service is down): try again with backoff.
+        // Otherwise the connection dropped, and the next hello subscribes again.
+        if (this.state === "connected") this._resubscribeLater(sub);
+        return;
       }
       if (this._subs.get(sub.channel) === sub) this._subs.delete(sub.channel);
       sub.ready.reject(err);
@@ -326,6 +340,7 @@ export class Switchboard {
       return;
     }
     if (this._subs.get(sub.channel) !== sub) return; // unsubscribed meanwhile
+    sub.attempt = 0;
     if (result.epoch !== sub.epoch) sub.offset = resuming ? 0 : result.offset;
     sub.epoch = result.epoch;
     sub.active = true;
@@ -336,6 +351,14 @@ export class Switchboard {
       this._emit("recovery", info);
     }
     sub.ready.resolve(sub);
+  }
+
+  _resubscribeLater(sub) {
+    const ws = this._ws;
+    const delay = this._backoff(sub.attempt++);
+    this._timer(`sub:${sub.channel}`, delay, () => {
+      if (ws === this._ws && this._subs.get(sub.channel) === sub && !sub.active) this._sendSubscribe(sub);
+    });
   }
 
   async _unsubscribe(sub) {

@@ -8,7 +8,7 @@ import orjson
 import pytest
 
 from server.position import Position
-from server.store.base import Store
+from server.store.base import VOID, Store, StoreConflict
 
 pytestmark = pytest.mark.asyncio
 
@@ -94,6 +94,63 @@ async def test_channels_are_independent(any_store: Store) -> None:
     await fill(any_store, "b", "e9", range(1, 6), size=10)
     assert [o for o, _ in await any_store.history("a", "e1", None, 10, False)] == [2, 3]
     assert [o for o, _ in await any_store.history("b", "e9", None, 10, False)] == [1, 2, 3, 4, 5]
+
+
+async def test_void_offsets_are_kept_apart_from_history(any_store: Store) -> None:
+    await fill(any_store, "c", "e1", range(1, 4))
+    await fill(any_store, "c", "e1", range(6, 8))
+    await any_store.void("c", "e1", [2, 4, 5], 600)  # 2 is stored already: it stays
+    assert await any_store.span("c", "e1", 1, 7) == [
+        (1, body(1)),
+        (2, body(2)),
+        (3, body(3)),
+        (4, VOID),
+        (5, VOID),
+        (6, body(6)),
+        (7, body(7)),
+    ]
+    assert await any_store.span("c", "e1", 4, 6) == [(4, VOID), (5, VOID), (6, body(6))]
+    assert [o for o, _ in await any_store.history("c", "e1", None, 100, False)] == [1, 2, 3, 6, 7]
+    assert [o for o, _ in await any_store.history("c", "e1", 2, 2, False)] == [3, 6]
+    assert await any_store.lowest("c", "e1") == 1
+    assert await any_store.lowest("c", "other") is None
+    assert await any_store.position("c") == Position(7, "e1")
+
+
+async def test_a_void_offset_refuses_its_late_publication(any_store: Store) -> None:
+    await fill(any_store, "c", "e1", range(1, 3))
+    await any_store.void("c", "e1", [3], 600)
+    with pytest.raises(StoreConflict):
+        await any_store.append("c", "e1", 3, body(3), 100, 600)
+    await any_store.append("c", "e1", 4, body(4), 100, 600)  # the batch's others are kept
+    await any_store.append("c", "e1", 2, body(2), 100, 600)  # a retried one still succeeds
+    assert [o for o, _ in await any_store.history("c", "e1", None, 100, False)] == [1, 2, 4]
+
+
+async def test_a_void_and_a_publication_racing_keep_exactly_one(any_store: Store) -> None:
+    await fill(any_store, "c", "e1", range(1, 2))
+    outcomes = await asyncio.gather(
+        *(any_store.append("c", "e1", o, body(o), 100, 600) for o in range(2, 40)),
+        any_store.void("c", "e1", list(range(2, 40, 3)), 600),
+        return_exceptions=True,
+    )
+    acked = {o for o, r in zip(range(2, 40), outcomes, strict=False) if r is None}
+    refused = {o for o, r in zip(range(2, 40), outcomes, strict=False) if r is not None}
+    assert all(isinstance(outcomes[o - 2], StoreConflict) for o in refused)
+    kept = dict(await any_store.span("c", "e1", 2, 39))
+    assert sorted(kept) == list(range(2, 40))
+    assert {o for o, b in kept.items() if b is not VOID} == acked
+
+
+async def test_position_counts_reservations_of_its_epoch(any_store: Store) -> None:
+    assert await any_store.position("c") is None
+    await fill(any_store, "c", "e1", range(1, 4))
+    await any_store.reserve("c", "e1", 50)
+    await any_store.reserve("c", "e1", 20)  # never lowers it
+    await any_store.reserve("c", "e2", 90)  # not the channel's epoch
+    assert await any_store.position("c") == Position(50, "e1")
+    await any_store.append("c", "e1", 60, body(60), 100, 600)
+    assert await any_store.position("c") == Position(60, "e1")
 
 
 async def test_users_upsert_and_get(any_store: Store) -> None:

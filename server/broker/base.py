@@ -3,6 +3,10 @@
 A broker assigns each publication its offset atomically with sending it, so every process sees
 one order per channel. It keeps only the newest position of a channel; when it has none (first use,
 or it lost its state), the node seeds it from the store, so offsets continue across restarts.
+
+For channels with history, the broker also keeps how far the store is known to hold the channel
+(`stored`) and hands out at most `window` offsets beyond it. A broker that loses its state can
+then be seeded past every offset it may have handed out: the store's position plus the window.
 """
 
 from __future__ import annotations
@@ -15,6 +19,10 @@ from server.position import Position
 
 class BrokerUnavailable(Exception):
     """The broker cannot be reached now; callers reply `unavailable`."""
+
+
+class Backlogged(BrokerUnavailable):
+    """Too many of the channel's publications are not yet stored: wait, then publish."""
 
 
 class BrokerHandler(Protocol):
@@ -52,16 +60,28 @@ class Broker(ABC):
         """Stop receiving a channel: called when its last local subscriber left."""
 
     @abstractmethod
-    async def publish(self, channel: str, body: bytes) -> Position | None:
-        """Assign the next offset, send the publication; None when the channel needs `seed`."""
+    async def publish(self, channel: str, body: bytes, window: int) -> Position | None:
+        """Assign the next offset, send the publication; None when the channel needs `seed`.
+
+        Raises Backlogged when the channel is seeded with `stored` and `window` offsets beyond
+        it are handed out already.
+        """
 
     @abstractmethod
     async def position(self, channel: str) -> Position | None:
         """The channel's newest position, or None when the channel needs `seed`."""
 
     @abstractmethod
-    async def seed(self, channel: str, position: Position) -> None:
-        """Set a channel's position unless it already has one."""
+    async def seed(self, channel: str, position: Position, stored: int | None) -> bool:
+        """Set a channel's position unless it already has one; True when this call set it.
+
+        `stored`: how far the store holds the channel, for channels with history; None for
+        channels without, whose publications are not held back by a window.
+        """
+
+    @abstractmethod
+    def stored(self, channel: str, position: Position) -> None:
+        """Tell the broker that the store holds `position` (batched; an outage is ignored)."""
 
     @abstractmethod
     async def publish_join_leave(self, channel: str, client_id: str, frame: bytes) -> None:

@@ -2,16 +2,24 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Any
 
-from server.broker.base import Broker, BrokerHandler
+from server.broker.base import Backlogged, Broker, BrokerHandler
 from server.position import Position
+
+
+@dataclass(slots=True)
+class _Sequence:
+    offset: int
+    epoch: str
+    stored: int | None
 
 
 class MemoryBroker(Broker):
     def __init__(self) -> None:
         self._handler: BrokerHandler | None = None
-        self._positions: dict[str, Position] = {}
+        self._positions: dict[str, _Sequence] = {}
         self._subscribed: set[str] = set()
 
     async def start(self, handler: BrokerHandler) -> None:
@@ -30,20 +38,31 @@ class MemoryBroker(Broker):
     async def unsubscribe(self, channel: str) -> None:
         self._subscribed.discard(channel)
 
-    async def publish(self, channel: str, body: bytes) -> Position | None:
-        pos = self._positions.get(channel)
-        if pos is None:
+    async def publish(self, channel: str, body: bytes, window: int) -> Position | None:
+        seq = self._positions.get(channel)
+        if seq is None:
             return None
-        pos = self._positions[channel] = Position(pos.offset + 1, pos.epoch)
+        if seq.stored is not None and seq.offset >= seq.stored + window:
+            raise Backlogged(f"{window} publications of {channel} are not stored yet")
+        seq.offset += 1
         if channel in self._subscribed and self._handler is not None:
-            self._handler.on_publication(channel, pos.offset, pos.epoch, body)
-        return pos
+            self._handler.on_publication(channel, seq.offset, seq.epoch, body)
+        return Position(seq.offset, seq.epoch)
 
     async def position(self, channel: str) -> Position | None:
-        return self._positions.get(channel)
+        seq = self._positions.get(channel)
+        return None if seq is None else Position(seq.offset, seq.epoch)
 
-    async def seed(self, channel: str, position: Position) -> None:
-        self._positions.setdefault(channel, position)
+    async def seed(self, channel: str, position: Position, stored: int | None) -> bool:
+        if channel in self._positions:
+            return False
+        self._positions[channel] = _Sequence(position.offset, position.epoch, stored)
+        return True
+
+    def stored(self, channel: str, position: Position) -> None:
+        seq = self._positions.get(channel)
+        if seq is not None and seq.stored is not None and seq.epoch == position.epoch:
+            seq.stored = max(seq.stored, position.offset)
 
     async def publish_join_leave(self, channel: str, client_id: str, frame: bytes) -> None:
         if channel in self._subscribed and self._handler is not None:

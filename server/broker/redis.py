@@ -17,24 +17,38 @@ import orjson
 import redis.asyncio
 import redis.exceptions
 
-from server.broker.base import Broker, BrokerHandler, BrokerUnavailable
+from server.broker.base import Backlogged, Broker, BrokerHandler, BrokerUnavailable
 from server.broker.redis_batch import Batcher
 from server.broker.redis_pubsub import CLASSIC, SHARDED, PubSubLink
 from server.position import Position
 
 log = logging.getLogger("switchboard.redis")
 
+# ARGV: body, publish command, window. Returns {offset, epoch}; {-1, epoch} when `window`
+# offsets beyond what the store holds are handed out (channels with history); nil to be seeded.
 PUBLISH = """
-local epoch = redis.call('HGET', KEYS[1], 'epoch')
+local h = redis.call('HMGET', KEYS[1], 'epoch', 'offset', 'stored')
+local epoch = h[1]
 if not epoch then return false end
+if h[3] and tonumber(h[2]) >= tonumber(h[3]) + tonumber(ARGV[3]) then return {-1, epoch} end
 local offset = redis.call('HINCRBY', KEYS[1], 'offset', 1)
 redis.call(ARGV[2], KEYS[2], offset .. ':' .. epoch .. ':' .. ARGV[1])
 return {offset, epoch}
 """
 
+# ARGV: offset, epoch, and how far the store holds the channel (empty: no history).
 SEED = """
-if redis.call('EXISTS', KEYS[1]) == 0 then
-  redis.call('HSET', KEYS[1], 'offset', ARGV[1], 'epoch', ARGV[2])
+if redis.call('EXISTS', KEYS[1]) == 1 then return 0 end
+redis.call('HSET', KEYS[1], 'offset', ARGV[1], 'epoch', ARGV[2])
+if ARGV[3] ~= '' then redis.call('HSET', KEYS[1], 'stored', ARGV[3]) end
+return 1
+"""
+
+# ARGV: offset, epoch. Raises how far the store holds the channel, within its epoch.
+STORED = """
+local h = redis.call('HMGET', KEYS[1], 'epoch', 'stored')
+if h[1] == ARGV[2] and h[2] and tonumber(ARGV[1]) > tonumber(h[2]) then
+  redis.call('HSET', KEYS[1], 'stored', ARGV[1])
 end
 """
 
@@ -72,6 +86,7 @@ class RedisBroker(Broker):
             client.connection_pool, self._dialect, self._on_message, self._on_reconnected
         )
         self._heartbeat: asyncio.Task[None] | None = None
+        self._stored: dict[str, Position] = {}  # reports not sent yet
 
     def _redis_channel(self, channel: str) -> bytes:
         return f"{self._prefix}:ch:{{{channel}".encode() + b"}"
@@ -112,7 +127,7 @@ class RedisBroker(Broker):
     async def unsubscribe(self, channel: str) -> None:
         await self._link.unsubscribe(self._redis_channel(channel))
 
-    async def publish(self, channel: str, body: bytes) -> Position | None:
+    async def publish(self, channel: str, body: bytes, window: int) -> Position | None:
         self._require_link()
         res = await self._call(
             "EVAL",
@@ -122,15 +137,44 @@ class RedisBroker(Broker):
             self._redis_channel(channel),
             body,
             self._dialect.publish,
+            window,
         )
-        return None if res is None else Position(int(res[0]), res[1].decode())
+        if res is None:
+            return None
+        if res[0] == -1:
+            raise Backlogged(f"{window} publications of {channel} are not stored yet")
+        return Position(int(res[0]), res[1].decode())
 
     async def position(self, channel: str) -> Position | None:
         offset, epoch = await self._call("HMGET", self._pos_key(channel), "offset", "epoch")
         return None if epoch is None else Position(int(offset), epoch.decode())
 
-    async def seed(self, channel: str, position: Position) -> None:
-        await self._call("EVAL", SEED, 1, self._pos_key(channel), position.offset, position.epoch)
+    async def seed(self, channel: str, position: Position, stored: int | None) -> bool:
+        return 1 == await self._call(
+            "EVAL",
+            SEED,
+            1,
+            self._pos_key(channel),
+            position.offset,
+            position.epoch,
+            "" if stored is None else stored,
+        )
+
+    def stored(self, channel: str, position: Position) -> None:
+        """Reports of one loop turn go out together, the newest per channel."""
+        if not self._stored:
+            asyncio.get_running_loop().call_soon(self._report_stored)
+        known = self._stored.get(channel)
+        if known is None or known.epoch != position.epoch or known.offset < position.offset:
+            self._stored[channel] = position
+
+    def _report_stored(self) -> None:
+        reports, self._stored = self._stored, {}
+        for channel, pos in reports.items():
+            reply = self._batch.submit(
+                "EVAL", STORED, 1, self._pos_key(channel), pos.offset, pos.epoch
+            )
+            reply.add_done_callback(_ignore_outage)
 
     async def publish_join_leave(self, channel: str, client_id: str, frame: bytes) -> None:
         self._require_link()
@@ -192,3 +236,9 @@ class RedisBroker(Broker):
                 except (BrokerUnavailable, redis.exceptions.RedisError, OSError) as exc:
                     log.debug("stats not shared: %s", exc)
             await asyncio.sleep(self._ttl_s / 3)
+
+
+def _ignore_outage(fut: asyncio.Future[Any]) -> None:
+    """A lost report only holds publications back until the next one (or a reseed)."""
+    if not fut.cancelled() and fut.exception() is not None:
+        log.debug("stored offset not reported: %s", fut.exception())

@@ -25,11 +25,15 @@ class Batcher:
 
     async def call(self, *args: Any) -> Any:
         """Run one command in the next pipeline; raises BrokerUnavailable on an outage."""
+        return await self.submit(*args)
+
+    def submit(self, *args: Any) -> asyncio.Future[Any]:
+        """Queue one command for the next pipeline; its future holds the reply."""
         fut: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
         self._queue.append((args, fut))
         if self._task is None:
             self._task = asyncio.ensure_future(self._drain())
-        return await fut
+        return fut
 
     async def _drain(self) -> None:
         try:

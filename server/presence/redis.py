@@ -19,6 +19,7 @@ import redis.asyncio
 import redis.exceptions
 
 from server.broker.base import BrokerUnavailable
+from server.broker.redis_batch import Batcher
 from server.broker.redis_conn import ERRORS, unavailable
 from server.presence.base import Presence
 
@@ -55,6 +56,11 @@ return redis.call('HGETALL', KEYS[1])
 """
 )
 
+REMOVE = """
+redis.call('HDEL', KEYS[1], ARGV[1])
+redis.call('ZREM', KEYS[2], ARGV[1])
+"""
+
 #: Clients renewed per script call, so one call never blocks Redis for long.
 RENEW_CHUNK = 500
 
@@ -62,6 +68,7 @@ RENEW_CHUNK = 500
 class RedisPresence(Presence):
     def __init__(self, client: redis.asyncio.Redis, prefix: str, ttl_s: float) -> None:
         self._client = client
+        self._batch = Batcher(client)  # one connection however many subscribe at once
         self._prefix = prefix
         self._ttl_ms = int(ttl_s * 1000)
         self._local: dict[str, dict[str, bytes]] = {}
@@ -95,18 +102,15 @@ class RedisPresence(Presence):
             clients.pop(client_id, None)
             if not clients:
                 del self._local[channel]
-        hash_key, exp_key = self._keys(channel)
-        async with self._client.pipeline(transaction=True) as pipe:
-            pipe.hdel(hash_key, client_id)
-            pipe.zrem(exp_key, client_id)
-            await self._guard(pipe.execute())
+        await self._run("EVAL", REMOVE, 2, *self._keys(channel), client_id)
 
     async def get(self, channel: str) -> dict[str, Info]:
         flat = await self._run("EVAL", GET, 2, *self._keys(channel))
         return {flat[i].decode(): orjson.loads(flat[i + 1]) for i in range(0, len(flat), 2)}
 
     async def _run(self, *args: str | bytes | int) -> Any:
-        return await self._guard(self._client.execute_command(*args))
+        """One command in the next pipeline: a resubscribe storm never exhausts the pool."""
+        return await self._batch.call(*args)
 
     @staticmethod
     async def _guard(aw: Awaitable[Any]) -> Any:

@@ -16,6 +16,18 @@ class StoreUnavailable(Exception):
     """The store cannot be reached now; callers reply `unavailable`."""
 
 
+class StoreConflict(StoreUnavailable):
+    """The offset was given up as void before this publication reached the store.
+
+    Its publisher must not acknowledge it: a recovery already told subscribers that nothing
+    acknowledged stands at that offset.
+    """
+
+
+#: The body `span` gives a void offset: one that holds no acknowledged publication, ever.
+VOID = None
+
+
 @dataclass(frozen=True, slots=True)
 class User:
     id: str
@@ -52,7 +64,9 @@ class Store(ABC):
     ) -> None:
         """Store a publication durably, keeping the newest `history_size` for `ttl_s` seconds.
 
-        A publication of a new epoch drops what the channel held under the old one.
+        A publication of a new epoch drops what the channel held under the old one. Raises
+        StoreConflict when the offset was made void first (`void`); a retry of a publication
+        already stored succeeds.
         """
 
     @abstractmethod
@@ -65,8 +79,38 @@ class Store(ABC):
         """
 
     @abstractmethod
+    async def span(
+        self, channel: str, epoch: str, since: int, upto: int
+    ) -> list[tuple[int, bytes | None]]:
+        """What is kept of offsets `since` to `upto` (both included), oldest first.
+
+        Void offsets come with the body VOID; offsets not (yet) stored are absent. Recovery
+        reads this to prove a range complete.
+        """
+
+    @abstractmethod
+    async def lowest(self, channel: str, epoch: str) -> int | None:
+        """The oldest offset of `epoch` still kept (void or not), or None."""
+
+    @abstractmethod
+    async def void(self, channel: str, epoch: str, offsets: list[int], ttl_s: float) -> None:
+        """Mark offsets that are still not stored as void: no publication may take them now.
+
+        Atomic per offset against `append`: of a void and a publication racing for one
+        offset, exactly one is kept.
+        """
+
+    @abstractmethod
+    async def reserve(self, channel: str, epoch: str, offset: int) -> None:
+        """Record that offsets up to `offset` of `epoch` may be handed out.
+
+        A broker that lost its state is seeded past every offset it may have handed out, so
+        no position is ever used twice (`position` counts reservations).
+        """
+
+    @abstractmethod
     async def position(self, channel: str) -> Position | None:
-        """The newest stored publication's position, or None when nothing is kept."""
+        """The newest stored or reserved position, or None when no publication is kept."""
 
     # -- users and sessions -------------------------------------------------------------------
 

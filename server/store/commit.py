@@ -2,7 +2,8 @@
 
 The embedded server inserts about 1,000 documents a second one by one and about 19,000 in one
 insert_many, so durable publishing is batched: `submit` returns once the batch holding the
-caller's item is written, or raises the batch's error.
+caller's item is written, or raises the batch's error (or the item's own, when the write
+refused only some items).
 """
 
 from __future__ import annotations
@@ -12,13 +13,18 @@ from collections.abc import Awaitable, Callable
 from typing import Generic, TypeVar
 
 T = TypeVar("T")
+#: What a write refused: the batch index of each item with the error its submitter gets.
+Refused = dict[int, BaseException]
 
 
 class GroupCommit(Generic[T]):
     """Gathers items for `window_s` (and while a batch is being written), then writes them."""
 
     def __init__(
-        self, write: Callable[[list[T]], Awaitable[None]], window_s: float, max_batch: int = 2000
+        self,
+        write: Callable[[list[T]], Awaitable[Refused]],
+        window_s: float,
+        max_batch: int = 2000,
     ) -> None:
         self._write = write
         self._window_s = window_s
@@ -44,12 +50,17 @@ class GroupCommit(Generic[T]):
             batch = self._pending[: self._max_batch]
             del self._pending[: self._max_batch]
             try:
-                await self._write([item for item, _ in batch])
+                refused = await self._write([item for item, _ in batch])
             except Exception as exc:  # every waiter of the batch gets the batch's error
                 for _, fut in batch:
                     if not fut.done():
                         fut.set_exception(exc)
             else:
-                for _, fut in batch:
-                    if not fut.done():
+                for i, (_, fut) in enumerate(batch):
+                    if fut.done():
+                        continue
+                    error = refused.get(i)
+                    if error is None:
                         fut.set_result(None)
+                    else:
+                        fut.set_exception(error)

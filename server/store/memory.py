@@ -2,19 +2,36 @@
 
 from __future__ import annotations
 
+import bisect
 import secrets
 import time
-from collections import deque
 from dataclasses import dataclass, field
 
 from server.position import Position
-from server.store.base import Session, Store, User
+from server.store.base import VOID, Session, Store, StoreConflict, User
 
 
 @dataclass(slots=True)
 class _History:
+    """One channel's kept offsets: body (VOID for a void offset) and expiry, by offset."""
+
     epoch: str
-    pubs: deque[tuple[int, bytes, float]] = field(default_factory=deque)  # offset, body, expiry
+    entries: dict[int, tuple[bytes | None, float]] = field(default_factory=dict)
+    offsets: list[int] = field(default_factory=list)  # sorted
+    reserved: int = 0
+
+    def put(self, offset: int, body: bytes | None, expires: float) -> None:
+        if offset not in self.entries:
+            bisect.insort(self.offsets, offset)
+        self.entries[offset] = (body, expires)
+
+    def trim(self, keep: int) -> None:
+        """Keep the offsets above the newest minus `keep`, as MongoDB trimming does."""
+        floor = self.offsets[-1] - keep if self.offsets else 0
+        cut = bisect.bisect_right(self.offsets, floor)
+        for offset in self.offsets[:cut]:
+            del self.entries[offset]
+        del self.offsets[:cut]
 
 
 class MemoryStore(Store):
@@ -33,39 +50,80 @@ class MemoryStore(Store):
     async def check(self) -> None:
         pass
 
-    def _live(self, channel: str) -> _History | None:
+    def _live(self, channel: str, epoch: str | None = None) -> _History | None:
+        """The channel's history without expired entries (of `epoch`, when given)."""
         h = self._history.get(channel)
-        if h is None:
+        if h is None or (epoch is not None and h.epoch != epoch):
             return None
-        now = time.time()
-        while h.pubs and h.pubs[0][2] <= now:
-            h.pubs.popleft()
+        now, cut = time.time(), 0
+        while cut < len(h.offsets) and h.entries[h.offsets[cut]][1] <= now:
+            del h.entries[h.offsets[cut]]
+            cut += 1
+        del h.offsets[:cut]
+        return h
+
+    def _of_epoch(self, channel: str, epoch: str) -> _History:
+        """The channel's history of `epoch`; a new epoch drops what the old one held."""
+        h = self._live(channel)
+        if h is None or h.epoch != epoch:
+            h = self._history[channel] = _History(epoch)
         return h
 
     async def append(
         self, channel: str, epoch: str, offset: int, body: bytes, history_size: int, ttl_s: float
     ) -> None:
-        h = self._live(channel)
-        if h is None or h.epoch != epoch:
-            h = self._history[channel] = _History(epoch)
-        h.pubs.append((offset, body, time.time() + ttl_s))
-        while len(h.pubs) > history_size:
-            h.pubs.popleft()
+        h = self._of_epoch(channel, epoch)
+        kept = h.entries.get(offset)
+        if kept is not None and kept[0] is VOID:
+            raise StoreConflict(f"offset {offset} of {channel} was made void before it was stored")
+        h.put(offset, body, time.time() + ttl_s)
+        h.trim(history_size)
 
     async def history(
         self, channel: str, epoch: str, since: int | None, limit: int, reverse: bool
     ) -> list[tuple[int, bytes]]:
-        h = self._live(channel)
-        if h is None or h.epoch != epoch:
+        h = self._live(channel, epoch)
+        if h is None:
             return []
-        pubs = [(o, b) for o, b, _ in h.pubs if since is None or o > since]
-        return pubs[::-1][:limit] if reverse else pubs[:limit]
+        pubs = []
+        for o in reversed(h.offsets) if reverse else h.offsets:
+            body = h.entries[o][0]
+            if body is not VOID and (since is None or o > since):
+                pubs.append((o, body))
+                if len(pubs) == limit:
+                    break
+        return pubs
+
+    async def span(
+        self, channel: str, epoch: str, since: int, upto: int
+    ) -> list[tuple[int, bytes | None]]:
+        h = self._live(channel, epoch)
+        if h is None:
+            return []
+        lo, hi = bisect.bisect_left(h.offsets, since), bisect.bisect_right(h.offsets, upto)
+        return [(o, h.entries[o][0]) for o in h.offsets[lo:hi]]
+
+    async def lowest(self, channel: str, epoch: str) -> int | None:
+        h = self._live(channel, epoch)
+        return h.offsets[0] if h is not None and h.offsets else None
+
+    async def void(self, channel: str, epoch: str, offsets: list[int], ttl_s: float) -> None:
+        h = self._of_epoch(channel, epoch)
+        expires = time.time() + ttl_s
+        for offset in offsets:
+            if offset not in h.entries:
+                h.put(offset, VOID, expires)
+
+    async def reserve(self, channel: str, epoch: str, offset: int) -> None:
+        h = self._live(channel, epoch)
+        if h is not None:
+            h.reserved = max(h.reserved, offset)
 
     async def position(self, channel: str) -> Position | None:
         h = self._live(channel)
-        if h is None or not h.pubs:
+        if h is None or not h.offsets:
             return None
-        return Position(h.pubs[-1][0], h.epoch)
+        return Position(max(h.offsets[-1], h.reserved), h.epoch)
 
     async def upsert_user(self, provider: str, subject: str, name: str, avatar: str | None) -> User:
         user_id = self._identities.setdefault((provider, subject), secrets.token_hex(12))

@@ -26,8 +26,8 @@ from pymongo.errors import BulkWriteError, DuplicateKeyError, PyMongoError
 from server.config import MongoConfig
 from server.position import Position
 from server.store import schema
-from server.store.base import Session, Store, StoreUnavailable, User
-from server.store.commit import GroupCommit
+from server.store.base import VOID, Session, Store, StoreConflict, StoreUnavailable, User
+from server.store.commit import GroupCommit, Refused
 
 log = logging.getLogger("switchboard.store")
 
@@ -137,18 +137,24 @@ class MongoStore(Store):
     ) -> None:
         item = Append(channel, epoch, offset, body, history_size, _when(time.time() + ttl_s))
         if self._commit is None:
-            await self._write([item])
+            refused = await self._write([item])
+            if refused:
+                raise refused[0]
         else:
             await self._commit.submit(item)
 
-    async def _write(self, batch: list[Append]) -> None:
-        """Write a batch: per channel, drop older epochs, insert the newest, trim to size."""
+    async def _write(self, batch: list[Append]) -> Refused:
+        """Write a batch: per channel, drop older epochs, insert the newest, trim to size.
+
+        Returns the items refused because their offset was made void first.
+        """
         db = await self._ready()
         by_channel: dict[str, list[Append]] = {}
         for item in batch:
             by_channel.setdefault(item.channel, []).append(item)
         docs: list[dict[str, Any]] = []
         kept: dict[str, _Kept] = {}
+        refused: Refused = {}
         for channel, items in by_channel.items():
             newest = max(items, key=lambda i: i.offset)
             k = kept[channel] = await self._kept(db, channel, newest.epoch)
@@ -165,7 +171,12 @@ class MongoStore(Store):
                 if i.epoch == newest.epoch and i.offset > k.floor
             ]
         if docs:
-            await self._insert(db, docs)
+            voided = await self._insert(db, docs)
+            for i, item in enumerate(batch):
+                if (item.channel, item.offset) in voided:
+                    refused[i] = StoreConflict(
+                        f"offset {item.offset} of {item.channel} was made void before it was stored"
+                    )
         # Trim after inserting, to the highest floor known by now: a concurrent write that
         # trimmed while ours was in flight leaves nothing of ours below its floor.
         trims = [{"channel": c, "offset": {"$lte": k.floor}} for c, k in kept.items() if k.floor]
@@ -174,14 +185,20 @@ class MongoStore(Store):
                 await db[schema.PUBLICATIONS].delete_many(
                     trims[0] if len(trims) == 1 else {"$or": trims}
                 )
+        return refused
 
-    async def _insert(self, db: AsyncDatabase[dict[str, Any]], docs: list[dict[str, Any]]) -> None:
-        """Insert; an offset held by an older epoch's leftover is replaced, a retried one kept."""
+    async def _insert(
+        self, db: AsyncDatabase[dict[str, Any]], docs: list[dict[str, Any]]
+    ) -> set[tuple[str, int]]:
+        """Insert; an older epoch's leftover is replaced, a retried one kept.
+
+        Returns the (channel, offset) of publications refused because a void holds the offset.
+        """
         pubs = db[schema.PUBLICATIONS]
         with _outage("storing publications"):
             try:
                 await pubs.insert_many(docs, ordered=False)
-                return
+                return set()
             except BulkWriteError as exc:
                 dups = _duplicates(exc, docs)
             for doc in dups:
@@ -194,8 +211,20 @@ class MongoStore(Store):
                 )
             try:
                 await pubs.insert_many(dups, ordered=False)
+                return set()
             except BulkWriteError as exc:
-                _duplicates(exc, dups)  # now the same epoch's: already stored
+                same = _duplicates(exc, dups)  # now the same epoch's: stored, or a void
+            mine = [d for d in same if not d.get("void")]
+            if not mine:
+                return set()
+            found = pubs.find(
+                {
+                    "$or": [{"channel": d["channel"], "offset": d["offset"]} for d in mine],
+                    "void": True,
+                },
+                {"_id": 0, "channel": 1, "offset": 1},
+            )
+            return {(d["channel"], d["offset"]) async for d in found}
 
     async def _kept(self, db: AsyncDatabase[dict[str, Any]], channel: str, epoch: str) -> _Kept:
         """The channel's state under `epoch`, shared by concurrent writes, once recorded."""
@@ -242,6 +271,7 @@ class MongoStore(Store):
             "channel": channel,
             "epoch": epoch,
             "expire_at": {"$gt": _when(time.time())},
+            "void": {"$ne": True},
         }
         if since is not None:
             query["offset"] = {"$gt": since}
@@ -253,6 +283,51 @@ class MongoStore(Store):
                 .limit(limit)
             )
             return [(d["offset"], d["body"]) async for d in cursor]
+
+    async def span(
+        self, channel: str, epoch: str, since: int, upto: int
+    ) -> list[tuple[int, bytes | None]]:
+        db = await self._ready()
+        query = {
+            "channel": channel,
+            "epoch": epoch,
+            "offset": {"$gte": since, "$lte": upto},
+            "expire_at": {"$gt": _when(time.time())},
+        }
+        with _outage("reading history"):
+            cursor = db[schema.PUBLICATIONS].find(
+                query, {"_id": 0, "offset": 1, "body": 1, "void": 1}
+            )
+            kept = [(d["offset"], VOID if d.get("void") else d["body"]) async for d in cursor]
+        return sorted(kept, key=lambda entry: entry[0])
+
+    async def lowest(self, channel: str, epoch: str) -> int | None:
+        db = await self._ready()
+        query = {"channel": channel, "epoch": epoch, "expire_at": {"$gt": _when(time.time())}}
+        with _outage("reading history"):
+            doc = await db[schema.PUBLICATIONS].find_one(
+                query, {"_id": 0, "offset": 1}, sort=[("offset", 1)]
+            )
+        return None if doc is None else int(doc["offset"])
+
+    async def void(self, channel: str, epoch: str, offsets: list[int], ttl_s: float) -> None:
+        if not offsets:
+            return
+        db = await self._ready()
+        await self._kept(db, channel, epoch)
+        expire_at = _when(time.time() + ttl_s)
+        docs = [
+            {"channel": channel, "epoch": epoch, "offset": o, "void": True, "expire_at": expire_at}
+            for o in offsets
+        ]
+        await self._insert(db, docs)
+
+    async def reserve(self, channel: str, epoch: str, offset: int) -> None:
+        db = await self._ready()
+        with _outage("reserving offsets"):
+            await db[schema.CHANNELS].update_one(
+                {"_id": channel, "epoch": epoch}, {"$max": {"reserved": offset}}
+            )
 
     async def position(self, channel: str) -> Position | None:
         db = await self._ready()
@@ -269,7 +344,9 @@ class MongoStore(Store):
                 {"_id": 0, "offset": 1},
                 sort=[("offset", -1)],
             )
-        return None if newest is None else Position(newest["offset"], current["epoch"])
+        if newest is None:
+            return None
+        return Position(max(newest["offset"], current.get("reserved", 0)), current["epoch"])
 
     # -- users and sessions -------------------------------------------------------------------
 

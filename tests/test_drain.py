@@ -1,0 +1,94 @@
+"""Graceful drain on SIGTERM and the rolling restart of `--processes N` on SIGHUP, for real."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import signal
+import time
+from collections.abc import Callable
+
+import pytest
+
+from tests.fixtures.server_processes import ServerProcess
+from tests.support import WsClient, ws_open
+
+DRAIN = {"SWITCHBOARD_SERVER_DRAIN_S": "1.5", "SWITCHBOARD_SERVER_SHUTDOWN_GRACE_S": "3"}
+
+
+async def told_to_go(client: WsClient) -> tuple[float, dict[str, object], int | None]:
+    """When the drain reached this client, its disconnect push and the close code."""
+    push = await client.push_of("disconnect", timeout=15)
+    at = time.monotonic()
+    return at, push, await client.closed(timeout=5)
+
+
+@pytest.mark.asyncio
+async def test_sigterm_drains_clients_spread_over_drain_s_then_exits(
+    server_processes: Callable[..., ServerProcess], redis_url: str, redis_prefix: str
+) -> None:
+    server = server_processes(redis_url, redis_prefix, env=DRAIN)
+    server.wait_ready()
+    clients = [await ws_open(server.ws_url) for _ in range(60)]
+    for c in clients[:20]:
+        await c.ok("subscribe", channel="news")
+    began = time.monotonic()
+    server.proc.send_signal(signal.SIGTERM)
+    results = await asyncio.gather(*(told_to_go(c) for c in clients))
+    times = sorted(at - began for at, _, _ in results)
+    for _, push, code in results:
+        assert push["code"] == 1012 and push["reconnect"] is True
+        assert (
+            isinstance(push["reconnect_delay_ms"], int) and 0 <= push["reconnect_delay_ms"] <= 1000
+        )
+        assert code == 1012
+    # Spread over the drain, not all at once: the last goes over a second after the first.
+    assert times[-1] - times[0] > 1.0, times
+    assert times[-1] < 1.5 + 2.0, times
+    assert await asyncio.get_running_loop().run_in_executor(None, server.proc.wait, 10) == 0
+    assert "draining 60 clients" in server.log()
+    for c in clients:
+        await c.close()
+
+
+@pytest.mark.asyncio
+async def test_sighup_replaces_every_worker_one_at_a_time_without_refusing_a_connect(
+    server_processes: Callable[..., ServerProcess], redis_url: str, redis_prefix: str
+) -> None:
+    server = server_processes(redis_url, redis_prefix, processes=2, env=DRAIN)
+    server.wait_ready()
+    old_nodes: set[str] = set()
+    held = []
+    for _ in range(30):
+        client = await ws_open(server.ws_url)
+        old_nodes.add(client.hello["node"])
+        held.append(client)
+    os.kill(server.proc.pid, signal.SIGHUP)
+    failures, seen = 0, set()
+    deadline = time.monotonic() + 25
+    drained = asyncio.gather(*(told_to_go(c) for c in held))
+    while time.monotonic() < deadline:
+        try:
+            probe = await ws_open(server.ws_url)  # the port accepts throughout the roll
+            seen.add(probe.hello["node"])
+            await probe.close()
+        except OSError:
+            failures += 1
+        if drained.done() and len(seen - old_nodes) >= 2:
+            break
+        await asyncio.sleep(0.05)
+    results = await drained
+    assert failures == 0
+    assert all(push["reconnect"] is True and code == 1012 for _, push, code in results)
+    fresh = set()
+    for _ in range(20):
+        probe = await ws_open(server.ws_url)
+        fresh.add(probe.hello["node"])
+        await probe.close()
+    assert fresh and not fresh & old_nodes, "a worker from before the reload still serves"
+    assert server.proc.poll() is None, "the parent must survive SIGHUP"
+    pids = {n.split("-")[-2] for n in old_nodes | fresh}
+    assert len(pids) == len(old_nodes | fresh)
+    assert "rolling restart of 2 workers" in server.log()
+    for c in held:
+        await c.close()
