@@ -366,7 +366,9 @@ class Client:
                 if error.code != "unavailable":
                     self._refused(sub, error, since is not None)
                     return
-                await asyncio.sleep(backoff.next())
+                delay = backoff.next()
+                log.debug("subscribe to %s: %s; retrying in %.2f s", sub.channel, error, delay)
+                await asyncio.sleep(delay)
         finally:
             if self._tasks.get(sub) is asyncio.current_task():
                 del self._tasks[sub]
