@@ -26,22 +26,21 @@ from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 from websockets.exceptions import InvalidHandshake, InvalidStatus, InvalidURI
 
 from switchboard_client.backoff import Backoff, drain_delay
-from switchboard_client.callbacks import invoke
+from switchboard_client.callbacks import Callbacks
 from switchboard_client.connection import Connection
 from switchboard_client.errors import (
     FINAL_CLOSES,
-    ConnectionLost,
     SwitchboardError,
     close_error_code,
 )
 from switchboard_client.subscription import OnJoinLeave, OnPublication, OnRecovery, Subscription
+from switchboard_client.subscriptions import Subscriptions
 from switchboard_client.types import (
     Hello,
     HistoryResult,
     Position,
     PresenceResult,
     PublishResult,
-    Recovery,
     State,
 )
 
@@ -82,15 +81,14 @@ class Client:
         self.hello: Hello | None = None
         self._token = token
         self._get_token = get_token
-        self._min_delay, self._max_delay = min_delay, max_delay
         self._connect_timeout = connect_timeout
         self._ping_timeout = ping_timeout
         self._stable_after = stable_after
         self._backoff = Backoff(min_delay, max_delay)
         self._listeners: dict[str, list[Callable[..., object]]] = {}
-        self._subs: dict[str, Subscription] = {}
-        self._tasks: dict[Subscription, asyncio.Task[None]] = {}  # subscribing now
-        self._background: set[asyncio.Task[None]] = set()
+        #: runs the application's callbacks (subscriptions' too)
+        self.callbacks = Callbacks()
+        self._subs = Subscriptions(self._emit, self.callbacks, min_delay, max_delay)
         self._conn: Connection | None = None
         self._runner: asyncio.Task[None] | None = None
         self._connected: asyncio.Future[Hello] | None = None
@@ -130,11 +128,8 @@ class Client:
         conn, self._conn = self._conn, None
         if runner is not None and runner is not asyncio.current_task():
             runner.cancel()
-            try:
-                await runner
-            except asyncio.CancelledError:
-                pass
-        self._stop_subscriptions(None)
+            await asyncio.gather(runner, return_exceptions=True)
+        self._subs.stop(None)
         if conn is not None:
             await conn.close(1000, "client closed")
         if self._connected is not None and not self._connected.done():
@@ -160,7 +155,7 @@ class Client:
 
     def _emit(self, event: Event, *args: Any) -> None:
         for fn in list(self._listeners.get(event, ())):
-            invoke(fn, *args)
+            self.callbacks.invoke(fn, *args)
 
     def _set_state(self, state: State, retry_in: float | None = None) -> None:
         changed = state != self.state
@@ -232,8 +227,7 @@ class Client:
         self.hello = conn.hello
         started = time.monotonic()
         self._set_state("connected")
-        for sub in self._subs.values():
-            self._start_subscribe(sub)
+        self._subs.connected(conn)
         if self._connected is not None and not self._connected.done():
             self._connected.set_result(conn.hello)
         interval = max(1.0, float(conn.hello.get("ping_interval") or 25))
@@ -241,10 +235,7 @@ class Client:
             code, reason = await conn.run(interval, self._ping_timeout)
         finally:
             self._conn = None
-            for sub in list(self._tasks):
-                self._tasks.pop(sub).cancel()
-            for sub in self._subs.values():
-                sub.active = False
+            self._subs.lost()
         push = conn.disconnect_push
         renewable = code == 4001 and self._get_token is not None
         if push is not None:
@@ -265,50 +256,20 @@ class Client:
         """Stop for good because the server said so (or cannot be reached at all)."""
         self._closed = error
         self._runner = None
-        self._stop_subscriptions(error)
+        self._subs.stop(error)
         if self._connected is not None and not self._connected.done():
             self._connected.set_exception(error)
         self._emit("error", error)
         self._set_state("disconnected")
 
-    def _stop_subscriptions(self, error: SwitchboardError | None) -> None:
-        for task in self._tasks.values():
-            task.cancel()
-        self._tasks.clear()
-        subs, self._subs = self._subs, {}
-        for sub in subs.values():
-            sub.end(error)
-
     # -- pushes --------------------------------------------------------------------------------
 
     def _on_push(self, msg: dict[str, Any]) -> None:
-        kind = msg.get("push")
-        sub = self._subs.get(msg.get("channel"))  # type: ignore[arg-type]
-        if kind == "pub":
-            if sub is not None and sub.active:
-                msg.pop("push")
-                sub.deliver(msg)  # type: ignore[arg-type]
-        elif kind in ("join", "leave"):
-            fn = None if sub is None else sub.on_join if kind == "join" else sub.on_leave
-            if fn is not None:
-                invoke(fn, msg)
-        elif kind == "unsubscribed":
-            if sub is not None:
-                self._ended(sub, str(msg.get("reason")))
-        elif kind is None and isinstance(msg.get("error"), dict):
+        if "push" in msg:
+            self._subs.on_push(msg)
+        elif isinstance(msg.get("error"), dict):  # an error reply without an id
             err = msg["error"]
             self._emit("error", SwitchboardError(str(err.get("code")), str(err.get("message"))))
-
-    def _ended(self, sub: Subscription, reason: str) -> None:
-        """The server ended a subscription; one it could not keep gapless is taken up again."""
-        sub.active = False
-        if reason == "insufficient_state":
-            self._start_subscribe(sub)
-            return
-        del self._subs[sub.channel]
-        error = SwitchboardError(reason, f"unsubscribed from {sub.channel}", channel=sub.channel)
-        sub.end(error)
-        self._emit("error", error)
 
     # -- subscribing -------------------------------------------------------------------------------
 
@@ -330,161 +291,17 @@ class Client:
         """
         if self._closed is not None:
             raise self._closed
-        if channel in self._subs:
-            raise SwitchboardError("bad_request", f"already subscribed to {channel}")
-        sub = Subscription(
-            self, channel, on_publication, since, on_join, on_leave, on_recovery, max_queue
+        return await self._subs.subscribe(
+            channel, on_publication, since, on_join, on_leave, on_recovery, max_queue
         )
-        self._subs[channel] = sub
-        if self._conn is not None:
-            self._start_subscribe(sub)
-        try:
-            await asyncio.shield(sub.ready)
-        except asyncio.CancelledError:
-            self._forget(sub)
-            raise
-        return sub
-
-    def _start_subscribe(self, sub: Subscription) -> None:
-        conn = self._conn
-        if conn is None:
-            return  # the next connection subscribes
-        old = self._tasks.pop(sub, None)
-        if old is not None:
-            old.cancel()
-        self._tasks[sub] = asyncio.create_task(self._subscribe_on(conn, sub))
-
-    async def _subscribe_on(self, conn: Connection, sub: Subscription) -> None:
-        """Subscribe on `conn`, retrying an `unavailable` refusal with backoff."""
-        backoff = Backoff(self._min_delay, self._max_delay)
-        try:
-            while True:
-                since = sub.position
-                error = await self._subscribe_once(conn, sub, since)
-                if error is None or isinstance(error, ConnectionLost):
-                    return  # done, or the next connection subscribes again
-                if error.code != "unavailable":
-                    self._refused(sub, error, since is not None)
-                    return
-                delay = backoff.next()
-                log.debug("subscribe to %s: %s; retrying in %.2f s", sub.channel, error, delay)
-                await asyncio.sleep(delay)
-        finally:
-            if self._tasks.get(sub) is asyncio.current_task():
-                del self._tasks[sub]
-
-    async def _subscribe_once(
-        self, conn: Connection, sub: Subscription, since: Position | None
-    ) -> SwitchboardError | None:
-        outcome: asyncio.Future[SwitchboardError | None] = (
-            asyncio.get_running_loop().create_future()
-        )
-
-        def on_reply(reply: dict[str, Any] | ConnectionLost) -> None:
-            error = self._subscribed(conn, sub, since, reply)
-            if not outcome.done():  # the task may have been cancelled meanwhile
-                outcome.set_result(error)
-
-        fields: dict[str, Any] = {"channel": sub.channel}
-        if since is not None:
-            fields["since"] = since
-        try:
-            await conn.send("subscribe", fields, on_reply)
-        except ConnectionLost as lost:
-            return lost
-        return await outcome
-
-    def _subscribed(
-        self,
-        conn: Connection,
-        sub: Subscription,
-        since: Position | None,
-        reply: dict[str, Any] | ConnectionLost,
-    ) -> SwitchboardError | None:
-        """Apply a subscribe reply, in the read loop, before the next frame is read."""
-        if isinstance(reply, ConnectionLost):
-            return reply
-        if "error" in reply:
-            err = reply["error"]
-            return SwitchboardError(str(err.get("code")), str(err.get("message")))
-        if self._subs.get(sub.channel) is not sub or self._conn is not conn:
-            if self._conn is conn and sub.channel not in self._subs:
-                self._spawn(self._quiet_unsubscribe(conn, sub.channel))  # gone meanwhile
-            return None
-        result = reply["result"]
-        if result["epoch"] != sub.epoch:
-            sub.offset = 0 if since is not None else result["offset"]
-        sub.epoch = result["epoch"]
-        sub.active = True
-        for pub in result.get("missed") or ():
-            pub["channel"] = sub.channel
-            sub.deliver(pub)
-        if since is not None:
-            info: Recovery = sub.recovery(bool(result.get("recovered")))
-            self._emit("recovery", info)
-        sub.confirmed()
-        return None
-
-    def _refused(self, sub: Subscription, error: SwitchboardError, resuming: bool) -> None:
-        if self._subs.get(sub.channel) is sub:
-            del self._subs[sub.channel]
-        error.channel = sub.channel
-        sub.end(error)
-        if resuming:
-            self._emit("error", error)
-
-    def restart(self, sub: Subscription) -> None:
-        """Start a subscription again `since` its position (its reader fell behind)."""
-        if self._subs.get(sub.channel) is not sub:
-            return
-        sub.active = False
-        conn = self._conn
-        if conn is None:
-            return  # the next connection resubscribes `since` anyway
-        self._spawn(self._resubscribe(conn, sub))
-
-    async def _resubscribe(self, conn: Connection, sub: Subscription) -> None:
-        try:
-            await conn.call("unsubscribe", {"channel": sub.channel})
-        except SwitchboardError:
-            return  # the connection went: the next one resubscribes `since`
-        if self._conn is conn and self._subs.get(sub.channel) is sub:
-            self._start_subscribe(sub)
-
-    def _forget(self, sub: Subscription) -> None:
-        """Drop a subscription locally; the server side, if any, goes with `unsubscribe`."""
-        if self._subs.get(sub.channel) is sub:
-            del self._subs[sub.channel]
-        task = self._tasks.pop(sub, None)
-        if task is not None:
-            task.cancel()
-        sub.end(None)
 
     async def unsubscribe(self, channel: str | Subscription) -> None:
         """End a subscription (by channel or Subscription); its iteration stops."""
-        name = channel if isinstance(channel, str) else channel.channel
-        sub = self._subs.get(name)
-        if sub is None or (isinstance(channel, Subscription) and sub is not channel):
-            return
-        was_active = sub.active
-        self._forget(sub)
-        conn = self._conn
-        if was_active and conn is not None:
-            try:
-                await conn.call("unsubscribe", {"channel": name})
-            except ConnectionLost:
-                pass  # the server forgot it with the connection
+        await self._subs.unsubscribe(channel)
 
-    async def _quiet_unsubscribe(self, conn: Connection, channel: str) -> None:
-        try:
-            await conn.call("unsubscribe", {"channel": channel})
-        except SwitchboardError:
-            pass
-
-    def _spawn(self, coro: Awaitable[None]) -> None:
-        task = asyncio.ensure_future(coro)
-        self._background.add(task)
-        task.add_done_callback(self._background.discard)
+    def subscription(self, channel: str) -> Subscription | None:
+        """The subscription to `channel`, if any."""
+        return self._subs.get(channel)
 
     # -- commands --------------------------------------------------------------------------------
 
@@ -519,9 +336,6 @@ class Client:
         """Who is subscribed to the channel now: {clients: {client id: {user, name}}}."""
         result: PresenceResult = await self._call("presence", {"channel": channel})
         return result
-
-    def subscription(self, channel: str) -> Subscription | None:
-        return self._subs.get(channel)
 
 
 def with_token(url: str, token: str | None) -> str:

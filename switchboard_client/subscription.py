@@ -17,12 +17,11 @@ import collections
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
-from switchboard_client.callbacks import invoke
 from switchboard_client.errors import SwitchboardError
 from switchboard_client.types import JoinLeave, Position, Publication, Recovery
 
 if TYPE_CHECKING:
-    from switchboard_client.client import Client
+    from switchboard_client.subscriptions import Subscriptions
 
 OnPublication = Callable[[Publication], object]
 OnJoinLeave = Callable[[JoinLeave], object]
@@ -32,7 +31,7 @@ OnRecovery = Callable[[Recovery], object]
 class Subscription:
     def __init__(
         self,
-        client: Client,
+        owner: Subscriptions,
         channel: str,
         on_publication: OnPublication | None,
         since: Position | None,
@@ -41,7 +40,7 @@ class Subscription:
         on_recovery: OnRecovery | None,
         max_queue: int,
     ) -> None:
-        self.client = client
+        self._owner = owner
         self.channel = channel
         self.on_publication = on_publication
         self.on_join = on_join
@@ -71,7 +70,7 @@ class Subscription:
         return {"offset": self.offset, "epoch": self.epoch}
 
     async def unsubscribe(self) -> None:
-        await self.client.unsubscribe(self)
+        await self._owner.unsubscribe(self)
 
     # -- the client's side ---------------------------------------------------------------------
 
@@ -84,7 +83,7 @@ class Subscription:
             return
         self.offset = pub["offset"]
         if self.on_publication is not None:
-            invoke(self.on_publication, pub)
+            self._owner.callbacks.invoke(self.on_publication, pub)
             return
         self._queue.append(pub)
         self._wake()
@@ -93,7 +92,7 @@ class Subscription:
         self.recovered = recovered
         info: Recovery = {"channel": self.channel, "recovered": recovered}
         if self.on_recovery is not None:
-            invoke(self.on_recovery, info)
+            self._owner.callbacks.invoke(self.on_recovery, info)
         return info
 
     def confirmed(self) -> None:
@@ -134,7 +133,7 @@ class Subscription:
         pub = self._queue.popleft()
         if self._behind and len(self._queue) <= self._max_queue // 2 and not self._ended:
             self._behind = False
-            self.client.restart(self)
+            self._owner.restart(self)
         return pub
 
     def _wake(self) -> None:
