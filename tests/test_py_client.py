@@ -12,7 +12,7 @@ from switchboard_client import Client, JoinLeave, Publication, ServerAPI, Switch
 from switchboard_client.backoff import Backoff, drain_delay
 from switchboard_client.client import with_token
 from tests.py_client_support import Seen, eventually
-from tests.support import API_KEY, TOKEN_SECRET, RunningServer
+from tests.support import API_KEY, TOKEN_SECRET, RunningServer, make_config, start_server
 
 
 @pytest.mark.asyncio
@@ -187,3 +187,27 @@ def test_backoff_windows_double_to_the_cap_with_full_jitter() -> None:
 def test_token_goes_in_the_query() -> None:
     assert with_token("http://h:1/ws?v=1&token=old", "new") == "ws://h:1/ws?v=1&token=new"
     assert with_token("wss://h/ws", None) == "wss://h/ws"
+
+
+@pytest.mark.asyncio
+async def test_the_disconnect_push_decides_over_the_close_code() -> None:
+    """Over its command rate a client is closed with 4008, yet told to reconnect: it does."""
+    app = await start_server(make_config(limits={"command_rate": 1, "command_burst": 5}))
+    try:
+        async with Client(app.ws_url, min_delay=0.05, max_delay=0.2) as sb:
+            seen = Seen(sb)
+            await sb.subscribe("lobby", on_publication=seen.publication)
+            replies = await asyncio.gather(
+                *(sb.publish("lobby", n) for n in range(10)), return_exceptions=True
+            )
+            refused = [r for r in replies if isinstance(r, SwitchboardError)]
+            assert {r.code for r in refused} <= {"limit_exceeded", "unavailable"}
+            assert any(r.code == "limit_exceeded" for r in refused), replies
+            await eventually(lambda: seen.count("reconnecting") > 0)
+            await eventually(lambda: sb.state == "connected", timeout=5)
+            await asyncio.sleep(1.0)  # the bucket refills
+            await sb.publish("lobby", "after")
+            await eventually(lambda: "after" in seen.data("lobby"))
+            assert not seen.errors
+    finally:
+        await app.stop()
