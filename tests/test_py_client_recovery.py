@@ -197,7 +197,7 @@ async def test_an_unanswered_ping_means_a_dead_connection(
         try:
             frozen_at = time.monotonic()
             await eventually(lambda: sb.state == "reconnecting", timeout=5, what="dead ping")
-            assert time.monotonic() - frozen_at < 2.5  # one interval plus the ping's timeout
+            assert time.monotonic() - frozen_at < 3.0  # an interval, a ping timeout, slack
             await asyncio.sleep(1.5)  # attempts time out against the frozen server
             assert sb.state == "reconnecting"
         finally:
