@@ -7,6 +7,7 @@ PYTEST_ARGS ?=
 VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
+TS_STAMP := tools/ts/node_modules/.installed
 
 .PHONY: setup run up test bench services clean
 
@@ -30,11 +31,18 @@ up: setup services
 services:
 	@sh tools/install-services.sh
 
-test: setup services
+test: setup services $(TS_STAMP)
 	$(PY) -m pytest -q $(PYTEST_ARGS)
+
+# TypeScript from npm, pinned by tools/ts/package-lock.json: tests/test_ts_types.py type-checks
+# static/switchboard.d.ts with it (needs Node.js and npm).
+$(TS_STAMP): tools/ts/package.json tools/ts/package-lock.json
+	@command -v npm >/dev/null || { echo "npm not found: install Node.js 20"; exit 1; }
+	npm ci --prefix tools/ts --no-audit --no-fund
+	touch $(TS_STAMP)
 
 bench: setup services
 	$(PY) -m bench.suite
 
 clean:
-	rm -rf $(VENV) .pytest_cache .hypothesis
+	rm -rf $(VENV) .pytest_cache .hypothesis tools/ts/node_modules
