@@ -7,8 +7,6 @@ import time
 from collections.abc import Callable
 from typing import Any
 
-import orjson
-
 from server.client import Connection
 from switchboard_client import Client, Publication, Recovery, State, SwitchboardError
 
@@ -46,16 +44,5 @@ class Seen:
 
 
 def drain(conn: Connection, delay_ms: int) -> None:
-    """What the server's graceful drain sends a connection: go, come back after `delay_ms`."""
-    conn.send_json(
-        orjson.dumps(
-            {
-                "push": "disconnect",
-                "code": 1012,
-                "reason": "draining",
-                "reconnect": True,
-                "reconnect_delay_ms": delay_ms,
-            }
-        )
-    )
-    conn.transport.close(1012, "draining")
+    """What the server's graceful drain does to a connection: go, come back after `delay_ms`."""
+    conn.disconnect(1012, "draining", True, delay_ms=delay_ms)

@@ -69,7 +69,10 @@ async def test_publications_made_while_the_server_was_down_arrive_once_in_order(
             await eventually(lambda: len(seen.data("news")) >= 9)
             await asyncio.sleep(0.1)
             assert seen.data("news") == list(range(9))
-            assert seen.offsets["news"] == list(range(1, 10))
+            # The restarted server goes on past every offset it may have handed out unstored.
+            offsets = seen.offsets["news"]
+            assert offsets[:3] == [1, 2, 3] and offsets[3] > 4
+            assert offsets[3:] == list(range(offsets[3], offsets[3] + 6))
             assert seen.recoveries == [{"channel": "news", "recovered": True}]
             assert sb.subscription("news") is not None
     finally:
@@ -82,8 +85,9 @@ async def test_publications_made_while_the_server_was_down_arrive_once_in_order(
 async def test_a_drain_delays_the_reconnect_and_recovery_says_what_was_lost() -> None:
     """The graceful drain's push: wait reconnect_delay_ms plus up to half again, not backoff.
 
-    A namespace whose history holds two publications cannot cover five missed ones: the
-    client says `recovered: False` there, and stays gapless where history sufficed."""
+    A namespace whose history holds two publications (plus its unstored window of 64) cannot
+    cover seventy missed ones: the client says `recovered: False` there, and stays gapless
+    where history sufficed."""
     app = await start_server(
         make_config(namespaces={"short": {"history_size": 2, "history_ttl_s": 600}})
     )
@@ -106,8 +110,9 @@ async def test_a_drain_delays_the_reconnect_and_recovery_says_what_was_lost() ->
             drain(conn, 1000)
             await eventually(lambda: sb.state == "reconnecting")
             api = ServerAPI(app.base_url, API_KEY)
-            for n in range(5):
-                await api.publish("news", n)
+            for n in range(70):
+                if n < 5:
+                    await api.publish("news", n)
                 await api.publish("short:x", n)
             await eventually(lambda: sb.state == "connected", what="the reconnect")
             back_after = time.monotonic() - drained_at
@@ -118,7 +123,7 @@ async def test_a_drain_delays_the_reconnect_and_recovery_says_what_was_lost() ->
             await eventually(lambda: len(seen.data("news")) == 6)
             await eventually(lambda: short_recoveries == [False])
             assert seen.data("news") == ["before", 0, 1, 2, 3, 4]
-            assert seen.data("short:x") == ["before", 3, 4]  # what history still held
+            assert seen.data("short:x") == ["before", *range(4, 70)]  # what history still held
             sub = sb.subscription("short:x")
             assert sub is not None and sub.recovered is False
             assert {"channel": "news", "recovered": True} in seen.recoveries
@@ -234,8 +239,8 @@ async def test_a_subscribe_refused_as_unavailable_is_retried(
                 await api_publish_when_up(ServerAPI(app.base_url, API_KEY), channel, 1)
             await eventually(lambda: len(seen.data("news")) == 2 and seen.data("other") == [1])
             assert seen.data("news") == [0, 1]
-            # The broker's reconnect ended the old subscription (insufficient_state): resumed.
-            assert {"channel": "news", "recovered": True} in seen.recoveries
+            # The server brought the old subscription up to date itself after Redis came back.
+            assert all(r["recovered"] for r in seen.recoveries), seen.recoveries
     finally:
         await app.stop()
 
