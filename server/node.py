@@ -19,6 +19,7 @@ from functools import partial
 from typing import Any, Protocol, TypeVar
 
 import orjson
+import tornado.ioloop
 
 from server import protocol, recovery, wsframe
 from server.broker.base import Backlogged, Broker, BrokerUnavailable
@@ -42,6 +43,14 @@ RESYNC_CONCURRENCY = 8
 BACKLOG_WAIT_S = 2.0
 #: Marks a channel being brought up to date in `_last`: no publication is its successor.
 RESYNCING = ("", -2)
+#: How long the broker keeps the position of a channel without history once nobody keeps it:
+#: nodes keep the channels they have subscribers of, every third of this.
+IDLE_TTL_S = 60.0
+
+
+def channel_ttl(ns: NamespaceConfig) -> float:
+    """How long a channel's position outlives its last use: as long as its history lives."""
+    return max(ns.history_ttl_s, IDLE_TTL_S) if ns.keeps_history else IDLE_TTL_S
 
 
 class Client(Subscriber, Protocol):
@@ -60,6 +69,19 @@ class Service(Protocol):
     def start(self) -> None: ...
 
     def stop(self) -> None: ...
+
+
+class Every:
+    """A coroutine run every `interval_s` while the node lives."""
+
+    def __init__(self, interval_s: float, run: Callable[[], Awaitable[None]]) -> None:
+        self._timer = tornado.ioloop.PeriodicCallback(run, interval_s * 1000)
+
+    def start(self) -> None:
+        self._timer.start()
+
+    def stop(self) -> None:
+        self._timer.stop()
 
 
 class Node:
@@ -95,6 +117,7 @@ class Node:
         await self.store.start()
         await self.presence.start()
         await self.broker.start(self)
+        self.attach(Every(IDLE_TTL_S / 3, self.keep_channels))
 
     def spawn(self, aw: Awaitable[Any]) -> None:
         """Run a fire-and-forget task, holding a reference until it ends.
@@ -149,7 +172,8 @@ class Node:
                 stored = kept.offset + recovery.unstored_window(ns)
                 await _guard(self.store.reserve(channel, kept.epoch, stored))
                 start = Position(stored, kept.epoch)
-        if await _guard(self.broker.seed(channel, start, stored)) and kept is not None:
+        seeded = await _guard(self.broker.seed(channel, start, stored, channel_ttl(ns)))
+        if seeded and kept is not None:
             skipped = list(range(kept.offset + 1, start.offset + 1))
             await _guard(self.store.void(channel, kept.epoch, skipped, ns.history_ttl_s))
         pos = await _guard(self.broker.position(channel))
@@ -184,9 +208,10 @@ class Node:
         """Have the broker number and send a publication: seeded first if it must be, and
         waiting (a little) while the channel's unstored window is full."""
         seeded, delay, deadline = False, 0.005, time.monotonic() + BACKLOG_WAIT_S
+        ttl_s = channel_ttl(ns)
         while True:
             try:
-                pos = await self.broker.publish(channel, body, window)
+                pos = await self.broker.publish(channel, body, window, ttl_s)
             except Backlogged as exc:
                 if time.monotonic() > deadline:
                     raise ProtocolError(
@@ -443,9 +468,23 @@ class Node:
         ns = self.namespace(channel)
         if not ns.keeps_history:
             raise ProtocolError(Code.DISABLED, "history is off in this namespace")
-        pos = await self.position(channel)
+        # Reading creates nothing: a channel never used answers offset 0 and epoch "".
+        pos = await _guard(self.broker.position(channel)) or await _guard(
+            self.store.position(channel)
+        )
+        if pos is None:
+            return {"publications": [], "offset": 0, "epoch": ""}
         pubs = await _guard(self.store.history(channel, pos.epoch, since, limit, reverse))
         return {"publications": protocol.pubs_fragment(pubs), **pos.as_dict()}
+
+    async def keep_channels(self) -> None:
+        """Keep the broker's positions of every channel with subscribers here."""
+        keep = []
+        for channel in self.hub.channels():
+            ns = self.config.namespace_of(channel)
+            if ns is not None:
+                keep.append((channel, channel_ttl(ns)))
+        await _quietly(self.broker.keep(keep))
 
     async def presence_of(self, channel: str) -> dict[str, Any]:
         if not self.namespace(channel).presence:

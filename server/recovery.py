@@ -25,6 +25,8 @@ POLL_FIRST_S = 0.01
 POLL_CAP_S = 0.2
 
 Missed = list[tuple[int, bytes]]
+#: The position `history` gives a channel that was never used: before its first publication.
+NEVER_USED = Position(0, "")
 
 
 def unstored_window(ns: NamespaceConfig) -> int:
@@ -49,6 +51,8 @@ async def missed(
     True only when every offset in between is either delivered here or void. Raises
     StoreUnavailable when the store cannot be read.
     """
+    if since == NEVER_USED:  # from a `history` reply of a channel that had no state yet
+        since = Position(0, upto.epoch)
     if since.epoch != upto.epoch or since.offset > upto.offset:
         return False, []
     if since.offset == upto.offset:

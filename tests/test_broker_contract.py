@@ -21,12 +21,12 @@ async def started(broker: Broker) -> Recorder:
 async def test_a_channel_needs_a_seed_then_counts_from_it(any_broker: Broker) -> None:
     await started(any_broker)
     assert await any_broker.position("c") is None
-    assert await any_broker.publish("c", b'{"x":1}', 0) is None
-    await any_broker.seed("c", Position(7, "e1"), None)
-    await any_broker.seed("c", Position(0, "e2"), None)  # set-if-absent: the first seed stays
+    assert await any_broker.publish("c", b'{"x":1}', 0, 60) is None
+    await any_broker.seed("c", Position(7, "e1"), None, 60)
+    await any_broker.seed("c", Position(0, "e2"), None, 60)  # set-if-absent: the first seed stays
     assert await any_broker.position("c") == Position(7, "e1")
-    assert await any_broker.publish("c", b'{"x":1}', 0) == Position(8, "e1")
-    assert await any_broker.publish("c", b'{"x":2}', 0) == Position(9, "e1")
+    assert await any_broker.publish("c", b'{"x":1}', 0, 60) == Position(8, "e1")
+    assert await any_broker.publish("c", b'{"x":2}', 0, 60) == Position(9, "e1")
     assert await any_broker.position("c") == Position(9, "e1")
 
 
@@ -34,9 +34,9 @@ async def test_a_channel_needs_a_seed_then_counts_from_it(any_broker: Broker) ->
 async def test_subscribers_receive_every_publication_in_offset_order(any_broker: Broker) -> None:
     rec = await started(any_broker)
     await any_broker.subscribe("a")
-    await any_broker.seed("a", Position(0, "ep"), None)
+    await any_broker.seed("a", Position(0, "ep"), None, 60)
     bodies = [b'{"channel":"a","data":%d}' % i for i in range(300)]
-    positions = await asyncio.gather(*(any_broker.publish("a", b, 0) for b in bodies))
+    positions = await asyncio.gather(*(any_broker.publish("a", b, 0, 60) for b in bodies))
     assert sorted(p.offset for p in positions if p) == list(range(1, 301))
     by_offset = {p.offset: b for p, b in zip(positions, bodies, strict=True) if p}
     for offset in range(1, 301):
@@ -47,13 +47,13 @@ async def test_subscribers_receive_every_publication_in_offset_order(any_broker:
 async def test_only_subscribed_channels_are_delivered(any_broker: Broker) -> None:
     rec = await started(any_broker)
     for channel in ("a", "b"):
-        await any_broker.seed(channel, Position(0, "ep"), None)
+        await any_broker.seed(channel, Position(0, "ep"), None, 60)
     await any_broker.subscribe("a")
     await any_broker.subscribe("b")
     await any_broker.unsubscribe("b")
-    await any_broker.publish("b", b'{"n":1}', 0)
-    await any_broker.publish("never:subscribed", b"{}", 0)
-    await any_broker.publish("a", b'{"n":2}', 0)
+    await any_broker.publish("b", b'{"n":1}', 0, 60)
+    await any_broker.publish("never:subscribed", b"{}", 0, 60)
+    await any_broker.publish("a", b'{"n":2}', 0, 60)
     assert await rec.next() == ("pub", "a", 1, "ep", b'{"n":2}')
     assert rec.events.empty()
 
@@ -94,26 +94,26 @@ async def test_a_channel_with_history_hands_out_at_most_a_window_beyond_the_stor
     any_broker: Broker,
 ) -> None:
     await started(any_broker)
-    await any_broker.seed("h", Position(5, "ep"), 5)
-    assert [await any_broker.publish("h", b"{}", 3) for _ in range(3)] == [
+    await any_broker.seed("h", Position(5, "ep"), 5, 60)
+    assert [await any_broker.publish("h", b"{}", 3, 60) for _ in range(3)] == [
         Position(o, "ep") for o in (6, 7, 8)
     ]
     with pytest.raises(Backlogged):
-        await any_broker.publish("h", b"{}", 3)
+        await any_broker.publish("h", b"{}", 3, 60)
     assert await any_broker.position("h") == Position(8, "ep")  # the refused one took nothing
     any_broker.stored("h", Position(7, "other-epoch"))  # another epoch's report: ignored
     any_broker.stored("h", Position(6, "ep"))
     any_broker.stored("h", Position(7, "ep"))  # reports of one turn: the newest counts
     await any_broker.position("h")  # one round trip after the report
-    assert await any_broker.publish("h", b"{}", 3) == Position(9, "ep")
-    assert await any_broker.publish("h", b"{}", 3) == Position(10, "ep")
+    assert await any_broker.publish("h", b"{}", 3, 60) == Position(9, "ep")
+    assert await any_broker.publish("h", b"{}", 3, 60) == Position(10, "ep")
     with pytest.raises(Backlogged):
-        await any_broker.publish("h", b"{}", 3)
+        await any_broker.publish("h", b"{}", 3, 60)
 
 
 @pytest.mark.asyncio
 async def test_a_channel_without_history_has_no_window(any_broker: Broker) -> None:
     await started(any_broker)
-    await any_broker.seed("n", Position(0, "ep"), None)
+    await any_broker.seed("n", Position(0, "ep"), None, 60)
     for offset in range(1, 21):
-        assert await any_broker.publish("n", b"{}", 0) == Position(offset, "ep")
+        assert await any_broker.publish("n", b"{}", 0, 60) == Position(offset, "ep")

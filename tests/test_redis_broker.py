@@ -55,9 +55,9 @@ async def test_processes_share_one_order(brokers: Make, redis_url: str) -> None:
     (b1, rec1), (b2, rec2) = await brokers(redis_url), await brokers(redis_url)
     await b1.subscribe("c")
     await b2.subscribe("c")
-    await b1.seed("c", Position(0, "ep"), None)
+    await b1.seed("c", Position(0, "ep"), None, 60)
     sent = await asyncio.gather(
-        *(b.publish("c", b'{"n":%d}' % i, 0) for i in range(500) for b in (b1, b2))
+        *(b.publish("c", b'{"n":%d}' % i, 0, 60) for i in range(500) for b in (b1, b2))
     )
     assert sorted(p.offset for p in sent if p) == list(range(1, 1001))
     for rec in (rec1, rec2):
@@ -73,8 +73,8 @@ async def test_prefixes_keep_deployments_apart(
         await brokers(redis_url, redis_prefix + "-other"),
     )
     await mine.subscribe("c")
-    await theirs.seed("c", Position(0, "theirs"), None)
-    await theirs.publish("c", b"{}", 0)
+    await theirs.seed("c", Position(0, "theirs"), None, 60)
+    await theirs.publish("c", b"{}", 0, 60)
     assert await mine.position("c") is None
     await theirs.publish_control(b'{"op":"x"}')
     await asyncio.sleep(0.1)
@@ -95,21 +95,21 @@ async def test_stats_of_a_process_that_stopped_expire(brokers: Make, redis_url: 
 async def test_redis_going_away_and_coming_back(brokers: Make, own_redis: RedisProcess) -> None:
     broker, rec = await brokers(own_redis.url)
     await broker.subscribe("c")
-    await broker.seed("c", Position(0, "ep"), None)
-    assert await broker.publish("c", b"{}", 0) == Position(1, "ep")
+    await broker.seed("c", Position(0, "ep"), None, 60)
+    assert await broker.publish("c", b"{}", 0, 60) == Position(1, "ep")
     own_redis.stop()
     with pytest.raises(BrokerUnavailable, match="redis"):
         await broker.check()
-    assert await fails(broker.publish("c", b"{}", 0))
+    assert await fails(broker.publish("c", b"{}", 0, 60))
     assert await fails(broker.subscribe("d"))
     own_redis.start()
     await until(lambda: not rec.events.empty())
     assert (await rec.next_of("reconnected"))[0] == "reconnected"
     await broker.check()
     # Redis lost every position: the channel needs a seed again, and stays subscribed.
-    assert await broker.publish("c", b"{}", 0) is None
-    await broker.seed("c", Position(1, "ep"), None)
-    assert await broker.publish("c", b'{"n":2}', 0) == Position(2, "ep")
+    assert await broker.publish("c", b"{}", 0, 60) is None
+    await broker.seed("c", Position(1, "ep"), None, 60)
+    assert await broker.publish("c", b'{"n":2}', 0, 60) == Position(2, "ep")
     assert (await rec.next_of("pub"))[2:] == (2, "ep", b'{"n":2}')
 
 

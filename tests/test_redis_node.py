@@ -23,9 +23,9 @@ async def test_a_subscription_that_saw_nothing_yet_recovers_after_a_lost_link(
         await other.start(server.node)  # its handler is never called: it subscribes nothing
         start = await client.ok("subscribe", channel="news")
         await admin.execute_command("CLIENT", "KILL", "TYPE", "pubsub")
-        await other.publish("news", b'{"channel":"news","data":"missed","ts":1}', 100)
+        await other.publish("news", b'{"channel":"news","data":"missed","ts":1}', 100, 60)
         await asyncio.sleep(0.5)  # the link is back by now
-        await other.publish("news", b'{"channel":"news","data":"later","ts":2}', 100)
+        await other.publish("news", b'{"channel":"news","data":"later","ts":2}', 100, 60)
         push = await client.push()
         assert push.get("push") == "unsubscribed" or push.get("offset") == start["offset"] + 1, (
             f"a publication was skipped without telling the client: {push}"

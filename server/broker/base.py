@@ -60,8 +60,12 @@ class Broker(ABC):
         """Stop receiving a channel: called when its last local subscriber left."""
 
     @abstractmethod
-    async def publish(self, channel: str, body: bytes, window: int) -> Position | None:
+    async def publish(
+        self, channel: str, body: bytes, window: int, ttl_s: float
+    ) -> Position | None:
         """Assign the next offset, send the publication; None when the channel needs `seed`.
+
+        The channel's position is kept `ttl_s` from now (see `keep`).
 
         Raises Backlogged when the channel is seeded with `stored` and `window` offsets beyond
         it are handed out already.
@@ -72,11 +76,21 @@ class Broker(ABC):
         """The channel's newest position, or None when the channel needs `seed`."""
 
     @abstractmethod
-    async def seed(self, channel: str, position: Position, stored: int | None) -> bool:
+    async def seed(
+        self, channel: str, position: Position, stored: int | None, ttl_s: float
+    ) -> bool:
         """Set a channel's position unless it already has one; True when this call set it.
 
         `stored`: how far the store holds the channel, for channels with history; None for
         channels without, whose publications are not held back by a window.
+        """
+
+    @abstractmethod
+    async def keep(self, channels: list[tuple[str, float]]) -> None:
+        """Keep these channels' positions for their `ttl_s` from now.
+
+        A position nobody publishes to or keeps is forgotten after its ttl, so a channel
+        touched once holds no state for ever; nodes keep the channels they have subscribers of.
         """
 
     @abstractmethod

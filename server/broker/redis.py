@@ -24,23 +24,26 @@ from server.position import Position
 
 log = logging.getLogger("switchboard.redis")
 
-# ARGV: body, publish command, window. Returns {offset, epoch}; {-1, epoch} when `window`
-# offsets beyond what the store holds are handed out (channels with history); nil to be seeded.
+# ARGV: body, publish command, window, ttl in ms. Returns {offset, epoch}; {-1, epoch} when
+# `window` offsets beyond what the store holds are handed out (channels with history); nil to
+# be seeded.
 PUBLISH = """
 local h = redis.call('HMGET', KEYS[1], 'epoch', 'offset', 'stored')
 local epoch = h[1]
 if not epoch then return false end
 if h[3] and tonumber(h[2]) >= tonumber(h[3]) + tonumber(ARGV[3]) then return {-1, epoch} end
 local offset = redis.call('HINCRBY', KEYS[1], 'offset', 1)
+redis.call('PEXPIRE', KEYS[1], ARGV[4])
 redis.call(ARGV[2], KEYS[2], offset .. ':' .. epoch .. ':' .. ARGV[1])
 return {offset, epoch}
 """
 
-# ARGV: offset, epoch, and how far the store holds the channel (empty: no history).
+# ARGV: offset, epoch, how far the store holds the channel (empty: no history), ttl in ms.
 SEED = """
 if redis.call('EXISTS', KEYS[1]) == 1 then return 0 end
 redis.call('HSET', KEYS[1], 'offset', ARGV[1], 'epoch', ARGV[2])
 if ARGV[3] ~= '' then redis.call('HSET', KEYS[1], 'stored', ARGV[3]) end
+redis.call('PEXPIRE', KEYS[1], ARGV[4])
 return 1
 """
 
@@ -127,7 +130,9 @@ class RedisBroker(Broker):
     async def unsubscribe(self, channel: str) -> None:
         await self._link.unsubscribe(self._redis_channel(channel))
 
-    async def publish(self, channel: str, body: bytes, window: int) -> Position | None:
+    async def publish(
+        self, channel: str, body: bytes, window: int, ttl_s: float
+    ) -> Position | None:
         self._require_link()
         res = await self._call(
             "EVAL",
@@ -138,6 +143,7 @@ class RedisBroker(Broker):
             body,
             self._dialect.publish,
             window,
+            int(ttl_s * 1000),
         )
         if res is None:
             return None
@@ -149,8 +155,10 @@ class RedisBroker(Broker):
         offset, epoch = await self._call("HMGET", self._pos_key(channel), "offset", "epoch")
         return None if epoch is None else Position(int(offset), epoch.decode())
 
-    async def seed(self, channel: str, position: Position, stored: int | None) -> bool:
-        return 1 == await self._call(
+    async def seed(
+        self, channel: str, position: Position, stored: int | None, ttl_s: float
+    ) -> bool:
+        seeded = await self._call(
             "EVAL",
             SEED,
             1,
@@ -158,6 +166,14 @@ class RedisBroker(Broker):
             position.offset,
             position.epoch,
             "" if stored is None else stored,
+            int(ttl_s * 1000),
+        )
+        return bool(seeded == 1)
+
+    async def keep(self, channels: list[tuple[str, float]]) -> None:
+        """One pipeline of expiries; a key that is gone stays gone (it is seeded on use)."""
+        await asyncio.gather(
+            *(self._batch.submit("PEXPIRE", self._pos_key(c), int(t * 1000)) for c, t in channels)
         )
 
     def stored(self, channel: str, position: Position) -> None:

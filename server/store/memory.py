@@ -10,6 +10,9 @@ from dataclasses import dataclass, field
 from server.position import Position
 from server.store.base import VOID, Session, Store, StoreConflict, User
 
+#: How often writes look for channels whose whole history expired.
+SWEEP_S = 10.0
+
 
 @dataclass(slots=True)
 class _History:
@@ -37,6 +40,7 @@ class _History:
 class MemoryStore(Store):
     def __init__(self) -> None:
         self._history: dict[str, _History] = {}
+        self._swept = time.monotonic()
         self._users: dict[str, User] = {}
         self._identities: dict[tuple[str, str], str] = {}
         self._sessions: dict[str, Session] = {}
@@ -62,8 +66,20 @@ class MemoryStore(Store):
         del h.offsets[:cut]
         return h
 
+    def _sweep(self) -> None:
+        """Forget channels whose history all expired (every SWEEP_S, on a write)."""
+        now = time.monotonic()
+        if now - self._swept < SWEEP_S:
+            return
+        self._swept = now
+        for channel in list(self._history):
+            h = self._live(channel)
+            if h is not None and not h.offsets:
+                del self._history[channel]
+
     def _of_epoch(self, channel: str, epoch: str) -> _History:
         """The channel's history of `epoch`; a new epoch drops what the old one held."""
+        self._sweep()
         h = self._live(channel)
         if h is None or h.epoch != epoch:
             h = self._history[channel] = _History(epoch)
