@@ -5,12 +5,10 @@ from __future__ import annotations
 
 from typing import Any
 
-from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
-from prometheus_client.registry import CollectorRegistry
-
 from handlers.base import ApiHandler, JsonHandler
-from server import auth, protocol, stats
+from server import auth, metrics, protocol, stats
 from server.client import history_args
+from server.node import Node
 from server.protocol import Close, Code, ProtocolError
 
 MAX_TOKEN_TTL_S = 30 * 24 * 3600
@@ -119,11 +117,28 @@ class ReadyHandler(JsonHandler):
         self.send_json({"ready": not problems, "problems": problems}, 503 if problems else 200)
 
 
-class MetricsHandler(ApiHandler):
-    def initialize(self, node: Any, registry: CollectorRegistry) -> None:  # type: ignore[override]
+class MetricsHandler(JsonHandler):
+    """Prometheus text, or OpenMetrics when the scraper's Accept header asks for it.
+
+    Open to the API key, to `Authorization: Bearer <[metrics] token>` and to `[metrics] open_to`.
+    """
+
+    def initialize(self, node: Node, metrics: metrics.Metrics) -> None:  # type: ignore[override]
         super().initialize(node)
-        self.registry = registry
+        self.metrics = metrics
+
+    def prepare(self) -> None:
+        address = getattr(getattr(self.request.connection, "context", None), "address", None)
+        peer = address[0] if isinstance(address, tuple) and address else None
+        cfg = self.node.config
+        auth_header = self.request.headers.get("Authorization", "")
+        if not metrics.scrape_allowed(cfg.metrics, cfg.api.key, auth_header, peer):
+            raise ProtocolError(
+                Code.UNAUTHORIZED,
+                "missing or wrong `Authorization: apikey KEY` or `Bearer [metrics] token`",
+            )
 
     def get(self) -> None:
-        self.set_header("Content-Type", CONTENT_TYPE_LATEST)
-        self.finish(generate_latest(self.registry))
+        body, content_type = self.metrics.expose(self.request.headers.get("Accept", ""))
+        self.set_header("Content-Type", content_type)
+        self.finish(body)

@@ -145,11 +145,13 @@ class Node:
             if pos is None:
                 raise ProtocolError(Code.UNAVAILABLE, "the broker lost the channel's position")
         if ns.keeps_history:
+            started = time.perf_counter()
             await _guard(
                 self.store.append(
                     channel, pos.epoch, pos.offset, body, ns.history_size, ns.history_ttl_s
                 )
             )
+            self.stats.store_append.observe(time.perf_counter() - started)
         self.stats.published += 1
         return pos
 
@@ -166,6 +168,7 @@ class Node:
             return
         frame = wsframe.text(protocol.pub_push(offset, body))
         self.stats.sent += self.hub.broadcast(channel, offset, frame)
+        self.stats.observe_lag(body)
 
     def on_join_leave(self, channel: str, client_id: str, frame: bytes) -> None:
         self.stats.sent += self.hub.broadcast(channel, -1, wsframe.text(frame), exclude=client_id)

@@ -9,6 +9,7 @@ from pathlib import Path
 import pytest
 
 from server import config as config_mod
+from server.assets import SAMPLE_CONFIG
 from server.config import ConfigError
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -21,14 +22,14 @@ def load(data: dict, env: dict | None = None, dev: bool = False) -> config_mod.C
 
 
 def test_shipped_config_loads_in_dev_mode():
-    cfg = config_mod.load(ROOT / "config.toml", env={}, dev=True)
+    cfg = config_mod.load(SAMPLE_CONFIG, env={}, dev=True)
     assert cfg.server.port == 8000 and cfg.namespace("default") is not None
     assert cfg.namespace("chat").publish == "authenticated"
 
 
 def test_shipped_placeholders_refused_outside_dev():
     with pytest.raises(ConfigError, match=r"security.secret: still the shipped placeholder.*--dev"):
-        config_mod.load(ROOT / "config.toml", env={}, dev=False)
+        config_mod.load(SAMPLE_CONFIG, env={}, dev=False)
 
 
 def test_unknown_section():
@@ -128,7 +129,7 @@ def test_cli_invalid_toml_exits_2(tmp_path):
 
 
 def test_cli_placeholders_refused_without_dev():
-    res = run_cli("--config", "config.toml")
+    res = run_cli("--config", str(SAMPLE_CONFIG))
     assert res.returncode == 2 and "--dev" in res.stderr and "Traceback" not in res.stderr
 
 
