@@ -5,8 +5,10 @@ from __future__ import annotations
 
 from typing import Any
 
+import tornado.web
+
 from handlers.base import ApiHandler, JsonHandler
-from server import auth, metrics, protocol, stats
+from server import auth, metrics, openapi, protocol, stats
 from server.client import history_args
 from server.node import Node
 from server.protocol import Close, Code, ProtocolError
@@ -52,10 +54,14 @@ class HistoryHandler(ApiHandler):
         for name in ("since", "limit"):
             raw = self.get_query_argument(name, None)
             if raw is not None:
-                if not raw.isdigit():
-                    raise ProtocolError(Code.BAD_REQUEST, f"`{name}` must be an integer")
+                # ASCII digits only: str.isdigit() also accepts "²", which int() refuses.
+                if not (raw.isascii() and raw.isdigit()) or int(raw) > openapi.MAX_OFFSET:
+                    raise ProtocolError(Code.BAD_REQUEST, f"`{name}` must be an integer >= 0")
                 args[name] = int(raw)
-        args["reverse"] = self.get_query_argument("reverse", "false").lower() in ("1", "true")
+        order = self.get_query_argument("reverse", "false")
+        if order not in ("true", "false"):
+            raise ProtocolError(Code.BAD_REQUEST, "`reverse` must be true or false")
+        args["reverse"] = order == "true"
         since, limit, reverse = history_args(args)
         self.send_json(await self.node.history(channel, since, limit, reverse))
 
@@ -115,6 +121,21 @@ class ReadyHandler(JsonHandler):
     async def get(self) -> None:
         problems = await self.node.ready()
         self.send_json({"ready": not problems, "problems": problems}, 503 if problems else 200)
+
+
+class OpenApiHandler(JsonHandler):
+    """The OpenAPI 3.1 description of this API (server/openapi.py); public, like the docs."""
+
+    def get(self) -> None:
+        self.set_header("Cache-Control", "public, max-age=300")
+        self.send_json(openapi.document())
+
+
+class NotFoundHandler(JsonHandler):
+    """Any path no route matches: a 404 in the API's error shape rather than Tornado's HTML."""
+
+    def prepare(self) -> None:
+        raise tornado.web.HTTPError(404)
 
 
 class MetricsHandler(JsonHandler):
