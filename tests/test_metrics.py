@@ -4,7 +4,9 @@ and who may scrape (API key, bearer token, networks)."""
 from __future__ import annotations
 
 import asyncio
+import json
 import os
+import re
 import subprocess
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
@@ -22,6 +24,7 @@ from server import metrics
 from tests.fixtures.server_processes import ServerProcess
 from tests.support import API_KEY, RunningServer, WsClient, make_config, start_server, ws_open
 
+ROOT = Path(__file__).resolve().parent.parent
 OPENMETRICS = "application/openmetrics-text; version=1.0.0; charset=utf-8"
 TOKEN = "scrape-token-0123456789"
 
@@ -199,3 +202,18 @@ async def test_one_scrape_shows_every_worker_of_processes_2(
         seen["accepted"] = accepted
     assert seen["accepted"] >= sum(per_node.values())
     assert server.stop() == 0, server.log()
+
+
+@pytest.mark.asyncio
+async def test_the_grafana_dashboard_asks_only_for_series_the_server_exports(
+    app: RunningServer, ws_connect: Callable[..., Awaitable[WsClient]]
+) -> None:
+    c = await ws_connect()
+    await c.ok("subscribe", channel="room")
+    await c.ok("publish", channel="room", data=1)
+    resp = await scrape(app.base_url, accept="")
+    exported = {s.name for f in parse_text(resp.body.decode()) for s in f.samples}
+    dashboard = json.loads((ROOT / "deploy" / "grafana-dashboard.json").read_text())
+    exprs = [t["expr"] for p in dashboard["panels"] for t in p["targets"]]
+    asked = {m for e in exprs for m in re.findall(r"\b(?:switchboard|process)_\w+", e)}
+    assert len(asked) >= 12 and asked <= exported, asked - exported
