@@ -1,7 +1,8 @@
 """`python -m bench.load SCENARIO --url ws://127.0.0.1:8000/ws [options]`: run one load scenario.
 
 Exit status: 0 when the run completed and the delivery check held; 2 when any publication was lost,
-doubled or reordered (or delivery could not be checked); 1 on bad parameters or a failed run.
+doubled, reordered or refused by the server, when nothing was delivered, or when delivery could not
+be checked (each cause named on a `FAIL:` line); 1 on bad parameters or a failed run.
 """
 
 from __future__ import annotations

@@ -139,9 +139,33 @@ def series(c: Collected) -> list[dict[str, Any]]:
     return out
 
 
+#: Error keys that are the tester's own back-off, not the server's refusal.
+NOT_REFUSALS = ("publish:backpressure_skipped",)
+
+
 def failures(doc: dict[str, Any]) -> list[str]:
-    """Why the run must fail loudly: any delivery-guarantee breach, or nothing to check."""
+    """Why the run must fail loudly: any delivery-guarantee breach, a refused publication, or
+    nothing to check (a run where every publication was refused would otherwise lose nothing
+    and look clean)."""
     msgs = []
+    refused = {
+        k: v
+        for k, v in doc["errors"].items()
+        if k.startswith("publish:") and k not in NOT_REFUSALS and v
+    }
+    if refused:
+        causes = ", ".join(
+            f"{k.partition(':')[2]} x{v}" for k, v in sorted(refused.items(), key=lambda kv: -kv[1])
+        )
+        msgs.append(
+            f"PUBLICATIONS REFUSED: {sum(refused.values())} of {doc['published']} sent "
+            f"failed ({causes})"
+        )
+    if doc["scenario"] in ("fanout", "churn", "echo") and doc["delivered"] == 0:
+        what = "round trip completed" if doc["scenario"] == "echo" else "publication delivered"
+        msgs.append(f"NOTHING DELIVERED: not a single {what}")
+    if doc["scenario"] in ("fanout", "churn") and doc["published"] and not doc["channel_offsets"]:
+        msgs.append("NO PUBLICATION ACKNOWLEDGED: the server never confirmed one")
     if doc["lost"] or doc["duplicated"] or doc["reordered"]:
         ex = ", ".join(f"{ch}@{off}" for ch, off in doc["lost_examples"])
         msgs.append(

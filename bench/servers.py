@@ -20,6 +20,8 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
+from server import assets
+
 ROOT = Path(__file__).resolve().parent.parent
 API_KEY = "bench-api-key-0123456789"
 TOKEN_SECRET = "bench-token-secret-0123456789-abcdefghij"
@@ -162,8 +164,7 @@ def started_switchboard(
     port = free_port()
     tmp = Path(tempfile.mkdtemp(prefix="bench-config-"))
     config = tmp / "config.toml"
-    base = ROOT / "config.toml"
-    config.write_text((base.read_text() if base.exists() else "") + BENCH_NAMESPACE)
+    config.write_text(assets.SAMPLE_CONFIG.read_text() + BENCH_NAMESPACE)
     env = {
         "SWITCHBOARD_API_KEY": API_KEY,
         "SWITCHBOARD_SECURITY_TOKEN_SECRET": TOKEN_SECRET,

@@ -5,12 +5,12 @@ from __future__ import annotations
 
 from typing import Any
 
-from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
-from prometheus_client.registry import CollectorRegistry
+import tornado.web
 
 from handlers.base import ApiHandler, JsonHandler
-from server import auth, protocol, stats
+from server import auth, metrics, openapi, protocol, stats
 from server.client import history_args
+from server.node import Node
 from server.protocol import Close, Code, ProtocolError
 
 MAX_TOKEN_TTL_S = 30 * 24 * 3600
@@ -54,10 +54,14 @@ class HistoryHandler(ApiHandler):
         for name in ("since", "limit"):
             raw = self.get_query_argument(name, None)
             if raw is not None:
-                if not raw.isdigit():
-                    raise ProtocolError(Code.BAD_REQUEST, f"`{name}` must be an integer")
+                # ASCII digits only: str.isdigit() also accepts "²", which int() refuses.
+                if not (raw.isascii() and raw.isdigit()) or int(raw) > openapi.MAX_OFFSET:
+                    raise ProtocolError(Code.BAD_REQUEST, f"`{name}` must be an integer >= 0")
                 args[name] = int(raw)
-        args["reverse"] = self.get_query_argument("reverse", "false").lower() in ("1", "true")
+        order = self.get_query_argument("reverse", "false")
+        if order not in ("true", "false"):
+            raise ProtocolError(Code.BAD_REQUEST, "`reverse` must be true or false")
+        args["reverse"] = order == "true"
         since, limit, reverse = history_args(args)
         self.send_json(await self.node.history(channel, since, limit, reverse))
 
@@ -119,11 +123,43 @@ class ReadyHandler(JsonHandler):
         self.send_json({"ready": not problems, "problems": problems}, 503 if problems else 200)
 
 
-class MetricsHandler(ApiHandler):
-    def initialize(self, node: Any, registry: CollectorRegistry) -> None:  # type: ignore[override]
-        super().initialize(node)
-        self.registry = registry
+class OpenApiHandler(JsonHandler):
+    """The OpenAPI 3.1 description of this API (server/openapi.py); public, like the docs."""
 
     def get(self) -> None:
-        self.set_header("Content-Type", CONTENT_TYPE_LATEST)
-        self.finish(generate_latest(self.registry))
+        self.set_header("Cache-Control", "public, max-age=300")
+        self.send_json(openapi.document())
+
+
+class NotFoundHandler(JsonHandler):
+    """Any path no route matches: a 404 in the API's error shape rather than Tornado's HTML."""
+
+    def prepare(self) -> None:
+        raise tornado.web.HTTPError(404)
+
+
+class MetricsHandler(JsonHandler):
+    """Prometheus text, or OpenMetrics when the scraper's Accept header asks for it.
+
+    Open to the API key, to `Authorization: Bearer <[metrics] token>` and to `[metrics] open_to`.
+    """
+
+    def initialize(self, node: Node, metrics: metrics.Metrics) -> None:  # type: ignore[override]
+        super().initialize(node)
+        self.metrics = metrics
+
+    def prepare(self) -> None:
+        address = getattr(getattr(self.request.connection, "context", None), "address", None)
+        peer = address[0] if isinstance(address, tuple) and address else None
+        cfg = self.node.config
+        auth_header = self.request.headers.get("Authorization", "")
+        if not metrics.scrape_allowed(cfg.metrics, cfg.api.key, auth_header, peer):
+            raise ProtocolError(
+                Code.UNAUTHORIZED,
+                "missing or wrong `Authorization: apikey KEY` or `Bearer [metrics] token`",
+            )
+
+    def get(self) -> None:
+        body, content_type = self.metrics.expose(self.request.headers.get("Accept", ""))
+        self.set_header("Content-Type", content_type)
+        self.finish(body)

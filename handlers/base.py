@@ -21,6 +21,11 @@ class JsonHandler(tornado.web.RequestHandler):
     def initialize(self, node: Node) -> None:
         self.node = node
 
+    def check_xsrf_cookie(self) -> None:
+        """No XSRF token: JSON endpoints never act on cookies. The HTTP API authenticates with
+        a key in a header, which no other site can make a browser send; the rest are read-only
+        (a PUT to /healthz answers 405, not 403)."""
+
     def set_default_headers(self) -> None:
         self.set_header("Content-Type", "application/json; charset=utf-8")
         self.set_header("Cache-Control", "no-store")
@@ -51,7 +56,18 @@ class JsonHandler(tornado.web.RequestHandler):
         }.get(status_code, Code.INTERNAL)
         message = self._reason if status_code < 500 else "internal error"
         self.set_status(status_code)
+        if status_code == 405:
+            self.set_header("Allow", ", ".join(self.allowed_methods()))
         self.finish(orjson.dumps({"error": {"code": code.value, "message": message}}))
+
+    def allowed_methods(self) -> list[str]:
+        """The methods this handler implements, for the Allow header of a 405."""
+        base = tornado.web.RequestHandler
+        return [
+            m
+            for m in self.SUPPORTED_METHODS
+            if getattr(type(self), m.lower()) is not getattr(base, m.lower())
+        ]
 
     def log_exception(self, typ: Any, value: Any, tb: Any) -> None:
         if isinstance(value, ProtocolError):
@@ -78,7 +94,3 @@ class ApiHandler(JsonHandler):
         expected = self.node.config.api.key.encode()
         if scheme.lower() != "apikey" or not hmac.compare_digest(key.strip().encode(), expected):
             raise ProtocolError(Code.UNAUTHORIZED, "missing or wrong `Authorization: apikey KEY`")
-
-    def check_xsrf_cookie(self) -> None:
-        """No XSRF token: the API key in a header, which no other site can make a browser
-        send, is what authenticates these requests, not cookies."""

@@ -18,7 +18,7 @@ from collections.abc import Callable, Sequence
 
 import tornado.netutil
 
-from server import cluster, logs
+from server import assets, cluster, logs, metrics
 from server import config as config_mod
 from server.app import build_node, make_app, make_server
 from server.config import Config, ConfigError
@@ -34,7 +34,10 @@ LISTEN_BACKLOG = 4096  # Tornado's default of 128 refuses bursts of connects
 
 def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     p = argparse.ArgumentParser(prog="python -m server", description="Run a Switchboard server.")
-    p.add_argument("--config", default="config.toml", help="config file (default ./config.toml)")
+    p.add_argument(
+        "--config",
+        help="config file (default: ./config.toml if there, else the sample in the package)",
+    )
     p.add_argument("--host", help="address to listen on (overrides [server] host)")
     p.add_argument("--port", type=int, help="port to listen on (overrides [server] port)")
     p.add_argument(
@@ -49,11 +52,20 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
         help="worker processes sharing the port (needs [redis] url above 1)",
     )
     p.add_argument("--log-level", default="INFO")
+    p.add_argument(
+        "--log-format",
+        choices=logs.FORMATS,
+        default="auto",
+        help="text (colour on a terminal) or json lines; auto: text on a terminal, else json",
+    )
+    p.add_argument(
+        "--sample-config", action="store_true", help="print the sample config.toml and exit"
+    )
     return p.parse_args(argv)
 
 
 def load_config(args: argparse.Namespace) -> Config:
-    cfg = config_mod.load(args.config, dev=args.dev)
+    cfg = config_mod.load(assets.config_path(args.config), dev=args.dev)
     server = cfg.server
     if args.host is not None:
         server = dataclasses.replace(server, host=args.host)
@@ -154,7 +166,10 @@ def prepare_services(cfg: Config) -> tuple[Config, Callable[[], None]]:
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = parse_args(argv)
-    logs.setup(args.log_level)
+    if args.sample_config:
+        sys.stdout.write(assets.SAMPLE_CONFIG.read_text())
+        return 0
+    logs.setup(args.log_level, args.log_format)
     try:
         cfg = load_config(args)
     except ConfigError as exc:
@@ -171,6 +186,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         )
         return 1
     cfg, stop_services = prepare_services(cfg)
+    metrics.share_between_processes(args.processes)
     try:
         if args.processes > 1:
             return cluster.run_workers(

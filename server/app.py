@@ -5,14 +5,11 @@ The one module in server/ that imports handlers/.
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import tornado.httpserver
 import tornado.web
-from prometheus_client.registry import CollectorRegistry
 
 from handlers import api, login, site, ws
-from server import logs
+from server import assets, logs, metrics
 from server.broker import redis_conn
 from server.broker.base import Broker
 from server.broker.memory import MemoryBroker
@@ -26,13 +23,10 @@ from server.outbox import Flusher
 from server.presence.base import Presence
 from server.presence.memory import MemoryPresence
 from server.presence.redis import RedisPresence
-from server.stats import NodeCollector
 from server.statsfeed import StatsFeed
 from server.store.base import Store
 from server.store.memory import MemoryStore
 from server.store.mongo import MongoStore
-
-ROOT = Path(__file__).resolve().parent.parent
 
 
 def build_broker(config: Config) -> tuple[Broker, Presence]:
@@ -77,8 +71,8 @@ def make_server(app: tornado.web.Application, config: Config) -> tornado.httpser
 
 def make_app(node: Node) -> tornado.web.Application:
     config = node.config
-    registry = CollectorRegistry(auto_describe=True)
-    registry.register(NodeCollector(node))
+    node_metrics = metrics.Metrics(node)
+    node.attach(node_metrics)
     node.attach(StatsFeed(node))
     node.attach(KeepAlive(node.hub, config.server.ping_interval_s))
     n = {"node": node}
@@ -105,10 +99,13 @@ def make_app(node: Node) -> tornado.web.Application:
             (r"/api/stats", api.StatsHandler, n),
             (r"/healthz", api.HealthHandler, n),
             (r"/readyz", api.ReadyHandler, n),
-            (r"/metrics", api.MetricsHandler, {**n, "registry": registry}),
+            (r"/metrics", api.MetricsHandler, {**n, "metrics": node_metrics}),
+            (r"/api/openapi.json", api.OpenApiHandler, n),
         ],
-        template_path=str(ROOT / "templates"),
-        static_path=str(ROOT / "static"),
+        default_handler_class=api.NotFoundHandler,
+        default_handler_args=n,
+        template_path=str(assets.TEMPLATES),
+        static_path=str(assets.STATIC),
         cookie_secret=config.security.secret,
         # Every POST must carry the _xsrf form field matching its cookie, except the HTTP API,
         # which authenticates with an API key rather than cookies (ApiHandler opts out).

@@ -175,6 +175,7 @@ class Connection:
         return self._run(handler, cmd)
 
     async def _run(self, handler: Handler, cmd: Command) -> None:
+        started = time.perf_counter()
         try:
             result = await handler(self, cmd)
         except ProtocolError as exc:
@@ -187,6 +188,7 @@ class Connection:
                 self.send_json(protocol.reply_ok(cmd.id, result))
         finally:
             self.alive = True  # pongs are not read while a command runs: it was busy, not dead
+            self.node.stats.observe_command(cmd.op, time.perf_counter() - started)
 
     def _refuse(self, cmd_id: int | None, code: Code, message: str) -> None:
         """Reply with an error; malformed frames count as strikes towards a 4008 close."""

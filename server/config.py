@@ -7,12 +7,15 @@ allowed: a ConfigError, which the entry point prints before exiting with status 
 from __future__ import annotations
 
 import dataclasses
+import difflib
+import ipaddress
 import os
 import tomllib
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any, get_type_hints
+from urllib.parse import unquote
 
 from server.protocol import split_channel
 
@@ -120,6 +123,35 @@ class MongoConfig:
             "milliseconds from 0 (off) to 100",
             self.group_commit_ms,
         )
+
+
+def url_database(url: str) -> str:
+    """The database a mongodb:// URL names after its hosts (`mongodb://h1,h2/mydb?...`), or ""."""
+    if not url.startswith(("mongodb://", "mongodb+srv://")):
+        return ""
+    rest = url.partition("://")[2].split("?", 1)[0]
+    return unquote(rest.rpartition("@")[2].partition("/")[2])
+
+
+@dataclass(frozen=True, slots=True)
+class MetricsConfig:
+    """`[metrics]`: who may scrape /metrics besides holders of the API key."""
+
+    token: str = ""  # `Authorization: Bearer <token>`: a read-only credential for Prometheus
+    open_to: tuple[str, ...] = ()  # networks that scrape without credentials
+
+    def validate(self) -> None:
+        _check(
+            "metrics.token",
+            not self.token or len(self.token) >= 16,
+            "empty or at least 16 characters",
+            "<hidden>",
+        )
+        for net in self.open_to:
+            try:
+                ipaddress.ip_network(net, strict=False)
+            except ValueError:
+                _check("metrics.open_to", False, 'a list of networks, e.g. ["10.0.0.0/8"]', net)
 
 
 @dataclass(frozen=True, slots=True)
@@ -287,6 +319,7 @@ class Config:
     redis: RedisConfig = field(default_factory=RedisConfig)
     mongo: MongoConfig = field(default_factory=MongoConfig)
     limits: LimitsConfig = field(default_factory=LimitsConfig)
+    metrics: MetricsConfig = field(default_factory=MetricsConfig)
     namespaces: Mapping[str, NamespaceConfig] = field(
         default_factory=lambda: {"default": NamespaceConfig()}
     )
@@ -311,7 +344,45 @@ SECTIONS: dict[str, type] = {
     "redis": RedisConfig,
     "mongo": MongoConfig,
     "limits": LimitsConfig,
+    "metrics": MetricsConfig,
 }
+ENV_PREFIX = "SWITCHBOARD_"
+
+
+class _Asked(Mapping[str, str]):
+    """The environment, remembering which names the config asked for: the others are typos."""
+
+    def __init__(self, env: Mapping[str, str]) -> None:
+        self._env = env
+        self.asked: set[str] = set()
+
+    def __contains__(self, key: object) -> bool:
+        if isinstance(key, str):
+            self.asked.add(key)
+        return key in self._env
+
+    def __getitem__(self, key: str) -> str:
+        self.asked.add(key)
+        return self._env[key]
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._env)
+
+    def __len__(self) -> int:
+        return len(self._env)
+
+    def refuse_unknown(self) -> None:
+        """A SWITCHBOARD_* variable no key reads would be silently ignored: stop instead."""
+        unknown = sorted(k for k in self._env if k.startswith(ENV_PREFIX) and k not in self.asked)
+        if not unknown:
+            return
+        close = difflib.get_close_matches(unknown[0], sorted(self.asked), n=1, cutoff=0.8)
+        hint = (
+            f"did you mean {close[0]}?"
+            if close
+            else "variables are SWITCHBOARD_<SECTION>_<KEY> for the keys of config.toml"
+        )
+        raise ConfigError(f"{unknown[0]}: unknown environment variable ({hint})")
 
 
 def _coerce(key: str, typ: Any, value: Any, from_env: bool) -> Any:
@@ -389,7 +460,8 @@ def load(
 def from_dict(
     data: Mapping[str, Any], env: Mapping[str, str] | None = None, dev: bool = False
 ) -> Config:
-    env = {} if env is None else env
+    asked = _Asked({} if env is None else env)
+    env = asked
     unknown = sorted(set(data) - set(SECTIONS) - {"namespaces", "auth"})
     if unknown:
         allowed = ", ".join([*SECTIONS, "namespaces", "auth"])
@@ -399,7 +471,11 @@ def from_dict(
         for name, cls in SECTIONS.items()
     }
     namespaces = _namespaces(data.get("namespaces", {}), env)
-    cfg = Config(**sections, namespaces=namespaces, auth=_auth(data.get("auth", {}), env), dev=dev)
+    auth = _auth(data.get("auth", {}), env)
+    asked.refuse_unknown()
+    explicit = "database" in data.get("mongo", {}) or "SWITCHBOARD_MONGO_DATABASE" in env
+    sections["mongo"] = _mongo_database(sections["mongo"], explicit)
+    cfg = Config(**sections, namespaces=namespaces, auth=auth, dev=dev)
     for name in SECTIONS:
         getattr(cfg, name).validate()
     for name, ns in namespaces.items():
@@ -408,6 +484,19 @@ def from_dict(
         _refuse_placeholders(cfg)
     cfg.auth.validate(dev)  # after the placeholders: the shipped config trips those first
     return cfg
+
+
+def _mongo_database(mongo: MongoConfig, explicit: bool) -> MongoConfig:
+    """A database named in the URL is used, unless `[mongo] database` names another one."""
+    named = url_database(mongo.url)
+    if not named or named == mongo.database:
+        return mongo
+    if explicit:
+        raise ConfigError(
+            f"mongo.database: {mongo.database!r}, but mongo.url names database {named!r}; "
+            "name it in one place (or the same in both)"
+        )
+    return dataclasses.replace(mongo, database=named)
 
 
 def _namespaces(table: Any, env: Mapping[str, str]) -> dict[str, NamespaceConfig]:

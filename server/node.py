@@ -195,10 +195,12 @@ class Node:
         pos = await self._sequence(channel, ns, body, window)
         if ns.keeps_history:
             keep = ns.history_size + window
+            started = time.perf_counter()
             await _guard(
                 self.store.append(channel, pos.epoch, pos.offset, body, keep, ns.history_ttl_s)
             )
             self.broker.stored(channel, pos)
+            self.stats.store_append.observe(time.perf_counter() - started)
         self.stats.published += 1
         return pos
 
@@ -239,6 +241,7 @@ class Node:
         self._last[channel] = (epoch, offset)
         frame = wsframe.text(protocol.pub_push(offset, body))
         self.stats.sent += self.hub.broadcast(channel, offset, frame)
+        self.stats.observe_lag(body)
 
     def _out_of_turn(
         self, channel: str, offset: int, epoch: str, body: bytes, last: tuple[str, int]

@@ -1,18 +1,27 @@
-"""Process figures: plain counters on the hot path, read out for /api/stats and /metrics."""
+"""Process figures: plain counters on the hot path, read out for /api/stats and /metrics.
+
+Counters are plain ints, read out at scrape time (server/metrics.py). Latencies go into
+Prometheus histograms, observed once per publication, command or history write, never per
+delivery: a fan-out to 10,000 subscribers costs one observation.
+"""
 
 from __future__ import annotations
 
 import os
 import time
-from collections.abc import Iterator
 from typing import TYPE_CHECKING, Any
 
-import psutil
-from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
-from prometheus_client.registry import Collector
+import psutil  # type: ignore[import-untyped]
+from prometheus_client import Histogram
 
 if TYPE_CHECKING:
     from server.node import Node
+
+
+#: Seconds: from a millisecond up to the 10 s past which a delivery is as good as lost.
+LATENCY_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
+#: WebSocket commands that run through a handler (`ping` is answered inline, untimed).
+COMMANDS = ("auth", "subscribe", "unsubscribe", "publish", "history", "presence")
 
 
 class Stats:
@@ -26,6 +35,10 @@ class Stats:
         "refused",
         "started",
         "_process",
+        "lag",
+        "store_append",
+        "command_duration",
+        "_commands",
     )
 
     def __init__(self) -> None:
@@ -36,6 +49,44 @@ class Stats:
         self.refused = 0
         self.started = time.time()
         self._process = psutil.Process(os.getpid())
+        # Registered by server/metrics.py (one process) or read from its files (several).
+        self.lag = Histogram(
+            "switchboard_delivery_lag_seconds",
+            "From a publication's acceptance to its frame queued to this process's subscribers "
+            "(once per publication and process; to the millisecond)",
+            buckets=LATENCY_BUCKETS,
+            registry=None,
+        )
+        self.store_append = Histogram(
+            "switchboard_store_append_seconds",
+            "A publication's history write until acknowledged, group commit included",
+            buckets=LATENCY_BUCKETS,
+            registry=None,
+        )
+        self.command_duration = Histogram(
+            "switchboard_command_duration_seconds",
+            "WebSocket commands from their frame to their reply (all but ping)",
+            ["command"],
+            buckets=LATENCY_BUCKETS,
+            registry=None,
+        )
+        self._commands = {op: self.command_duration.labels(op) for op in COMMANDS}
+
+    def observe_lag(self, body: bytes) -> None:
+        """Observe a publication's lag from the `ts` (ms) its publisher stamped last in `body`."""
+        i = body.rfind(b'"ts":', -32)
+        if i < 0:
+            return
+        try:
+            ts_ms = int(body[i + 5 : -1])
+        except ValueError:
+            return
+        self.lag.observe(max(0.0, time.time() - ts_ms / 1000))
+
+    def observe_command(self, op: str, seconds: float) -> None:
+        child = self._commands.get(op)
+        if child is not None:
+            child.observe(seconds)
 
     def snapshot(self, node: Node) -> dict[str, Any]:
         hub = node.hub
@@ -71,28 +122,3 @@ def totals(processes: list[dict[str, Any]]) -> dict[str, Any]:
     total = {k: sum(int(p.get(k, 0)) for p in processes) for k in keys}
     total["processes"] = len(processes)
     return total
-
-
-class NodeCollector(Collector):
-    """Prometheus figures of one node, read at scrape time."""
-
-    def __init__(self, node: Node) -> None:
-        self._node = node
-
-    def collect(self) -> Iterator[Any]:
-        snap = self._node.process_stats()
-        for key, help_ in (
-            ("connections", "Open WebSocket connections"),
-            ("subscriptions", "Channel subscriptions"),
-            ("channels", "Channels with local subscribers"),
-            ("rss_bytes", "Resident memory of this process"),
-        ):
-            yield GaugeMetricFamily(f"switchboard_{key}", help_, value=snap[key])
-        for key, help_ in (
-            ("messages_in", "Commands received"),
-            ("messages_out", "Frames sent"),
-            ("publications", "Publications made through this process"),
-            ("connections_total", "Connections accepted"),
-            ("connections_refused", "Connections refused"),
-        ):
-            yield CounterMetricFamily(f"switchboard_{key}", help_, value=snap[key])

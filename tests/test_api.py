@@ -139,7 +139,7 @@ async def test_stats_and_metrics(app, ws_connect):
     assert proc["messages_in"] >= 2 and proc["messages_out"] >= 1 and proc["rss_bytes"] > 10**6
     assert body["total"]["connections"] == 1 and body["total"]["processes"] == 1
     code, text = await http(app, "GET", "/metrics")
-    assert code == 200 and "switchboard_connections 1.0" in text
+    assert code == 200 and f'switchboard_connections{{node="{app.node.id}"}} 1.0' in text
     assert "switchboard_messages_in_total" in text
 
 

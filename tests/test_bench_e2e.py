@@ -196,3 +196,35 @@ def test_small_runs_against_switchboard(tmp_path: Path) -> None:
         )
     assert_clean(rc, doc, output)
     assert doc["server"]["bytes_per_connection"] is not None, doc["server"]
+
+
+def test_every_publication_refused_fails_naming_the_refusal(tmp_path: Path) -> None:
+    """`feed:` channels take publications from the server alone: the tester's are all refused."""
+    with started_switchboard() as srv:
+        rc, doc, output = run_load(
+            [
+                "fanout",
+                "--url",
+                srv.ws_url,
+                "--subscribers",
+                "10",
+                "--publishers",
+                "1",
+                "--rate",
+                "20",
+                "--channels",
+                "1",
+                "--channel-prefix",
+                "feed:",
+                "--duration",
+                "1",
+                "--drain",
+                "1",
+                "--quiet",
+            ],
+            tmp_path,
+        )
+    assert rc == 2, output
+    assert doc["lost"] == 0 and doc["published"] > 0
+    assert f"FAIL: PUBLICATIONS REFUSED: {doc['published']} of {doc['published']} sent" in output
+    assert "error:forbidden" in output and "FAIL: NOTHING DELIVERED" in output

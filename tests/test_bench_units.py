@@ -9,6 +9,7 @@ import pytest
 from bench.checker import DeliveryTotals, OffsetChecker
 from bench.coordinator import make_plans
 from bench.params import ParamError, parse_addresses, parse_params
+from bench.report import failures
 from bench.serverstats import cpu_seconds, memory, stats_url
 from bench.stats import Histogram, percentile
 from bench.tokens import UrlMaker, with_token
@@ -252,3 +253,51 @@ def test_server_cpu_summed_over_processes_or_unknown() -> None:
     assert cpu_seconds(two) == 3.75
     assert cpu_seconds({"processes": [{"cpu_s": 1.0}, {}]}) is None  # one process did not tell
     assert cpu_seconds({"rss_bytes": 5}) is None
+
+
+# -- failures ---------------------------------------------------------------------------------
+
+
+def _doc(**changes: object) -> dict[str, object]:
+    doc: dict[str, object] = {
+        "scenario": "fanout",
+        "lost": 0,
+        "duplicated": 0,
+        "reordered": 0,
+        "lost_examples": [],
+        "subscriptions_checked": 10,
+        "errors": {},
+        "published": 100,
+        "delivered": 1000,
+        "channel_offsets": {"bench.0": 100},
+        "connections": {"requested": 11, "opened": 11},
+    }
+    doc.update(changes)
+    return doc
+
+
+def test_a_clean_run_has_no_failures() -> None:
+    assert failures(_doc()) == []
+    assert failures(_doc(errors={"publish:backpressure_skipped": 3})) == []
+
+
+def test_refused_publications_fail_naming_the_cause() -> None:
+    doc = _doc(
+        errors={"publish:error:forbidden": 100},
+        delivered=0,
+        channel_offsets={},
+    )
+    msgs = failures(doc)
+    assert msgs[0] == "PUBLICATIONS REFUSED: 100 of 100 sent failed (error:forbidden x100)"
+    assert "NOTHING DELIVERED: not a single publication delivered" in msgs
+    assert "NO PUBLICATION ACKNOWLEDGED: the server never confirmed one" in msgs
+
+
+def test_some_refusals_fail_too() -> None:
+    doc = _doc(errors={"publish:http:503": 2, "publish:timeout": 1})
+    assert failures(doc) == ["PUBLICATIONS REFUSED: 3 of 100 sent failed (http:503 x2, timeout x1)"]
+
+
+def test_an_echo_run_without_round_trips_fails() -> None:
+    doc = _doc(scenario="echo", published=0, delivered=0, channel_offsets={})
+    assert failures(doc) == ["NOTHING DELIVERED: not a single round trip completed"]

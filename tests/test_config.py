@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -9,6 +10,7 @@ from pathlib import Path
 import pytest
 
 from server import config as config_mod
+from server.assets import SAMPLE_CONFIG
 from server.config import ConfigError
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -21,14 +23,14 @@ def load(data: dict, env: dict | None = None, dev: bool = False) -> config_mod.C
 
 
 def test_shipped_config_loads_in_dev_mode():
-    cfg = config_mod.load(ROOT / "config.toml", env={}, dev=True)
+    cfg = config_mod.load(SAMPLE_CONFIG, env={}, dev=True)
     assert cfg.server.port == 8000 and cfg.namespace("default") is not None
     assert cfg.namespace("chat").publish == "authenticated"
 
 
 def test_shipped_placeholders_refused_outside_dev():
     with pytest.raises(ConfigError, match=r"security.secret: still the shipped placeholder.*--dev"):
-        config_mod.load(ROOT / "config.toml", env={}, dev=False)
+        config_mod.load(SAMPLE_CONFIG, env={}, dev=False)
 
 
 def test_unknown_section():
@@ -128,10 +130,78 @@ def test_cli_invalid_toml_exits_2(tmp_path):
 
 
 def test_cli_placeholders_refused_without_dev():
-    res = run_cli("--config", "config.toml")
+    res = run_cli("--config", str(SAMPLE_CONFIG))
     assert res.returncode == 2 and "--dev" in res.stderr and "Traceback" not in res.stderr
 
 
 def test_cli_missing_file_exits_2():
     res = run_cli("--config", "/nonexistent.toml")
     assert res.returncode == 2 and "config file not found" in res.stderr
+
+
+def test_unknown_env_variable_suggests_the_close_key():
+    with pytest.raises(ConfigError) as err:
+        load({}, {"SWITCHBOARD_REDIS_URLL": "redis://127.0.0.1:6379/0"})
+    assert str(err.value) == (
+        "SWITCHBOARD_REDIS_URLL: unknown environment variable (did you mean SWITCHBOARD_REDIS_URL?)"
+    )
+
+
+def test_unknown_env_variable_far_from_any_key():
+    with pytest.raises(ConfigError, match=r"^SWITCHBOARD_WHATEVER: unknown environment variable"):
+        load({}, {"SWITCHBOARD_WHATEVER": "1"})
+
+
+def test_env_variables_of_configured_namespaces_and_providers_are_known():
+    cfg = load(
+        {"namespaces": {"chat": {}}, "auth": {"oidc": {"corp": {"issuer": "https://x.example"}}}},
+        {
+            "SWITCHBOARD_NAMESPACES_CHAT_PRESENCE": "true",
+            "SWITCHBOARD_AUTH_OIDC_CORP_LABEL": "Corp",
+            "SWITCHBOARD_METRICS_TOKEN": "m" * 16,
+            "OTHER_PROGRAM_SETTING": "ignored: not ours",
+        },
+    )
+    assert cfg.namespaces["chat"].presence and cfg.auth.oidc["corp"].label == "Corp"
+    with pytest.raises(ConfigError, match=r"^SWITCHBOARD_NAMESPACES_NEWS_PRESENCE: unknown"):
+        load({"namespaces": {"chat": {}}}, {"SWITCHBOARD_NAMESPACES_NEWS_PRESENCE": "true"})
+
+
+def test_cli_unknown_env_variable_exits_2_with_one_line():
+    env = {k: v for k, v in os.environ.items() if not k.startswith("SWITCHBOARD_")}
+    res = run_cli("--dev", env={**env, "SWITCHBOARD_REDIS_URLL": "redis://127.0.0.1:6379/0"})
+    assert res.returncode == 2
+    assert res.stderr.strip().splitlines() == [
+        "switchboard: config error: SWITCHBOARD_REDIS_URLL: unknown environment variable "
+        "(did you mean SWITCHBOARD_REDIS_URL?)"
+    ]
+
+
+@pytest.mark.parametrize(
+    "url,database",
+    [
+        ("mongodb://db1:27017/mydb", "mydb"),
+        ("mongodb://u:p%40ss@db1,db2/my%20db?replicaSet=rs0", "my db"),
+        ("mongodb+srv://cluster.example.com/prod?retryWrites=true", "prod"),
+        ("mongodb://db1:27017/", "switchboard"),
+        ("mongodb://db1:27017/?replicaSet=rs0", "switchboard"),
+        ("memory:", "switchboard"),
+    ],
+)
+def test_the_database_named_in_the_mongo_url_is_used(url, database):
+    assert load({"mongo": {"url": url}}).mongo.database == database
+    assert load({}, {"SWITCHBOARD_MONGO_URL": url}).mongo.database == database
+
+
+def test_an_explicit_database_agreeing_with_the_url_is_fine():
+    cfg = load({"mongo": {"url": "mongodb://h/app", "database": "app"}})
+    assert cfg.mongo.database == "app"
+    assert load({"mongo": {"database": "other"}}).mongo.database == "other"
+
+
+def test_an_explicit_database_conflicting_with_the_url_is_one_error():
+    msg = r"^mongo.database: 'other', but mongo.url names database 'app'; name it in one place"
+    with pytest.raises(ConfigError, match=msg):
+        load({"mongo": {"url": "mongodb://h/app", "database": "other"}})
+    with pytest.raises(ConfigError, match=msg):
+        load({"mongo": {"url": "mongodb://h/app"}}, {"SWITCHBOARD_MONGO_DATABASE": "other"})

@@ -1,4 +1,4 @@
-"""static/switchboard.d.ts: it describes static/switchboard.js exactly, and an example page
+"""server/static/switchboard.d.ts describes server/static/switchboard.js exactly; an example page
 type-checks against it with `tsc --noEmit` (TypeScript pinned in tools/ts, from npm).
 
 `make test` installs TypeScript first (`npm ci --prefix tools/ts`); run alone, the fixture
@@ -19,7 +19,7 @@ ROOT = Path(__file__).resolve().parent.parent
 TOOLS = ROOT / "tools" / "ts"
 TSC = TOOLS / "node_modules" / ".bin" / "tsc"
 EXAMPLE = ROOT / "tests" / "ts" / "example.ts"
-DTS = ROOT / "static" / "switchboard.d.ts"
+DTS = ROOT / "server" / "static" / "switchboard.d.ts"
 EXPECT_ERROR = "// @ts-expect-error"
 
 
@@ -78,7 +78,7 @@ def dts_class_members(name: str) -> set[str]:
 def test_the_declarations_match_the_module() -> None:
     """Every value the module exports is declared, and every public method of Switchboard."""
     script = (
-        "const m = await import('./static/switchboard.js');"
+        "const m = await import('./server/static/switchboard.js');"
         "const sb = new m.Switchboard('/ws');"
         "const methods = Object.getOwnPropertyNames(m.Switchboard.prototype);"
         "const fields = Object.keys(sb);"
@@ -104,12 +104,16 @@ def test_the_package_holds_the_module_and_its_types() -> None:
     assert done.returncode == 0, done.stderr
     (pack,) = json.loads(done.stdout)
     files = {f["path"] for f in pack["files"]}
-    assert {"package.json", "static/switchboard.js", "static/switchboard.d.ts"} <= files
+    assert {
+        "package.json",
+        "server/static/switchboard.js",
+        "server/static/switchboard.d.ts",
+    } <= files
     assert files <= {
         "package.json",
         "README.md",
-        "static/switchboard.js",
-        "static/switchboard.d.ts",
+        "server/static/switchboard.js",
+        "server/static/switchboard.d.ts",
     }
     manifest = json.loads((ROOT / "package.json").read_text())
-    assert manifest["type"] == "module" and manifest["types"] == "./static/switchboard.d.ts"
+    assert manifest["type"] == "module" and manifest["types"] == "./server/static/switchboard.d.ts"

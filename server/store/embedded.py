@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import argparse
 import fcntl
+import importlib.util
 import logging
 import os
 import signal
@@ -26,6 +27,11 @@ from types import FrameType
 LOCK_FILE = "switchboard-mongo.lock"
 STORAGE_DIR = "mongo"
 STOP_TIMEOUT_S = 15.0
+#: What to install for the embedded server: secantusdb is an optional extra.
+MISSING = (
+    "the embedded MongoDB server needs the `embedded` extra: pip install 'switchboard[embedded]' "
+    "(or set [mongo] url / SWITCHBOARD_MONGO_URL to a MongoDB server, or memory:)"
+)
 
 
 class EmbeddedError(Exception):
@@ -44,11 +50,13 @@ class EmbeddedMongo:
 
     def start(self) -> str:
         """Start the server and return its URI; raise EmbeddedError when it cannot run."""
+        if importlib.util.find_spec("secantus") is None:
+            raise EmbeddedError(MISSING)
         cmd = [
             sys.executable,
             "-m",
             "server.store.embedded",
-            str(self.data_dir),
+            str(self.data_dir.resolve()),  # the child runs elsewhere: relative to our directory
             "--port",
             str(self.port),
             "--ttl-sweep",
