@@ -22,7 +22,6 @@ from server.hub import Hub
 from server.keepalive import KeepAlive
 from server.login.service import Login
 from server.node import Node
-from server.outbox import Flusher
 from server.presence.base import Presence
 from server.presence.memory import MemoryPresence
 from server.presence.redis import RedisPresence
@@ -31,6 +30,7 @@ from server.statsfeed import StatsFeed
 from server.store.base import Store
 from server.store.memory import MemoryStore
 from server.store.mongo import MongoStore
+from server.ws.outbox import Flusher
 
 ROOT = Path(__file__).resolve().parent.parent
 

@@ -18,7 +18,7 @@ from typing import Any, Protocol, TypeVar
 
 import orjson
 
-from server import protocol, wsframe
+from server import protocol
 from server.broker.base import Broker, BrokerUnavailable
 from server.config import Config, NamespaceConfig
 from server.hub import Hub, Subscriber
@@ -27,6 +27,7 @@ from server.presence.base import Presence
 from server.protocol import Code, ProtocolError
 from server.stats import Stats
 from server.store.base import Store, StoreUnavailable
+from server.ws import frame as wsframe
 
 log = logging.getLogger("switchboard.node")
 T = TypeVar("T")

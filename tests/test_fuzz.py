@@ -15,7 +15,8 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from server.app import build_node
-from server.client import Connection, Transport
+from server.client import Connection
+from server.ws.transport import Transport
 from server.protocol import Close
 from tests.support import make_config
 

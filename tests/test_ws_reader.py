@@ -13,7 +13,8 @@ import orjson
 import pytest
 import pytest_asyncio
 
-from handlers.wsreader import FrameParser, ProtocolViolation
+from server.ws.frame import ProtocolViolation
+from server.ws.parser import FrameParser
 from tests.support import RunningServer, make_config, masked, raw_ws_connect, start_server
 
 MAX = 1000
@@ -166,8 +167,8 @@ def test_unmasked_frame_is_a_protocol_error() -> None:
         "interleaved",
     ],
 )
-def test_malformed_frames_drop_the_connection(data: bytes) -> None:
-    assert violation(data).code is None
+def test_malformed_frames_fail_with_1002(data: bytes) -> None:
+    assert violation(data).code == 1002
 
 
 # -- on a socket -------------------------------------------------------------------------------
