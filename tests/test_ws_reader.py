@@ -204,3 +204,29 @@ async def test_a_server_close_follows_the_frames_queued_before_it(server: Runnin
     await frames.eof()
     sock.close()
     await gone(server)
+
+
+# -- protocol errors found as early as the RFC allows (issue 11, defects 3 and 4) ----------------
+
+
+@pytest.mark.parametrize("code", [0, 999, 1004, 1005, 1006, 1015, 1016, 1100, 2000, 2999, 5000])
+async def test_a_close_code_no_peer_may_send_is_answered_with_1002(
+    server: RunningServer, code: int
+) -> None:
+    sock, frames = await connect(server)
+    await send(sock, close_frame(code))
+    assert (await frames.close())[:2] == struct.pack("!H", 1002)
+    sock.close()
+    await gone(server)
+
+
+async def test_invalid_utf8_fails_with_the_fragment_that_makes_it_invalid(
+    server: RunningServer,
+) -> None:
+    """The message is never finished: the close must come from the second fragment."""
+    sock, frames = await connect(server)
+    await send(sock, frame(0x1, b'{"id":1,"op":"ping","x":"', fin=False))
+    await send(sock, frame(0x0, b"\xf4\x90\x80\x80", fin=False))  # U+110000: never valid
+    assert (await frames.close(timeout=2))[:2] == struct.pack("!H", 1007)
+    sock.close()
+    await gone(server)

@@ -57,6 +57,36 @@ def test_receive_loop_is_still_a_coroutine_tornado_awaits() -> None:
     assert source.index("handler.open(") < source.index("await self._receive_frame_loop()")
 
 
+def test_the_readers_own_attributes_do_not_shadow_tornados() -> None:
+    """ReaderProtocol keeps state on Tornado's object: no name of ours may be one of Tornado's."""
+    import re
+
+    from tornado.websocket import WebSocketProtocol, WebSocketProtocol13
+
+    from server.ws import reader
+
+    def assigned(source: str) -> set[str]:
+        return set(re.findall(r"self\.(\w+)(?::[^=]*)? = ", source))
+
+    tornados = set(dir(WebSocketProtocol13)) | assigned(
+        inspect.getsource(WebSocketProtocol13) + inspect.getsource(WebSocketProtocol)
+    )
+    ours = assigned(inspect.getsource(reader.ReaderProtocol)) | set(vars(reader.ReaderProtocol))
+    shared = {
+        "client_terminated",  # Tornado's protocol state, set by the reader as Tornado does
+        "server_terminated",
+        "close_code",
+        "close_reason",
+        "close",  # an override of Tornado's public method
+        "__init__",
+        "__module__",
+        "__doc__",
+        "__abstractmethods__",  # abc's bookkeeping, per class
+        "_abc_impl",
+    }
+    assert ours & tornados <= shared, ours & tornados - shared
+
+
 def test_unmask_is_tornados_and_correct() -> None:
     assert seam.unmask is tornado.util._websocket_mask
     for n in (0, 1, 3, 4, 5, 1000, 65537):

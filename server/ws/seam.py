@@ -28,6 +28,8 @@ PRIVATE: tuple[tuple[object, str, tuple[str, ...] | None], ...] = (
     (WebSocketProtocol, "_abort", ("self",)),
     (WebSocketProtocol, "_run_callback", ("self", "callback", "*args", "**kwargs")),
     (WebSocketHandler, "_detach_stream", ("self",)),
+    # Not called, relied on: it sets the stream, calls handler.open(), then the receive loop.
+    (WebSocketProtocol13, "_accept_connection", ("self", "handler")),
     (RequestHandler, "_headers", None),
 )
 
