@@ -19,7 +19,6 @@ from server.hub import Hub
 from server.keepalive import KeepAlive
 from server.login.service import Login
 from server.node import Node
-from server.outbox import Flusher
 from server.presence.base import Presence
 from server.presence.memory import MemoryPresence
 from server.presence.redis import RedisPresence
@@ -27,6 +26,7 @@ from server.statsfeed import StatsFeed
 from server.store.base import Store
 from server.store.memory import MemoryStore
 from server.store.mongo import MongoStore
+from server.ws.outbox import Flusher
 
 
 def build_broker(config: Config) -> tuple[Broker, Presence]:

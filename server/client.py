@@ -13,27 +13,18 @@ import time
 from collections.abc import Awaitable, Callable
 from typing import Any
 
-from server import auth, protocol, wsframe
+from server import auth, protocol
 from server.auth import ANONYMOUS, Identity, TokenError
 from server.limits import StrikeCounter, TokenBucket
 from server.node import Node
 from server.position import Position
 from server.protocol import Close, Code, Command, FrameError, ProtocolError
+from server.ws import frame as wsframe
+from server.ws.transport import Transport
 
 log = logging.getLogger("switchboard.client")
 
 Handler = Callable[["Connection", Command], Awaitable[Any]]
-
-
-class Transport:
-    """What a connection needs of its socket."""
-
-    def send(self, frame: bytes) -> None:
-        """Queue one encoded WebSocket frame."""
-        raise NotImplementedError
-
-    def close(self, code: int, reason: str) -> None:
-        raise NotImplementedError
 
 
 class Connection:
@@ -59,13 +50,12 @@ class Connection:
         node: Node,
         transport: Transport,
         identity: Identity = ANONYMOUS,
-        send: Callable[[bytes], None] | None = None,
     ) -> None:
         self.id = secrets.token_hex(8)
         self.node = node
         self.transport = transport
-        #: Queue one encoded frame: one call per delivery (the socket's outbox, given directly).
-        self.send = send or transport.send
+        #: Queue one encoded frame: one call per delivery (the transport's own bound method).
+        self.send = transport.send
         self.identity = identity
         self.user = identity.user
         self.name = identity.name

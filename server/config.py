@@ -58,6 +58,13 @@ class ServerConfig:
         for key in ("max_message_bytes", "max_connections", "max_pending_bytes"):
             v = getattr(self, key)
             _check(f"server.{key}", v >= 1, "a positive integer", v)
+        # A message's echo or publication must fit in what a connection may have unsent.
+        _check(
+            "server.max_message_bytes",
+            self.max_message_bytes <= self.max_pending_bytes,
+            f"at most server.max_pending_bytes ({self.max_pending_bytes})",
+            self.max_message_bytes,
+        )
         _check("server.host", bool(self.host), "a host name or address", self.host)
         _check("server.drain_s", 0 <= self.drain_s <= 3600, "seconds from 0 to 3600", self.drain_s)
 

@@ -18,8 +18,8 @@ from tornado.ioloop import PeriodicCallback
 
 from server.hub import Hub
 from server.protocol import Close
+from server.ws.frame import PING
 
-PING_FRAME = b"\x89\x00"  # an empty WebSocket ping
 TICK_S = 1.0
 
 
@@ -60,6 +60,6 @@ class KeepAlive:
     def visit(client: Pingable) -> None:
         if client.alive:
             client.alive = False
-            client.send(PING_FRAME)
+            client.send(PING)
         else:
             client.disconnect(Close.GOING_AWAY, "no answer to pings", True)

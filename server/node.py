@@ -21,7 +21,7 @@ from typing import Any, Protocol, TypeVar
 import orjson
 import tornado.ioloop
 
-from server import protocol, recovery, wsframe
+from server import protocol, recovery
 from server.broker.base import Backlogged, Broker, BrokerUnavailable
 from server.config import Config, NamespaceConfig
 from server.drain import Drainable
@@ -31,6 +31,7 @@ from server.presence.base import Presence
 from server.protocol import Code, ProtocolError
 from server.stats import Stats
 from server.store.base import Store, StoreUnavailable
+from server.ws import frame as wsframe
 
 log = logging.getLogger("switchboard.node")
 T = TypeVar("T")

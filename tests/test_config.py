@@ -58,6 +58,16 @@ def test_impossible_value():
         load({"server": {"port": 70000}})
 
 
+def test_message_larger_than_pending_bytes_is_refused():
+    with pytest.raises(
+        ConfigError,
+        match=r"^server.max_message_bytes: must be at most server.max_pending_bytes \(65536\), "
+        r"got 65537$",
+    ):
+        load({"server": {"max_message_bytes": 65537, "max_pending_bytes": 65536}})
+    assert load({"server": {"max_message_bytes": 65536, "max_pending_bytes": 65536}})
+
+
 def test_namespace_bad_publish_mode():
     with pytest.raises(ConfigError, match=r"^namespaces.chat.publish: must be anyone or "):
         load({"namespaces": {"chat": {"publish": "everyone"}}})

@@ -15,8 +15,9 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from server.app import build_node
-from server.client import Connection, Transport
+from server.client import Connection
 from server.protocol import Close
+from server.ws.transport import Transport
 from tests.support import make_config
 
 DOCUMENTED_CLOSES = {Close.POLICY, Close.UNAUTHORIZED}

@@ -10,7 +10,8 @@ import pytest
 import pytest_asyncio
 
 from server.hub import Hub
-from server.keepalive import PING_FRAME, KeepAlive
+from server.keepalive import KeepAlive
+from server.ws.frame import PING as PING_FRAME
 from tests.support import make_config, raw_ws_connect, start_server, ws_open
 
 
