@@ -206,7 +206,8 @@ class Conn:
         reply = await fut
         if "error" in reply:
             raise RuntimeError(reply["error"])
-        return reply["result"]
+        result: dict[str, Any] = reply["result"]
+        return result
 
     async def close(self) -> None:
         self.ws.close()

@@ -18,7 +18,7 @@ from server.config import Config
 from server.hub import Hub
 from server.keepalive import KeepAlive
 from server.login.service import Login
-from server.node import Node
+from server.node import Client, Node
 from server.presence.base import Presence
 from server.presence.memory import MemoryPresence
 from server.presence.redis import RedisPresence
@@ -55,7 +55,7 @@ def build_store(config: Config) -> Store:
 
 def build_node(config: Config) -> Node:
     broker, presence = build_broker(config)
-    return Node(config, Hub(), broker, build_store(config), presence)
+    return Node(config, Hub[Client](), broker, build_store(config), presence)
 
 
 #: Room in an HTTP API body beyond one publication: a broadcast's list of 1,000 channels.
@@ -74,7 +74,7 @@ def make_app(node: Node) -> tornado.web.Application:
     node_metrics = metrics.Metrics(node)
     node.attach(node_metrics)
     node.attach(StatsFeed(node))
-    node.attach(KeepAlive(node.hub, config.server.ping_interval_s))
+    node.attach(KeepAlive(node.hub.clients, config.server.ping_interval_s))
     n = {"node": node}
     nl = {**n, "login": Login(config, node.store)}
     channel = r"/api/channels/([^/]+)"

@@ -55,9 +55,13 @@ def channel_ttl(ns: NamespaceConfig) -> float:
 
 
 class Client(Subscriber, Protocol):
-    """What the node needs of a connection beyond the hub's view of it."""
+    """What the node (and its keep-alive and drain) needs of a connection."""
 
     name: str | None
+    alive: bool
+
+    @property
+    def session(self) -> str | None: ...
 
     def disconnect(
         self, code: int, reason: str, reconnect: bool, delay_ms: int | None = None
@@ -89,7 +93,7 @@ class Node:
     def __init__(
         self,
         config: Config,
-        hub: Hub,
+        hub: Hub[Client],
         broker: Broker,
         store: Store,
         presence: Presence,
@@ -184,7 +188,9 @@ class Node:
 
     # -- publishing ---------------------------------------------------------------------------
 
-    async def publish(self, channel: str, data: Any, info: dict[str, str] | None) -> Position:
+    async def publish(
+        self, channel: str, data: Any, info: dict[str, str | None] | None
+    ) -> Position:
         """Publish and, where the namespace keeps history, store before returning."""
         ns = self.namespace(channel)
         body = protocol.pub_body(channel, data, info, int(time.time() * 1000))
@@ -269,8 +275,8 @@ class Node:
             return
         if msg.get("op") == "disconnect":
             for client in self.hub.user_clients(str(msg.get("user"))):
-                if msg.get("session") in (None, getattr(client, "session", None)):
-                    client.disconnect(  # type: ignore[attr-defined]
+                if msg.get("session") in (None, client.session):
+                    client.disconnect(
                         int(msg.get("code", 4001)),
                         str(msg.get("reason", "")),
                         bool(msg.get("reconnect", False)),
@@ -344,7 +350,7 @@ class Node:
         frame = wsframe.text(protocol.unsubscribed_push(channel, reason))
         for client in self.hub.subscribers(channel):
             client.send(frame)
-            self.spawn(self.unsubscribe(client, channel))  # type: ignore[arg-type]
+            self.spawn(self.unsubscribe(client, channel))
 
     # -- subscriptions ------------------------------------------------------------------------
 
@@ -451,7 +457,7 @@ class Node:
     # -- draining -------------------------------------------------------------------------------
 
     def drainable(self) -> list[Drainable]:
-        return list(self.hub.clients())  # type: ignore[arg-type]
+        return list(self.hub.clients())
 
     async def wait_empty(self, timeout_s: float) -> bool:
         """Wait until no client is connected; False if some still are after `timeout_s`."""

@@ -80,7 +80,7 @@ class RunningServer(LocalUrls):
     async def stop(self) -> None:
         self.server.stop()
         for client in list(self.node.hub.clients()):
-            client.disconnect(1001, "test over", True)  # type: ignore[attr-defined]
+            client.disconnect(1001, "test over", True)
         await self.server.close_all_connections()
         await self.node.close()
 
@@ -142,7 +142,8 @@ class WsClient:
     async def ok(self, op: str, **fields: Any) -> dict[str, Any]:
         reply = await self.call(op, **fields)
         assert "error" not in reply, reply
-        return reply["result"]
+        result: dict[str, Any] = reply["result"]
+        return result
 
     async def push(self, timeout: float = 5.0) -> dict[str, Any]:
         return await asyncio.wait_for(self.pushes.get(), timeout)
@@ -170,7 +171,9 @@ class WsClient:
 async def ws_open(url: str, headers: dict[str, str] | None = None) -> WsClient:
     req = tornado.httpclient.HTTPRequest(url, headers=headers or {})
     conn = await tornado.websocket.websocket_connect(req)
-    hello = orjson.loads(await conn.read_message())
+    first = await conn.read_message()
+    assert first is not None, "closed before hello"
+    hello = orjson.loads(first)
     client = WsClient(conn, hello)
     client.start()
     return client

@@ -47,5 +47,5 @@ def unavailable(exc: BaseException) -> BrokerUnavailable:
 
 def backoff(attempt: int, base_s: float = 0.05, cap_s: float = 2.0) -> float:
     """Capped exponential backoff with equal jitter: processes do not reconnect in lockstep."""
-    delay = min(cap_s, base_s * 2 ** min(attempt, 16))
+    delay = min(cap_s, base_s * 2.0 ** min(attempt, 16))
     return delay / 2 + random.uniform(0, delay / 2)

@@ -127,12 +127,12 @@ class PubSubLink:
     async def _run(self) -> None:
         attempt = 0
         while True:
-            conn = self._pool.make_connection()
+            conn: redis.asyncio.Connection = self._pool.make_connection()  # type: ignore[no-untyped-call]  # redis-py leaves it unannotated
             links = self._links
             try:
-                await conn.connect()
+                await conn.connect()  # type: ignore[no-untyped-call]  # unannotated in redis-py
                 self._conn = conn
-                await self._resubscribe()
+                await self._resubscribe(conn)
                 await self._serve(conn)
             except (redis.exceptions.RedisError, OSError) as exc:
                 self._lost(str(unavailable(exc)))
@@ -142,14 +142,10 @@ class PubSubLink:
             attempt = 1 if self._links != links else attempt + 1  # count failures in a row
             await asyncio.sleep(backoff(attempt))
 
-    async def _resubscribe(self) -> None:
+    async def _resubscribe(self, conn: redis.asyncio.Connection) -> None:
         self._resubscribing = set(self._wanted)
         for channel in self._resubscribing:
-            await self._conn.send_command(
-                self._dialect.subscribe,
-                channel,  # type: ignore[union-attr]
-                check_health=False,
-            )
+            await conn.send_command(self._dialect.subscribe, channel, check_health=False)
 
     def _lost(self, reason: str) -> None:
         if self.down is None:
