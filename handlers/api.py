@@ -9,7 +9,6 @@ import tornado.web
 
 from handlers.base import ApiHandler, JsonHandler
 from server import auth, metrics, openapi, protocol, stats
-from server.client import history_args
 from server.node import Node
 from server.protocol import Close, Code, ProtocolError
 
@@ -62,7 +61,7 @@ class HistoryHandler(ApiHandler):
         if order not in ("true", "false"):
             raise ProtocolError(Code.BAD_REQUEST, "`reverse` must be true or false")
         args["reverse"] = order == "true"
-        since, limit, reverse = history_args(args)
+        since, limit, reverse = protocol.history_args(args)
         self.send_json(await self.node.history(channel, since, limit, reverse))
 
 

@@ -55,7 +55,8 @@ def build_store(config: Config) -> Store:
 
 def build_node(config: Config) -> Node:
     broker, presence = build_broker(config)
-    return Node(config, Hub[Client](), broker, build_store(config), presence)
+    hub = Hub[Client](config.server.max_pending_bytes)
+    return Node(config, hub, broker, build_store(config), presence)
 
 
 #: Room in an HTTP API body beyond one publication: a broadcast's list of 1,000 channels.

@@ -242,7 +242,7 @@ class Connection:
 
     async def op_history(self, cmd: Command) -> dict[str, Any]:
         channel = protocol.check_channel(cmd.args.get("channel"))
-        since, limit, reverse = history_args(cmd.args)
+        since, limit, reverse = protocol.history_args(cmd.args)
         auth.check_subscribe(self.identity, channel, self.node.namespace(channel))
         return await self.node.history(channel, since, limit, reverse)
 
@@ -273,15 +273,3 @@ def _since_position(since: Any) -> Position | None:
             Code.BAD_REQUEST, "`since` needs an integer `offset` >= 0 and a string `epoch`"
         )
     return Position(offset, epoch)
-
-
-def history_args(args: dict[str, Any]) -> tuple[int | None, int, bool]:
-    """Validated `since`, `limit` and `reverse` of a history request."""
-    since, limit, reverse = args.get("since"), args.get("limit", 100), args.get("reverse", False)
-    if since is not None and (type(since) is not int or since < 0):
-        raise ProtocolError(Code.BAD_REQUEST, "`since` must be an integer offset >= 0")
-    if type(limit) is not int or not 1 <= limit <= 1000:
-        raise ProtocolError(Code.BAD_REQUEST, "`limit` must be an integer from 1 to 1000")
-    if not isinstance(reverse, bool):
-        raise ProtocolError(Code.BAD_REQUEST, "`reverse` must be true or false")
-    return since, limit, reverse

@@ -19,6 +19,30 @@ class Subscriber(Protocol):
 
 
 Buffered = list[tuple[int, bytes]]
+#: Bytes a subscription may hold while it is set up: beyond, it ends and the client recovers.
+MAX_BUFFERED_BYTES = 1 << 20
+
+
+class _Held:
+    """Frames held for one subscription being set up, bounded in bytes."""
+
+    __slots__ = ("frames", "size", "overflowed")
+
+    def __init__(self) -> None:
+        self.frames: Buffered = []
+        self.size = 0
+        self.overflowed = False
+
+    def add(self, offset: int, frame: bytes, limit: int) -> None:
+        if self.overflowed:
+            return
+        self.size += len(frame)
+        if self.size > limit:
+            self.overflowed, self.frames = True, []
+        else:
+            self.frames.append((offset, frame))
+
+
 C = TypeVar("C", bound=Subscriber)
 
 
@@ -27,11 +51,12 @@ class Hub(Generic[C]):
 
     """Generic over what it holds, so its callers get their own client type back."""
 
-    def __init__(self) -> None:
+    def __init__(self, max_buffered_bytes: int = MAX_BUFFERED_BYTES) -> None:
+        self._max_buffered = max_buffered_bytes
         self._clients: dict[str, C] = {}
         self._by_user: dict[str, dict[str, C]] = {}
         self._channels: dict[str, dict[C, None]] = {}
-        self._buffers: dict[str, dict[C, Buffered]] = {}
+        self._buffers: dict[str, dict[C, _Held]] = {}
         self._client_channels: dict[C, set[str]] = {}
 
     # -- clients ------------------------------------------------------------------------------
@@ -87,13 +112,17 @@ class Hub(Generic[C]):
         first = channel not in self._channels and channel not in self._buffers
         self._client_channels[client].add(channel)
         if buffer:
-            self._buffers.setdefault(channel, {})[client] = []
+            self._buffers.setdefault(channel, {})[client] = _Held()
         else:
             self._channels.setdefault(channel, {})[client] = None
         return first
 
-    def release(self, channel: str, client: C) -> Buffered:
-        """End a subscription's buffering: frames flow to it directly from now on."""
+    def release(self, channel: str, client: C) -> Buffered | None:
+        """End a subscription's buffering: frames flow to it directly from now on.
+
+        Returns the held frames, or None when more arrived than a buffer holds: the
+        subscription could not keep up while being set up (it stays, still buffering nothing).
+        """
         buffers = self._buffers.get(channel)
         held = buffers.pop(client, None) if buffers is not None else None
         if held is None:
@@ -101,7 +130,7 @@ class Hub(Generic[C]):
         if not buffers:
             del self._buffers[channel]
         self._channels.setdefault(channel, {})[client] = None
-        return held
+        return None if held.overflowed else held.frames
 
     def unsubscribe(self, channel: str, client: C) -> bool:
         """Remove a subscription; True when the channel has no local subscriber left."""
@@ -160,7 +189,7 @@ class Hub(Generic[C]):
         if buffers:
             for client, held in buffers.items():
                 if client.id != exclude:
-                    held.append((offset, frame))
+                    held.add(offset, frame, self._max_buffered)
         return sent
 
     # -- figures ------------------------------------------------------------------------------

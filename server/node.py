@@ -30,7 +30,8 @@ from server.position import Position, new_epoch
 from server.presence.base import Presence
 from server.protocol import Code, ProtocolError
 from server.stats import Stats
-from server.store.base import Store, StoreUnavailable
+from server.store.base import Store
+from server.unavailable import Unavailable
 from server.ws import frame as wsframe
 
 log = logging.getLogger("switchboard.node")
@@ -401,8 +402,13 @@ class Node:
         The first live subscriber of a channel sets how far the channel is delivered here,
         so a gap in the very next publication is noticed too.
         """
+        held = self.hub.release(channel, client)
+        if held is None:  # too much arrived meanwhile: recover from history instead
+            client.send(wsframe.text(protocol.unsubscribed_push(channel, RESUBSCRIBE)))
+            self.spawn(self.unsubscribe(client, channel))
+            return
         reached = pos.offset
-        for offset, frame in self.hub.release(channel, client):
+        for offset, frame in held:
             if offset < 0 or offset > reached:
                 client.send(frame)
                 reached = max(reached, offset)
@@ -530,7 +536,7 @@ class Node:
         for name, check in (("broker", self.broker.check), ("store", self.store.check)):
             try:
                 await check()
-            except (BrokerUnavailable, StoreUnavailable) as exc:
+            except Unavailable as exc:
                 problems[name] = str(exc) or type(exc).__name__
         return problems
 
@@ -539,7 +545,7 @@ async def _guard(aw: Awaitable[T]) -> T:
     """Await a broker or store call; its outage becomes an `unavailable` reply."""
     try:
         return await aw
-    except (BrokerUnavailable, StoreUnavailable) as exc:
+    except Unavailable as exc:
         raise ProtocolError(Code.UNAVAILABLE, f"temporarily unavailable: {exc}") from None
 
 
@@ -550,7 +556,7 @@ async def _retry(call: Callable[[], Awaitable[None]], for_s: float) -> None:
         try:
             await call()
             return
-        except (BrokerUnavailable, StoreUnavailable) as exc:
+        except Unavailable as exc:
             if time.monotonic() + delay > deadline:
                 log.warning("clean-up given up after %.0f s: %s", for_s, exc)
                 return
@@ -562,5 +568,5 @@ async def _quietly(aw: Awaitable[Any]) -> None:
     """Best-effort clean-up: an outage is logged, never raised into a closing connection."""
     try:
         await aw
-    except (BrokerUnavailable, StoreUnavailable) as exc:
+    except Unavailable as exc:
         log.warning("clean-up skipped: %s", exc)

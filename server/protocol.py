@@ -228,3 +228,15 @@ def disconnect_push(code: int, reason: str, reconnect: bool, delay_ms: int | Non
 
 def unsubscribed_push(channel: str, reason: str) -> bytes:
     return orjson.dumps({"push": "unsubscribed", "channel": channel, "reason": reason})
+
+
+def history_args(args: dict[str, Any]) -> tuple[int | None, int, bool]:
+    """Validated `since`, `limit` and `reverse` of a history request."""
+    since, limit, reverse = args.get("since"), args.get("limit", 100), args.get("reverse", False)
+    if since is not None and (type(since) is not int or since < 0):
+        raise ProtocolError(Code.BAD_REQUEST, "`since` must be an integer offset >= 0")
+    if type(limit) is not int or not 1 <= limit <= 1000:
+        raise ProtocolError(Code.BAD_REQUEST, "`limit` must be an integer from 1 to 1000")
+    if not isinstance(reverse, bool):
+        raise ProtocolError(Code.BAD_REQUEST, "`reverse` must be true or false")
+    return since, limit, reverse

@@ -14,6 +14,7 @@ import pytest
 
 from server import recovery
 from server.app import build_node
+from server.hub import Hub
 from server.node import Node
 from server.position import Position
 from server.store.base import StoreConflict
@@ -209,3 +210,32 @@ async def test_after_a_broker_reconnect_a_quiet_channel_just_goes_on() -> None:
     assert client.offsets() == [1, 2]
     assert not any(f.get("push") == "unsubscribed" for f in client.frames)
     await node.close()
+
+
+async def test_a_subscription_flooded_while_it_recovers_is_told_to_recover_again() -> None:
+    node = build_node(make_config())
+    node.hub = Hub(max_buffered_bytes=400)
+    node.hole_wait_s = 0.3
+    await node.start()
+    try:
+        for n in range(3):
+            await node.publish("room", n, None)
+        pos = await node.position("room")
+        # Offset 4 is handed out but never stored: recovery since 3 waits for it.
+        await node.broker.publish("room", body(4), 100, 60)
+        client = Client("slow")
+        node.hub.add_client(client)
+        subscribing = asyncio.ensure_future(
+            node.subscribe(client, "room", Position(3, pos.epoch))  # type: ignore[arg-type]
+        )
+        await asyncio.sleep(0.05)
+        for n in range(20):  # arrive while it is set up: more than its buffer holds
+            await node.publish("room", n, None)
+        result, reached = await subscribing
+        node.release(client, "room", reached)  # type: ignore[arg-type]
+        assert client.frames[-1]["push"] == "unsubscribed"
+        assert client.frames[-1]["reason"] == "insufficient_state"
+        await asyncio.sleep(0.05)
+        assert not node.hub.is_subscribed("room", client)  # type: ignore[arg-type]
+    finally:
+        await node.close()
