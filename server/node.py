@@ -45,6 +45,8 @@ RESYNC_CONCURRENCY = 8
 BACKLOG_WAIT_S = 2.0
 #: Marks a channel being brought up to date in `_last`: no publication is its successor.
 RESYNCING = ("", -2)
+#: How long closing waits for background work (clean-ups, unsubscribes) to finish.
+CLOSE_WAIT_S = 1.0
 #: How long the broker keeps the position of a channel without history once nobody keeps it:
 #: nodes keep the channels they have subscribers of, every third of this.
 IDLE_TTL_S = 60.0
@@ -141,9 +143,14 @@ class Node:
         service.start()
 
     async def close(self) -> None:
+        """Stop services, let background work finish (briefly), then close the backends."""
         for service in self._services:
             service.stop()
         self._services.clear()
+        if self._background:
+            await asyncio.wait(self._background, timeout=CLOSE_WAIT_S)
+            for task in self._background:
+                task.cancel()
         await self.broker.close()
         await self.presence.close()
         await self.store.close()
