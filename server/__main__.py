@@ -99,8 +99,8 @@ async def serve(
 ) -> None:
     """Serve until SIGTERM or SIGINT, then drain; `ready` is called once listening."""
     node = build_node(cfg)
+    app = make_app(node)  # builds only: the node's timers start with it
     await node.start()
-    app = make_app(node)
     server = make_server(app, cfg)
     server.add_sockets(sockets)
     tune_gc()

@@ -119,13 +119,17 @@ class Node:
         #: How long recovery waits for a missing offset before making it void.
         self.hole_wait_s = recovery.HOLE_WAIT_S
         self._services: list[Service] = []
+        self._started = False
         self._background: set[asyncio.Future[Any]] = set()
 
     async def start(self) -> None:
         await self.store.start()
         await self.presence.start()
         await self.broker.start(self)
-        self.attach(Every(IDLE_TTL_S / 3, self.keep_channels))
+        self._services.append(Every(IDLE_TTL_S / 3, self.keep_channels))
+        self._started = True
+        for service in self._services:
+            service.start()
 
     def spawn(self, aw: Awaitable[Any]) -> None:
         """Run a fire-and-forget task, holding a reference until it ends.
@@ -138,15 +142,17 @@ class Node:
         task.add_done_callback(self._background.discard)
 
     def attach(self, service: Service) -> None:
-        """Start a service now and stop it when the node closes."""
+        """Run a service while the node runs: from `start` (at once if started already)."""
         self._services.append(service)
-        service.start()
+        if self._started:
+            service.start()
 
     async def close(self) -> None:
         """Stop services, let background work finish (briefly), then close the backends."""
         for service in self._services:
             service.stop()
         self._services.clear()
+        self._started = False
         if self._background:
             await asyncio.wait(self._background, timeout=CLOSE_WAIT_S)
             for task in self._background:
