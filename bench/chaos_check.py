@@ -216,6 +216,10 @@ def _check_channel(
             tally.note(f"{sub.name}: {channel}@{d.offset} carried {d.pid}, acked {ack.pid}")
     reports = sorted(sub.reports.get(channel, []), key=lambda r: r.index)
     report_at = [r.index for r in reports]
+    for report in reports:
+        if not report.recovered and (tally := ws.at(report.at)) is not None:
+            tally.recovered_false += 1
+            tally.note(f"{sub.name}: {channel} recovered: false")
     for (epoch, offset), ack in acked.items():
         if (epoch, offset) in seen:
             continue
