@@ -9,7 +9,7 @@ PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 TS_STAMP := tools/ts/node_modules/.installed
 
-.PHONY: setup run up test bench services clean
+.PHONY: setup run up test bench soak services clean
 
 setup: $(STAMP)
 
@@ -43,6 +43,11 @@ $(TS_STAMP): tools/ts/package.json tools/ts/package-lock.json
 
 bench: setup services
 	$(PY) -m bench.suite
+
+# Fan-out with connection churn for 30 minutes (ARGS="--minutes 5" to shorten), sampled every
+# 10 s into bench/results/soak.json and soak.png (docs/reliability.md).
+soak: setup services
+	$(PY) -m bench.soak $(ARGS)
 
 clean:
 	rm -rf $(VENV) .pytest_cache .hypothesis tools/ts/node_modules

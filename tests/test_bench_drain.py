@@ -49,7 +49,7 @@ def test_a_rolling_restart_under_fanout_loses_no_publication_and_no_subscriber(
                 *(sys.executable, "-m", "bench.load", "fanout", "--url", srv.ws_url),
                 *("--api-url", srv.http_url, "--api-key", API_KEY, "--channel-prefix", "bench:"),
                 *("--subscribers", "120", "--channels", "3", "--rate", "30"),
-                *("--duration", "10", "--drain", "10", "--quiet", "--json", str(out)),
+                *("--duration", "8", "--drain", "10", "--quiet", "--json", str(out)),
             ],
             stdout=subprocess.PIPE,
             stderr=subprocess.STDOUT,
