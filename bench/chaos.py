@@ -129,7 +129,8 @@ def summarize(reports: list[dict[str, Any]]) -> dict[str, dict[str, Any]]:
     """Per fault over all runs: sums of the counts, the worst time to be live again."""
     out: dict[str, dict[str, Any]] = {}
     summed = (
-        *("attempts", "acknowledged", "unacknowledged", "lost", "lost_silent"),
+        *("attempts", "acknowledged", "unacknowledged", "unacked_delivered", "lost"),
+        "lost_silent",
         *("duplicated", "reordered", "mismatched", "reused", "recovered_false", "not_live"),
     )
     for r in reports:
@@ -145,7 +146,8 @@ def summarize(reports: list[dict[str, Any]]) -> dict[str, dict[str, Any]]:
 def table(faults: dict[str, dict[str, Any]]) -> str:
     cols = (
         *("runs", "acknowledged", "lost", "lost_silent", "duplicated", "reordered"),
-        *("recovered_false", "refused", "unacknowledged", "live_again_s_max"),
+        *("recovered_false", "refused", "unacknowledged", "unacked_delivered"),
+        "live_again_s_max",
     )
     lines = ["fault        " + " ".join(f"{c[:9]:>9}" for c in cols)]
     for name, f in faults.items():

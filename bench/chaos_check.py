@@ -92,6 +92,8 @@ class Tally:
     acknowledged: int = 0
     refused: Counter[str] = field(default_factory=Counter)
     unacknowledged: int = 0
+    #: refused or unanswered, yet delivered live to some subscriber (broadcast before stored)
+    unacked_delivered: int = 0
     lost: set[int] = field(default_factory=set)
     lost_silent: set[int] = field(default_factory=set)
     lost_deliveries: int = 0
@@ -119,6 +121,7 @@ class Tally:
             "acknowledged": self.acknowledged,
             "refused": dict(sorted(self.refused.items())),
             "unacknowledged": self.unacknowledged,
+            "unacked_delivered": self.unacked_delivered,
             "lost": len(self.lost),
             "lost_silent": len(self.lost_silent),
             "lost_deliveries": self.lost_deliveries,
@@ -154,6 +157,7 @@ def check(
     t0 = ws.windows[0].start if ws.windows else 0.0
     acked = _count_attempts(attempts, ws)
     sent = {a.pid: a.sent for a in attempts}
+    _unacked_delivered(attempts, subscribers, ws)
     for sub in subscribers:
         for channel in sub.channels:
             _check_channel(sub, channel, acked.get(channel, {}), sent, ws)
@@ -184,6 +188,16 @@ def _count_attempts(
             tally.reused += 1
             tally.note(f"{a.channel}@{a.offset} acknowledged to publications {first.pid}, {a.pid}")
     return acked
+
+
+def _unacked_delivered(
+    attempts: list[Attempt], subscribers: list[SubscriberLog], ws: _Windows
+) -> None:
+    """Publications whose publisher was told no (or nothing) but which subscribers got."""
+    delivered = {d.pid for s in subscribers for ds in s.deliveries.values() for d in ds}
+    for a in attempts:
+        if not a.acked and a.pid in delivered and (tally := ws.at(a.sent)) is not None:
+            tally.unacked_delivered += 1
 
 
 def _check_channel(

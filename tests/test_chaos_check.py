@@ -81,9 +81,12 @@ def test_refused_and_unanswered_publications_are_counted_but_not_lost() -> None:
         Attempt(10, CH, 3.0, error="unavailable"),
         Attempt(11, CH, 3.1, error="no_reply"),
     ]
-    (r,) = check(attempts, [sub([1, 2])], WINDOWS[:1])
+    log = sub([1, 2])
+    log.deliveries[CH].append(Delivered(CH, "E", 3, 10, 3.05))  # refused, yet broadcast
+    (r,) = check(attempts, [log], WINDOWS[:1])
     assert r["refused"] == {"unavailable": 1} and r["unacknowledged"] == 1
     assert r["lost"] == 0 and r["attempts"] == 4
+    assert r["unacked_delivered"] == 1 and r["mismatched"] == 0
 
 
 def test_a_position_acknowledged_twice_and_delivered_with_other_data() -> None:
