@@ -12,6 +12,7 @@ import signal
 import subprocess
 import sys
 import time
+import urllib.request
 from collections.abc import Callable
 from pathlib import Path
 
@@ -34,6 +35,19 @@ def test_reconnect_delay_is_the_servers_plus_up_to_half_again() -> None:
     assert reconnect_delay_s({"reconnect": True}) == 0.0
 
 
+def wait_for_connections(base_url: str, count: int, timeout: float = 60) -> None:
+    request = urllib.request.Request(
+        base_url + "/api/stats", headers={"Authorization": f"apikey {API_KEY}"}
+    )
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        with urllib.request.urlopen(request, timeout=5) as resp:
+            if json.loads(resp.read())["total"]["connections"] >= count:
+                return
+        time.sleep(0.2)
+    raise AssertionError(f"fewer than {count} connections after {timeout} s")
+
+
 def test_a_rolling_restart_under_fanout_loses_no_publication_and_no_subscriber(
     tmp_path: Path, redis_url: str, mongo_url: str
 ) -> None:
@@ -41,6 +55,7 @@ def test_a_rolling_restart_under_fanout_loses_no_publication_and_no_subscriber(
         "SWITCHBOARD_SERVER_DRAIN_S": "1",
         "SWITCHBOARD_REDIS_PREFIX": f"t{secrets.token_hex(4)}",
         "SWITCHBOARD_MONGO_DATABASE": f"test_{secrets.token_hex(6)}",
+        "SWITCHBOARD_REDIS_PRESENCE_TTL_S": "1.5",  # /api/stats sees every process at once
     }
     out = tmp_path / "run.json"
     with started_switchboard(2, redis_url, mongo_url=mongo_url, env=env) as srv:
@@ -49,13 +64,13 @@ def test_a_rolling_restart_under_fanout_loses_no_publication_and_no_subscriber(
                 *(sys.executable, "-m", "bench.load", "fanout", "--url", srv.ws_url),
                 *("--api-url", srv.http_url, "--api-key", API_KEY, "--channel-prefix", "bench:"),
                 *("--subscribers", "120", "--channels", "3", "--rate", "30"),
-                *("--duration", "8", "--drain", "10", "--quiet", "--json", str(out)),
+                *("--duration", "12", "--drain", "10", "--quiet", "--json", str(out)),
             ],
             stdout=subprocess.PIPE,
             stderr=subprocess.STDOUT,
             text=True,
         )
-        time.sleep(3)  # subscribers connected, publishing under way
+        wait_for_connections(srv.http_url, 120)  # then publishing starts
         os.kill(srv.proc.pid, signal.SIGHUP)
         output, _ = load.communicate(timeout=60)
     doc = json.loads(out.read_text())

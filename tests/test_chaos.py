@@ -38,8 +38,9 @@ def chaos(tmp_path_factory: pytest.TempPathFactory) -> tuple[int, dict[str, Any]
 
 
 def window(doc: dict[str, Any], fault: str) -> dict[str, Any]:
-    (found,) = [w for w in doc["windows"] if w["fault"] == fault]
-    return found
+    found: list[dict[str, Any]] = [w for w in doc["windows"] if w["fault"] == fault]
+    assert len(found) == 1, found
+    return found[0]
 
 
 @pytest.mark.parametrize("fault", FAULTS)
