@@ -17,6 +17,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
+import re
 import shutil
 import sys
 import tempfile
@@ -125,6 +126,28 @@ async def _until(done: Callable[[], bool], timeout: float) -> bool:
     return True
 
 
+def server_warnings(log: Path, top: int = 15) -> dict[str, int]:
+    """The server's warnings and errors of a run, grouped (numbers masked), most frequent first.
+
+    Clients hide what they retry; the server's log says what it went through (a clean-up given
+    up, a gap, a refused subscribe). Access-log lines (every 503) are left out.
+    """
+    counts: Counter[str] = Counter()
+    try:
+        lines = log.read_text(errors="replace").splitlines()
+    except OSError:
+        return {}
+    for line in lines:
+        try:
+            entry = json.loads(line)
+        except ValueError:
+            continue
+        if entry.get("level") in ("warning", "error") and entry.get("logger") != "tornado.access":
+            msg = re.sub(r"\d+", "N", str(entry.get("msg", "")))[:100]
+            counts[f"{entry['level']} {entry.get('logger')}: {msg}"] += 1
+    return dict(counts.most_common(top))
+
+
 def summarize(reports: list[dict[str, Any]]) -> dict[str, dict[str, Any]]:
     """Per fault over all runs: sums of the counts, the worst time to be live again."""
     out: dict[str, dict[str, Any]] = {}
@@ -157,6 +180,7 @@ def table(faults: dict[str, dict[str, Any]]) -> str:
 
 async def run_all(p: ChaosParams) -> dict[str, Any]:
     reports: list[dict[str, Any]] = []
+    logs: list[dict[str, int]] = []
     for run in range(1, p.runs + 1):
         workdir = Path(tempfile.mkdtemp(prefix=f"chaos-run{run}-"))
         started = time.time()
@@ -164,6 +188,7 @@ async def run_all(p: ChaosParams) -> dict[str, Any]:
         missed = [m for r in windows for m in missed_targets(r, p.live_target_s)]
         print(f"run {run}: {len(missed)} target(s) missed, {time.time() - started:.0f} s")
         reports += windows
+        logs.append(server_warnings(workdir / "switchboard.log"))
         if missed or p.keep:
             print(f"run {run}: logs kept in {workdir}")
         else:
@@ -175,6 +200,7 @@ async def run_all(p: ChaosParams) -> dict[str, Any]:
         "params": params,
         "windows": reports,
         "faults": summarize(reports),
+        "server_warnings": logs,
         "missed": missed,
         "ok": not missed,
     }
