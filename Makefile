@@ -19,7 +19,7 @@ TS_STAMP := tools/ts/node_modules/.installed
 LOCK_ARGS ?=
 UV_COMPILE := $(UV) pip compile pyproject.toml --python-version 3.11 --quiet $(LOCK_ARGS)
 
-.PHONY: setup run up test check bench services lock clean
+.PHONY: setup run up test check bench soak services lock clean
 
 # A venv with uv in it. Without pip in the venv when the system's pip can install into it (fast),
 # else the usual venv with pip (Debian's python3-venv).
@@ -81,6 +81,11 @@ bench: setup services
 lock: setup
 	$(UV_COMPILE) --extra embedded -o requirements/run.txt
 	$(UV_COMPILE) --all-extras -c requirements/run.txt -o requirements/dev.txt
+
+# Fan-out with connection churn for 30 minutes (ARGS="--minutes 5" to shorten), sampled every
+# 10 s into bench/results/soak.json and soak.png (docs/reliability.md).
+soak: setup services
+	$(PY) -m bench.soak $(ARGS)
 
 clean:
 	rm -rf $(VENV) .pytest_cache .hypothesis tools/ts/node_modules
