@@ -5,7 +5,9 @@ Records carry ids (client, node) passed through `extra`; no caller ever logs a s
 
 from __future__ import annotations
 
+import asyncio
 import logging
+import re
 import sys
 import time
 from typing import TYPE_CHECKING, Any
@@ -30,7 +32,9 @@ class JsonFormatter(logging.Formatter):
         for key, value in vars(record).items():
             if key not in _STANDARD:
                 doc[key] = value
-        if record.exc_info:
+        if record.exc_text:
+            doc["exc"] = record.exc_text
+        elif record.exc_info:
             doc["exc"] = self.formatException(record.exc_info)
         return orjson.dumps(doc, default=str).decode()
 
@@ -45,6 +49,7 @@ def setup(level: str = "INFO", json: bool | None = None) -> None:
         if json
         else logging.Formatter("%(asctime)s %(levelname)-7s %(name)s: %(message)s")
     )
+    handler.addFilter(SafeLines())
     root = logging.getLogger()
     root.handlers[:] = [handler]
     root.setLevel(level)
@@ -70,3 +75,98 @@ def access_log(handler: RequestHandler) -> None:
         1000.0 * req.request_time(),
         extra={"status": status, "remote_ip": req.remote_ip},
     )
+
+
+# -- no secrets from requests, no floods (docs/security.md) ----------------------------------
+
+#: A query string after a path or URL: `/ws?token=...`, `uri='/cb?code=...'`.
+_QUERY = re.compile(r"(?<=\S)\?[^\s'\"<>]+")
+#: Tornado's 400 for a query argument that is not UTF-8 quotes the argument's first bytes.
+_BAD_UNICODE = re.compile(r"(Invalid unicode in [^:\n]*):[^\n]*")
+#: Tornado's own lines that one hostile client can make once per connection.
+NOISY = frozenset({"Timeout reading body from %s", "Malformed HTTP message from %s: %s"})
+
+
+def scrub(text: str) -> str:
+    """Drop query strings (tokens, OAuth codes and states) and quoted argument bytes."""
+    if "?" not in text and "Invalid unicode" not in text:
+        return text
+    return _BAD_UNICODE.sub(r"\1", _QUERY.sub("", text))
+
+
+class SafeLines(logging.Filter):
+    """On the log handler, so every record passes it, Tornado's own included.
+
+    Rewrites each record without query strings (Tornado's warnings quote the whole URI,
+    `?token=` and all), and lets Tornado's per-connection complaints through at most once a
+    second each, carrying the count of those held back.
+    """
+
+    def __init__(self, interval_s: float = 1.0) -> None:
+        super().__init__()
+        self.interval_s = interval_s
+        self._last: dict[str, float] = {}
+        self._held: dict[str, int] = {}
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if isinstance(record.msg, str) and record.msg in NOISY:
+            now = time.monotonic()
+            if now - self._last.get(record.msg, -1e9) < self.interval_s:
+                self._held[record.msg] = self._held.get(record.msg, 0) + 1
+                return False
+            self._last[record.msg] = now
+            held = self._held.pop(record.msg, 0)
+            if held:
+                record.msg, record.args = f"{record.getMessage()} ({held} more held back)", None
+        message = record.getMessage()
+        clean = scrub(message)
+        if clean != message:
+            record.msg, record.args = clean, None
+        if record.exc_info and not record.exc_text:
+            record.exc_text = logging.Formatter().formatException(record.exc_info)
+        if record.exc_text:
+            record.exc_text = scrub(record.exc_text)
+        for key, value in vars(record).items():
+            if key not in _STANDARD and isinstance(value, str):
+                setattr(record, key, scrub(value))
+        return True
+
+
+class Throttle:
+    """Log a kind of event at most once a second: the first at once, the rest as one count.
+
+    For refusals and limits, which a hostile client can trigger thousands of times a second:
+    `note("sockets_per_ip", "refused a connection from %s", ip)` logs that line, then holds
+    further notes of the kind until a second has passed and logs how many there were.
+    """
+
+    def __init__(self, logger: logging.Logger, interval_s: float = 1.0) -> None:
+        self.logger = logger
+        self.interval_s = interval_s
+        self._held: dict[str, list[Any]] = {}  # kind -> [count, last message, last args]
+        self.counts: dict[str, int] = {}  # every note ever, by kind (for tests and stats)
+
+    def note(self, kind: str, msg: str, *args: Any) -> None:
+        self.counts[kind] = self.counts.get(kind, 0) + 1
+        held = self._held.get(kind)
+        if held is not None:
+            held[0] += 1
+            held[1], held[2] = msg, args
+            return
+        self.logger.warning(msg, *args, extra={"limit": kind, "count": 1})
+        self._held[kind] = [0, msg, args]
+        asyncio.get_running_loop().call_later(self.interval_s, self._flush, kind)
+
+    def _flush(self, kind: str) -> None:
+        count, msg, args = self._held.pop(kind)
+        if not count:
+            return
+        self.logger.warning(
+            msg + " (%d times in the last %.0f s)",
+            *args,
+            count,
+            self.interval_s,
+            extra={"limit": kind, "count": count},
+        )
+        self._held[kind] = [0, msg, args]
+        asyncio.get_running_loop().call_later(self.interval_s, self._flush, kind)
