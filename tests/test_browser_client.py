@@ -60,7 +60,8 @@ def test_every_call_rejects_with_the_servers_code(
         await code(sb.history("feed:news")),
         await code(sb.presence("nowhere:x")),
         await code(sb.subscribe("lobby", () => {})),
-        await code(sb.publish("lobby", { text: "fine" })),
+        await code(sb.publish("lobby", { text: "anonymous" })),
+        await code(sb.history("lobby")),
       ];
     }""")
     assert codes == [
@@ -69,6 +70,7 @@ def test_every_call_rejects_with_the_servers_code(
         "disabled: msg",
         "not_found: msg",
         "bad_request: msg",
+        "unauthorized: msg",  # the shipped default namespace: signed-in publishers only
         "ok",
     ]
 
