@@ -5,6 +5,7 @@ The one module in server/ that imports handlers/.
 
 from __future__ import annotations
 
+import logging
 from pathlib import Path
 
 import tornado.httpserver
@@ -128,5 +129,6 @@ def make_app(node: Node) -> tornado.web.Application:
         websocket_max_message_size=config.server.max_message_bytes,
         compress_response=False,
         log_function=logs.access_log,
+        log_throttle=logs.Throttle(logging.getLogger("tornado.access")),
         debug=False,
     )

@@ -61,20 +61,20 @@ def access_log(handler: RequestHandler) -> None:
     """Tornado's access log line, without the query string.
 
     Queries carry connection tokens (`/ws?token=...`) and OAuth codes and states
-    (`/login/github/callback?code=...`); Tornado's own line logs the whole URI.
+    (`/login/github/callback?code=...`); Tornado's own line logs the whole URI. Refusals
+    (status 400 and up) go through the application's `log_throttle`, when it has one: at
+    most a line a second per status, with a count.
     """
     status = handler.get_status()
     level = logging.INFO if status < 400 else logging.WARNING if status < 500 else logging.ERROR
     req = handler.request
-    logging.getLogger("tornado.access").log(
-        level,
-        "%d %s %s %.2fms",
-        status,
-        req.method,
-        req.path,
-        1000.0 * req.request_time(),
-        extra={"status": status, "remote_ip": req.remote_ip},
-    )
+    args = (status, req.method, req.path, 1000.0 * req.request_time())
+    extra = {"status": status, "remote_ip": req.remote_ip}
+    throttle = handler.settings.get("log_throttle")
+    if status >= 400 and isinstance(throttle, Throttle):
+        throttle.note(f"http_{status}", "%d %s %s %.2fms", *args, level=level, extra=extra)
+        return
+    logging.getLogger("tornado.access").log(level, "%d %s %s %.2fms", *args, extra=extra)
 
 
 # -- no secrets from requests, no floods (docs/security.md) ----------------------------------
@@ -118,7 +118,10 @@ class SafeLines(logging.Filter):
             held = self._held.pop(record.msg, 0)
             if held:
                 record.msg, record.args = f"{record.getMessage()} ({held} more held back)", None
-        message = record.getMessage()
+        try:
+            message = record.getMessage()
+        except Exception:  # a broken format: let the handler report it as it would
+            return True
         clean = scrub(message)
         if clean != message:
             record.msg, record.args = clean, None
@@ -143,30 +146,38 @@ class Throttle:
     def __init__(self, logger: logging.Logger, interval_s: float = 1.0) -> None:
         self.logger = logger
         self.interval_s = interval_s
-        self._held: dict[str, list[Any]] = {}  # kind -> [count, last message, last args]
+        self._held: dict[str, list[Any]] = {}  # kind -> [count, msg, args, level, extra]
         self.counts: dict[str, int] = {}  # every note ever, by kind (for tests and stats)
 
-    def note(self, kind: str, msg: str, *args: Any) -> None:
+    def note(
+        self,
+        kind: str,
+        msg: str,
+        *args: Any,
+        level: int = logging.WARNING,
+        extra: dict[str, Any] | None = None,
+    ) -> None:
         self.counts[kind] = self.counts.get(kind, 0) + 1
         held = self._held.get(kind)
         if held is not None:
             held[0] += 1
-            held[1], held[2] = msg, args
+            held[1:] = [msg, args, level, extra]
             return
-        self.logger.warning(msg, *args, extra={"limit": kind, "count": 1})
-        self._held[kind] = [0, msg, args]
+        self.logger.log(level, msg, *args, extra={**(extra or {}), "limit": kind, "count": 1})
+        self._held[kind] = [0, msg, args, level, extra]
         asyncio.get_running_loop().call_later(self.interval_s, self._flush, kind)
 
     def _flush(self, kind: str) -> None:
-        count, msg, args = self._held.pop(kind)
+        count, msg, args, level, extra = self._held.pop(kind)
         if not count:
             return
-        self.logger.warning(
+        self.logger.log(
+            level,
             msg + " (%d times in the last %.0f s)",
             *args,
             count,
             self.interval_s,
-            extra={"limit": kind, "count": count},
+            extra={**(extra or {}), "limit": kind, "count": count},
         )
-        self._held[kind] = [0, msg, args]
+        self._held[kind] = [0, msg, args, level, extra]
         asyncio.get_running_loop().call_later(self.interval_s, self._flush, kind)

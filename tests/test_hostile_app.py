@@ -247,3 +247,23 @@ async def test_any_nesting_depth_over_the_http_api(app, depth):
             assert status == 200, body
         else:
             assert status == 400 and body["error"]["code"] == "bad_request", (depth, body)
+
+
+@pytest.mark.asyncio
+async def test_refusals_are_logged_at_most_once_a_second_with_a_count(app):
+    access = logging.getLogger("tornado.access")
+    collect, level = Collect(), access.level
+    access.addHandler(collect)
+    access.setLevel(logging.INFO)
+    try:
+        for _ in range(20):
+            assert (await get(app.base_url + "/nowhere?token=SECRET")).code == 404
+        await asyncio.sleep(1.2)  # the count comes at the end of the second
+    finally:
+        access.removeHandler(collect)
+        access.setLevel(level)
+    lines = [r.getMessage() for r in collect.records]
+    assert len(lines) == 2, lines
+    assert lines[0].startswith("404 GET /nowhere ")
+    assert "(19 times in the last 1 s)" in lines[1]
+    assert [r.count for r in collect.records] == [1, 19]  # type: ignore[attr-defined]
