@@ -294,9 +294,8 @@ class _Forwarded(tornado.httputil.HTTPMessageDelegate):
                 "Retry-After": str(retry_after),
                 "Content-Type": "application/json",
                 "Content-Length": str(len(body)),
-                "Connection": "close",
             }
-        )
+        )  # the proxy's connection stays: it carries other clients' requests too
         start = tornado.httputil.ResponseStartLine("HTTP/1.1", 429, "Too Many Requests")
         self.conn.write_headers(start, headers, body)
         self.conn.finish()
