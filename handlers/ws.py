@@ -70,9 +70,13 @@ class WebSocketHandler(SocketHandler):
         self.conn = Connection(self.node, transport, self.identity)
         self.conn.open()
 
+    def on_ping(self, data: bytes) -> None:
+        if self.conn is not None:
+            self.conn.control_frame()  # pings count toward the command rate
+
     def on_pong(self, data: bytes) -> None:
         if self.conn is not None:
-            self.conn.alive = True
+            self.conn.control_frame()
 
     def on_message(self, message: str | bytes) -> Any:
         assert self.conn is not None

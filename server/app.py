@@ -5,16 +5,20 @@ The one module in server/ that imports handlers/.
 
 from __future__ import annotations
 
+import logging
+
 import tornado.httpserver
 import tornado.web
 
-from handlers import api, login, site, ws
+from handlers import api, login, pages, site, ws
 from server import assets, logs, metrics
+from server.admission import Admission, default_max_sockets
 from server.broker import redis_conn
 from server.broker.base import Broker
 from server.broker.memory import MemoryBroker
 from server.broker.redis import RedisBroker
 from server.config import Config
+from server.httpserver import GuardedHTTPServer
 from server.hub import Hub
 from server.keepalive import KeepAlive
 from server.login.service import Login
@@ -63,10 +67,18 @@ def build_node(config: Config) -> Node:
 BODY_OVERHEAD = 512 * 1024
 
 
-def make_server(app: tornado.web.Application, config: Config) -> tornado.httpserver.HTTPServer:
-    """The HTTP server: proxy headers trusted, request bodies capped near one publication."""
-    return tornado.httpserver.HTTPServer(
-        app, xheaders=True, max_body_size=config.server.max_message_bytes + BODY_OVERHEAD
+def make_server(app: tornado.web.Application, config: Config) -> GuardedHTTPServer:
+    """The HTTP server: admission control, timeouts, proxy headers only from trusted proxies,
+    request bodies capped near one publication (server/httpserver.py)."""
+    sc = config.server
+    admission = Admission(config.limits, sc.max_sockets or default_max_sockets())
+    return GuardedHTTPServer(
+        app,
+        admission=admission,
+        trusted_proxies=sc.trusted_proxies,
+        idle_connection_timeout=sc.idle_timeout_s,
+        body_timeout=sc.body_timeout_s,
+        max_body_size=sc.max_message_bytes + BODY_OVERHEAD,
     )
 
 
@@ -111,9 +123,11 @@ def make_app(node: Node) -> tornado.web.Application:
         # Every POST must carry the _xsrf form field matching its cookie, except the HTTP API,
         # which authenticates with an API key rather than cookies (ApiHandler opts out).
         xsrf_cookies=True,
-        xsrf_cookie_kwargs={"httponly": True, "samesite": "Lax"},
+        xsrf_cookie_kwargs={"httponly": True, "samesite": "Lax"},  # Secure: PageHandler
+        csp=pages.content_security_policy(config),
         websocket_max_message_size=config.server.max_message_bytes,
         compress_response=False,
         log_function=logs.access_log,
+        log_throttle=logs.Throttle(logging.getLogger("tornado.access")),
         debug=False,
     )

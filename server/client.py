@@ -37,6 +37,7 @@ class Connection:
         "transport",
         "send",
         "_bucket",
+        "_publish_bucket",
         "alive",
         "_strikes",
         "_closed",
@@ -61,6 +62,7 @@ class Connection:
         self.name = identity.name
         limits = node.config.limits
         self._bucket = TokenBucket(limits.command_rate, limits.command_burst)
+        self._publish_bucket: TokenBucket | None = None  # made at the first publish
         self._strikes: StrikeCounter | None = None  # made at the first strike: most never
         self._closed = False
         self._gone = False
@@ -158,11 +160,34 @@ class Connection:
         if cmd.op == "ping":
             self.send_json(protocol.reply_ok(cmd.id, {}))
             return None
+        if cmd.op == "publish" and not self._publish_budget(len(frame)):
+            self.send_json(
+                protocol.reply_error(cmd.id, Code.LIMIT_EXCEEDED, "publish bytes rate exceeded")
+            )
+            return None
         handler = _HANDLERS.get(cmd.op)
         if handler is None:
             self._refuse(cmd.id, Code.UNKNOWN_OP, f"unknown op {cmd.op!r}")
             return None
         return self._run(handler, cmd)
+
+    def control_frame(self) -> None:
+        """A WebSocket ping or pong from the client: it costs a command, so a flood of them
+        is closed with 4008 like a flood of commands."""
+        if self._closed:
+            return
+        self.alive = True
+        if not self._bucket.take():
+            self.disconnect(Close.POLICY, "command rate exceeded", True)
+
+    def _publish_budget(self, size: int) -> bool:
+        """Charge a publish frame's bytes to `[limits] publish_bytes_per_s` (with its burst)."""
+        bucket = self._publish_bucket
+        if bucket is None:
+            limits = self.node.config.limits
+            bucket = TokenBucket(limits.publish_bytes_per_s, limits.publish_bytes_burst)
+            self._publish_bucket = bucket
+        return bucket.spend(size)
 
     async def _run(self, handler: Handler, cmd: Command) -> None:
         started = time.perf_counter()

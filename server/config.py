@@ -9,9 +9,10 @@ from __future__ import annotations
 import dataclasses
 import difflib
 import ipaddress
+import math
 import os
 import tomllib
-from collections.abc import Iterator, Mapping
+from collections.abc import Hashable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any, get_type_hints
@@ -21,6 +22,9 @@ from server.protocol import split_channel
 
 PLACEHOLDER_PREFIX = "change-me"
 PUBLISH_MODES = ("anyone", "subscribers", "authenticated", "server")
+SECURE_COOKIES = ("auto", "always")
+EMBEDDED = "embedded"  # [mongo] url that runs the embedded server
+MIN_SECRET_BITS = 128
 
 
 class ConfigError(Exception):
@@ -43,8 +47,14 @@ class ServerConfig:
     shutdown_grace_s: float = 5.0
     drain_s: float = 10.0
     event_loop: str = "asyncio"
+    # Hostile clients (docs/security.md): timeouts, the socket cap, proxies trusted.
+    idle_timeout_s: float = 30.0
+    body_timeout_s: float = 30.0
+    max_sockets: int = 0  # 0: the open-files limit minus a reserve (server/admission.py)
+    trusted_proxies: tuple[str, ...] = ()
 
     def validate(self) -> None:
+        self._validate_hostile()
         _check(
             "server.event_loop",
             self.event_loop in ("asyncio", "uvloop"),
@@ -68,14 +78,49 @@ class ServerConfig:
         _check("server.host", bool(self.host), "a host name or address", self.host)
         _check("server.drain_s", 0 <= self.drain_s <= 3600, "seconds from 0 to 3600", self.drain_s)
 
+    def _validate_hostile(self) -> None:
+        for key in ("idle_timeout_s", "body_timeout_s"):
+            v = getattr(self, key)
+            _check(f"server.{key}", 0 < v <= 3600, "a number of seconds from 0 to 3600", v)
+        _check(
+            "server.max_sockets",
+            self.max_sockets >= 0,
+            "0 (from the open-files limit) or a positive integer",
+            self.max_sockets,
+        )
+        for proxy in self.trusted_proxies:
+            _check(
+                "server.trusted_proxies",
+                _is_network(proxy),
+                'a list of addresses or CIDRs (e.g. "10.0.0.0/8")',
+                proxy,
+            )
+
+    @property
+    def loopback_host(self) -> bool:
+        """Whether `host` is a loopback name or address (what --dev insists on)."""
+        if self.host.lower() == "localhost":
+            return True
+        try:
+            return ipaddress.ip_address(self.host).is_loopback
+        except ValueError:
+            return False
+
 
 @dataclass(frozen=True, slots=True)
 class SecurityConfig:
     secret: str = "change-me-cookie-secret-for-development-only"
     token_secret: str = "change-me-token-secret-for-development-only"
     allowed_origins: tuple[str, ...] = ()
+    secure_cookies: str = "auto"  # "auto": Secure over https; "always": Secure on every cookie
 
     def validate(self) -> None:
+        _check(
+            "security.secure_cookies",
+            self.secure_cookies in SECURE_COOKIES,
+            " or ".join(SECURE_COOKIES),
+            self.secure_cookies,
+        )
         for key in ("secret", "token_secret"):
             v = getattr(self, key)
             _check(f"security.{key}", len(v) >= 32, "at least 32 characters", "<hidden>")
@@ -118,10 +163,19 @@ class MongoConfig:
     database: str = "switchboard"
     data_dir: str = "./data"
     group_commit_ms: float = 2.0
+    embedded_port: int = 0  # the embedded server's port on 127.0.0.1 (0: any free port)
 
     def validate(self) -> None:
-        ok = not self.url or self.url.startswith(("mongodb://", "mongodb+srv://", "memory:"))
-        _check("mongo.url", ok, "empty (embedded), memory: or a mongodb:// URL", self.url)
+        ok = self.url in ("", EMBEDDED) or self.url.startswith(
+            ("mongodb://", "mongodb+srv://", "memory:")
+        )
+        _check("mongo.url", ok, 'a mongodb:// URL, "embedded", memory: or empty (--dev)', self.url)
+        _check(
+            "mongo.embedded_port",
+            0 <= self.embedded_port <= 65535,
+            "an integer from 0 (any free port) to 65535",
+            self.embedded_port,
+        )
         _check("mongo.database", bool(self.database), "a database name", self.database)
         _check("mongo.data_dir", bool(self.data_dir), "a directory", self.data_dir)
         _check(
@@ -167,10 +221,22 @@ class LimitsConfig:
     command_burst: int = 200
     malformed_per_minute: int = 20
     max_subscriptions: int = 1000
+    # Hostile clients (docs/security.md): per-address admission and publish volume.
+    sockets_per_ip: int = 1000
+    connects_per_ip_per_s: float = 50.0
+    connects_per_ip_burst: int = 100
+    publish_bytes_per_s: float = 65536.0
+    publish_bytes_burst: int = 262144
 
     def validate(self) -> None:
         _check("limits.command_rate", self.command_rate > 0, "a positive number", self.command_rate)
         for key in ("command_burst", "malformed_per_minute", "max_subscriptions"):
+            v = getattr(self, key)
+            _check(f"limits.{key}", v >= 1, "a positive integer", v)
+        for key in ("connects_per_ip_per_s", "publish_bytes_per_s"):
+            v = getattr(self, key)
+            _check(f"limits.{key}", v > 0, "a positive number", v)
+        for key in ("sockets_per_ip", "connects_per_ip_burst", "publish_bytes_burst"):
             v = getattr(self, key)
             _check(f"limits.{key}", v >= 1, "a positive integer", v)
 
@@ -490,6 +556,7 @@ def from_dict(
     if not dev:
         _refuse_placeholders(cfg)
     cfg.auth.validate(dev)  # after the placeholders: the shipped config trips those first
+    check_deployment(cfg)
     return cfg
 
 
@@ -564,15 +631,99 @@ class _AuthScalars:
     base_url: str = ""
 
 
-def _refuse_placeholders(cfg: Config) -> None:
-    for key, value, env_name in (
+def _secrets(cfg: Config) -> tuple[tuple[str, str, str], ...]:
+    return (
         ("security.secret", cfg.security.secret, "SWITCHBOARD_SECURITY_SECRET"),
         ("security.token_secret", cfg.security.token_secret, "SWITCHBOARD_SECURITY_TOKEN_SECRET"),
         ("api.key", cfg.api.key, "SWITCHBOARD_API_KEY"),
-    ):
-        if value.startswith(PLACEHOLDER_PREFIX):
+    )
+
+
+def _refuse_placeholders(cfg: Config) -> None:
+    for key, value, env_name in _secrets(cfg):
+        if is_placeholder(value):
             raise ConfigError(
                 f"{key}: still the shipped placeholder; set a random value in config.toml or "
                 f"{env_name} (e.g. `python -c 'import secrets; print(secrets.token_urlsafe(32))'`)"
                 ", or pass --dev for local development"
             )
+
+
+# -- hostile clients (docs/security.md): what a deployment outside --dev must not get wrong ----
+
+NEW_SECRET = "python -c 'import secrets; print(secrets.token_urlsafe(32))'"
+
+
+def is_placeholder(value: str) -> bool:
+    """The shipped `change-me-...` values, in any case and with any separators."""
+    squashed = "".join(c for c in value.lower() if c.isalnum())
+    return "changeme" in squashed
+
+
+def estimated_bits(value: str) -> float:
+    """A conservative estimate of a secret's entropy in bits.
+
+    Length times the smaller of two per-character Shannon entropies: of the characters (which
+    catches "aaaa..." and small alphabets) and of the steps between neighbours (which catches
+    "abcdefgh..." and "0123..."). Random output of `secrets.token_urlsafe(32)` scores about 200.
+    """
+    if len(value) < 2:
+        return 0.0
+    steps = [ord(b) - ord(a) for a, b in zip(value, value[1:], strict=False)]
+    return len(value) * min(_shannon(list(value)), _shannon(steps))
+
+
+def _shannon(items: Sequence[Hashable]) -> float:
+    counts: dict[Hashable, int] = {}
+    for item in items:
+        counts[item] = counts.get(item, 0) + 1
+    n = len(items)
+    return -sum(c / n * math.log2(c / n) for c in counts.values())
+
+
+def _is_network(value: str) -> bool:
+    try:
+        ipaddress.ip_network(value, strict=False)
+    except ValueError:
+        return False
+    return True
+
+
+def check_dev_host(cfg: Config) -> None:
+    """--dev signs anyone in as anyone and accepts placeholder secrets: loopback only."""
+    if cfg.dev and not cfg.server.loopback_host:
+        raise ConfigError(
+            f"server.host: --dev serves only a loopback host (127.0.0.1, ::1 or localhost), "
+            f"got {cfg.server.host!r}; drop --dev to serve other hosts"
+        )
+
+
+def check_deployment(cfg: Config) -> None:
+    """Refusals that make a config safe to expose: strong distinct secrets, a real database,
+    public redirect URIs for sign-in; and --dev kept on loopback."""
+    check_dev_host(cfg)
+    if cfg.security.secret == cfg.security.token_secret:
+        raise ConfigError(
+            "security.token_secret: must differ from security.secret (backends that mint "
+            "tokens would otherwise hold the cookie key)"
+        )
+    if cfg.dev:
+        return
+    for key, value, env_name in _secrets(cfg):
+        if estimated_bits(value) < MIN_SECRET_BITS:
+            raise ConfigError(
+                f"{key}: too guessable (under {MIN_SECRET_BITS} bits of estimated entropy); set "
+                f"a random value in config.toml or {env_name} (e.g. `{NEW_SECRET}`)"
+            )
+    if not cfg.mongo.url:
+        raise ConfigError(
+            'mongo.url: set [mongo] url to your MongoDB, or url = "embedded" to run the '
+            "embedded server"
+        )
+    auth = cfg.auth
+    providers = [auth.github.enabled, auth.google.enabled, *(o.enabled for o in auth.oidc.values())]
+    if not auth.base_url and any(providers):
+        raise ConfigError(
+            "auth.base_url: set the public URL of this server (e.g. https://chat.example.com) "
+            "when a login provider is configured: redirect URIs must not come from the request"
+        )

@@ -110,9 +110,35 @@ def _exact_int(text: str) -> int:
     return value
 
 
+#: Deepest nesting of arrays and objects a frame or HTTP body may have: orjson encodes no
+#: deeper (and the stdlib parser of check_exact hits Python's recursion limit near 1,000), so
+#: a deeper document could be decoded but never sent on. It gets bad_request instead.
+MAX_DEPTH = 254
+
+
+def check_depth(obj: Any, raw: str | bytes) -> None:
+    """Raise ValueError if `obj` (decoded from `raw`) nests deeper than MAX_DEPTH.
+
+    A document with no more brackets than the limit passes at once. Others are encoded once
+    more, which is how orjson measures depth (at C speed: about 1 ms for the worst 64 KB frame).
+    """
+    if isinstance(raw, str):
+        brackets = raw.count("[") + raw.count("{")
+    else:
+        brackets = raw.count(b"[") + raw.count(b"{")
+    if brackets <= MAX_DEPTH:
+        return
+    try:
+        orjson.dumps(obj)
+    except orjson.JSONEncodeError:
+        raise ValueError(f"JSON nested deeper than {MAX_DEPTH} levels") from None
+
+
 def loads(raw: str | bytes) -> Any:
-    """Decode JSON, refusing integers orjson would silently round (beyond 64 bits)."""
+    """Decode JSON, refusing integers orjson would silently round (beyond 64 bits) and
+    nesting deeper than MAX_DEPTH."""
     obj = orjson.loads(raw)
+    check_depth(obj, raw)
     check_exact(raw)
     return obj
 
@@ -129,6 +155,8 @@ def check_exact(raw: str | bytes) -> None:
             json.loads(text, parse_int=_exact_int)
         except ValueError:
             raise ValueError("integers must fit in 64 bits (send larger ones as strings)") from None
+        except RecursionError:  # callers check depth first; never let it escape regardless
+            raise ValueError(f"JSON nested deeper than {MAX_DEPTH} levels") from None
 
 
 def parse_command(frame: str | bytes) -> Command:
@@ -143,6 +171,7 @@ def parse_command(frame: str | bytes) -> Command:
     if type(cmd_id) is not int or not 0 <= cmd_id <= MAX_ID:
         raise FrameError("`id` must be a non-negative integer")
     try:
+        check_depth(obj, frame)
         check_exact(frame)
     except ValueError as exc:
         raise FrameError(str(exc), cmd_id) from None

@@ -32,6 +32,13 @@ def make_config(data: dict[str, Any] | None = None, **sections: dict[str, Any]) 
             "token_secret": TOKEN_SECRET,
         },
         "api": {"key": API_KEY},
+        # Tests connect from one address faster than any one client should.
+        "limits": {
+            "connects_per_ip_per_s": 100000,
+            "connects_per_ip_burst": 100000,
+            "publish_bytes_per_s": 1e9,
+            "publish_bytes_burst": 1_000_000_000,
+        },
         "namespaces": {
             "default": {
                 "history_size": 100,
