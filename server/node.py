@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import math
 import os
 import random
 import secrets
@@ -30,7 +31,7 @@ from server.position import Position, new_epoch
 from server.presence.base import Presence
 from server.protocol import Code, ProtocolError
 from server.stats import Stats
-from server.store.base import Store
+from server.store.base import Store, StoreConflict
 from server.unavailable import Unavailable
 from server.ws import frame as wsframe
 
@@ -45,6 +46,9 @@ RESYNC_CONCURRENCY = 8
 BACKLOG_WAIT_S = 2.0
 #: Marks a channel being brought up to date in `_last`: no publication is its successor.
 RESYNCING = ("", -2)
+#: After the store failed an append, publishes check it is back before broadcasting, for this
+#: long: an outage then refuses publications instead of delivering ones it cannot acknowledge.
+STORE_DOUBT_S = 5.0
 #: How long closing waits for background work (clean-ups, unsubscribes) to finish.
 CLOSE_WAIT_S = 1.0
 #: How long the broker keeps the position of a channel without history once nobody keeps it:
@@ -120,6 +124,7 @@ class Node:
         self.hole_wait_s = recovery.HOLE_WAIT_S
         self._services: list[Service] = []
         self._started = False
+        self._store_failed_at = -math.inf  # when a durable append last found the store down
         self._background: set[asyncio.Future[Any]] = set()
 
     async def start(self) -> None:
@@ -213,13 +218,22 @@ class Node:
                 Code.LIMIT_EXCEEDED, "publication larger than max_message_bytes", status=413
             )
         window = recovery.unstored_window(ns) if ns.keeps_history else 0
+        if ns.keeps_history and self._store_failed_at > time.monotonic() - STORE_DOUBT_S:
+            await _guard(self.store.check())  # recently down: refuse before broadcasting
+            self._store_failed_at = -math.inf
         pos = await self._sequence(channel, ns, body, window)
         if ns.keeps_history:
             keep = ns.history_size + window
             started = time.perf_counter()
-            await _guard(
-                self.store.append(channel, pos.epoch, pos.offset, body, keep, ns.history_ttl_s)
-            )
+            try:
+                await self.store.append(
+                    channel, pos.epoch, pos.offset, body, keep, ns.history_ttl_s
+                )
+            except StoreConflict as exc:
+                raise ProtocolError(Code.UNAVAILABLE, f"temporarily unavailable: {exc}") from None
+            except Unavailable as exc:
+                self._store_failed_at = time.monotonic()
+                raise ProtocolError(Code.UNAVAILABLE, f"temporarily unavailable: {exc}") from None
             self.broker.stored(channel, pos)
             self.stats.store_append.observe(time.perf_counter() - started)
         self.stats.published += 1
