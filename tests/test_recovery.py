@@ -19,6 +19,7 @@ from server.node import Node
 from server.position import Position
 from server.store.base import StoreConflict
 from server.store.memory import MemoryStore
+from tests.node_client import NodeClient
 from tests.support import make_config
 
 pytestmark = pytest.mark.asyncio
@@ -135,29 +136,14 @@ async def test_a_namespace_without_history_cannot_recover_a_gap() -> None:
 # -- the node brings a channel up to date by itself --------------------------------------------
 
 
-class Client:
-    def __init__(self, cid: str) -> None:
-        self.id, self.user, self.name = cid, None, None
-        self.frames: list[dict[str, object]] = []
-
-    def send(self, frame: bytes) -> None:
-        self.frames.append(orjson.loads(frame[2:] if frame[1] < 126 else frame[4:]))
-
-    def disconnect(self, code: int, reason: str, reconnect: bool) -> None:
-        pass
-
-    def offsets(self) -> list[object]:
-        return [f["offset"] for f in self.frames if f.get("push") == "pub"]
-
-
-async def live_node() -> tuple[Node, Client]:
+async def live_node() -> tuple[Node, NodeClient]:
     node = build_node(make_config())
     node.hole_wait_s = 0.2
     await node.start()
-    client = Client("c1")
+    client = NodeClient("c1")
     node.hub.add_client(client)
-    result, pos = await node.subscribe(client, "room", None)  # type: ignore[arg-type]
-    node.release(client, "room", pos)  # type: ignore[arg-type]
+    result, pos = await node.subscribe(client, "room", None)
+    node.release(client, "room", pos)
     return node, client
 
 
@@ -223,19 +209,17 @@ async def test_a_subscription_flooded_while_it_recovers_is_told_to_recover_again
         pos = await node.position("room")
         # Offset 4 is handed out but never stored: recovery since 3 waits for it.
         await node.broker.publish("room", body(4), 100, 60)
-        client = Client("slow")
+        client = NodeClient("slow")
         node.hub.add_client(client)
-        subscribing = asyncio.ensure_future(
-            node.subscribe(client, "room", Position(3, pos.epoch))  # type: ignore[arg-type]
-        )
+        subscribing = asyncio.ensure_future(node.subscribe(client, "room", Position(3, pos.epoch)))
         await asyncio.sleep(0.05)
         for n in range(20):  # arrive while it is set up: more than its buffer holds
             await node.publish("room", n, None)
         result, reached = await subscribing
-        node.release(client, "room", reached)  # type: ignore[arg-type]
+        node.release(client, "room", reached)
         assert client.frames[-1]["push"] == "unsubscribed"
         assert client.frames[-1]["reason"] == "insufficient_state"
         await asyncio.sleep(0.05)
-        assert not node.hub.is_subscribed("room", client)  # type: ignore[arg-type]
+        assert not node.hub.is_subscribed("room", client)
     finally:
         await node.close()
