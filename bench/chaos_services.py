@@ -21,6 +21,7 @@ from pathlib import Path
 
 from bench.procinfo import age_s, children
 from bench.servers import API_KEY, ROOT, ServerFailed, free_port, log_tail
+from server import assets
 from server.store.embedded import EmbeddedError, EmbeddedMongo
 
 #: The scenario's channels live here: history kept long enough for any outage, presence on
@@ -147,7 +148,7 @@ class Switchboard:
 
     def start(self, drain_s: float, extra_env: dict[str, str] | None = None) -> None:
         config = self.workdir / "config.toml"
-        config.write_text((ROOT / "config.toml").read_text() + CHAOS_NAMESPACE)
+        config.write_text(assets.SAMPLE_CONFIG.read_text() + CHAOS_NAMESPACE)
         env = {**self.env, "SWITCHBOARD_SERVER_DRAIN_S": str(drain_s), **(extra_env or {})}
         argv = [sys.executable, "-m", "server", "--dev", "--config", str(config)]
         argv += ["--port", str(self.port), "--processes", str(self.processes)]
