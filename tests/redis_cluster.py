@@ -18,7 +18,10 @@ from pathlib import Path
 import redis
 from redis.crc import key_slot
 
-from tests.redis_server import free_port, redis_server_binary
+from server.broker import redis_conn
+from server.broker.redis import RedisBroker
+from server.presence.redis import RedisPresence
+from tests.redis_server import TEST_TTL_S, free_port, redis_server_binary
 
 NODE_TIMEOUT_MS = 1000
 
@@ -69,6 +72,8 @@ class ClusterNodeProcess:
                 str(NODE_TIMEOUT_MS),
                 "--cluster-require-full-coverage",
                 "no",
+                "--repl-diskless-sync-delay",  # replicas in sync at once, so they may take over
+                "0",
                 "--save",
                 "",
                 "--appendonly",
@@ -146,7 +151,8 @@ class RedisClusterProcess:
         self.wait_ok()
 
     def wait_ok(self, timeout: float = 30.0) -> None:
-        """Until every live node says the cluster is ok and agrees on three shard primaries."""
+        """Until every live node says the cluster is ok and agrees on three shard primaries,
+        and every replica is in sync (a replica that never synced cannot take over)."""
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             try:
@@ -156,7 +162,9 @@ class RedisClusterProcess:
                     for n in self.alive()
                 }
                 ok = all("cluster_state:ok" in s for s in states)
-                if ok and len(views) == 1 and len(next(iter(views))) == 3:
+                links = [self.cli("info", "replication", node=n) for n in self.alive()]
+                synced = all("role:master" in i or "master_link_status:up" in i for i in links)
+                if ok and synced and len(views) == 1 and len(next(iter(views))) == 3:
                     return
             except (subprocess.CalledProcessError, redis.RedisError):
                 pass
@@ -233,3 +241,11 @@ def channel_in_slot(slot: int, stem: str = "c") -> str:
     while key_slot(f"{stem}{i}".encode()) != slot:
         i += 1
     return f"{stem}{i}"
+
+
+def cluster_broker(url: str, prefix: str) -> RedisBroker:
+    return RedisBroker(redis_conn.cluster_client(url), prefix, TEST_TTL_S)
+
+
+def cluster_presence(url: str, prefix: str) -> RedisPresence:
+    return RedisPresence(redis_conn.cluster_client(url), prefix, TEST_TTL_S)
