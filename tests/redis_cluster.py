@@ -62,6 +62,8 @@ class ClusterNodeProcess:
                 str(self.port),
                 "--bind",
                 self.host,
+                "--protected-mode",  # reached from other namespaces' addresses (multi-host)
+                "no",
                 "--cluster-enabled",
                 "yes",
                 "--cluster-port",  # the bus port: free too, not the default port + 10000
