@@ -44,8 +44,8 @@ class Subscriber:
     def _state(self, state: str, retry_in: float | None) -> None:
         now = time.monotonic()
         if state == "connected":
-            hello = self.client.hello or {}
-            self.nodes.append(str(hello.get("node", "")))
+            hello = self.client.hello
+            self.nodes.append(str(hello["node"]) if hello is not None else "")
             if self.down_since is not None:
                 self.back_at = now
                 self.down_since = None
@@ -84,7 +84,8 @@ class Publisher:
 
 
 async def read_line() -> str:
-    return (await asyncio.to_thread(sys.stdin.readline)).strip()
+    line: str = await asyncio.to_thread(sys.stdin.readline)
+    return line.strip()
 
 
 async def main_async(args: argparse.Namespace) -> dict[str, Any]:
@@ -126,7 +127,8 @@ async def main_async(args: argparse.Namespace) -> dict[str, Any]:
         "live_again_s": round(max(backs) - marked, 3) if backs and marked else None,
         "p99_s": latencies[int(len(latencies) * 0.99)] if latencies else None,
     }
-    await asyncio.gather(*(c.client.close() for c in [*subs, *pubs]), return_exceptions=True)
+    clients = [s.client for s in subs] + [p.client for p in pubs]
+    await asyncio.gather(*(c.close() for c in clients), return_exceptions=True)
     return result
 
 
