@@ -145,6 +145,7 @@ def make_certificate(directory: Path, address: str) -> Path:
 
 NGINX_MAIN = """
 worker_processes 1;
+worker_rlimit_nofile 200000;
 pid {dir}/nginx.pid;
 error_log {dir}/error.log warn;
 events {{ worker_connections 65536; }}

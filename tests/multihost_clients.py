@@ -14,6 +14,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import random
+import resource
 import sys
 import time
 from pathlib import Path
@@ -141,6 +142,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--settle", type=float, default=20.0)
     p.add_argument("--json", type=Path, required=True)
     args = p.parse_args(argv)
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)  # a socket per connection
+    resource.setrlimit(resource.RLIMIT_NOFILE, (max(soft, min(hard, 200_000)), hard))
     args.json.write_bytes(orjson.dumps(asyncio.run(main_async(args)), option=orjson.OPT_INDENT_2))
     return 0
 
