@@ -251,3 +251,25 @@ def cluster_broker(url: str, prefix: str) -> RedisBroker:
 
 def cluster_presence(url: str, prefix: str) -> RedisPresence:
     return RedisPresence(redis_conn.cluster_client(url), prefix, TEST_TTL_S)
+
+
+def main() -> None:
+    """`python -m tests.redis_cluster [DIR]`: a cluster for benchmarks; prints its seed URL and
+    runs until interrupted."""
+    import sys
+    import tempfile
+
+    cluster = RedisClusterProcess(Path(sys.argv[1] if len(sys.argv) > 1 else tempfile.mkdtemp()))
+    cluster.start()
+    print(cluster.url, flush=True)
+    try:
+        while True:
+            time.sleep(3600)
+    except KeyboardInterrupt:
+        pass
+    finally:
+        cluster.stop()
+
+
+if __name__ == "__main__":
+    main()
