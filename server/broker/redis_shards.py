@@ -94,7 +94,7 @@ class ShardLinks:
             log.warning("redis cluster not reachable yet: %s", self._topology_down)
         self._task = asyncio.ensure_future(self._watch())
         if self._topology_down is None:
-            await self._rehome()
+            await self._rehome(announce=False)  # first subscriptions: nothing was missed
 
     async def close(self) -> None:
         if self._task is not None:
@@ -185,7 +185,7 @@ class ShardLinks:
             except Exception:  # the watcher must outlive any one bad round
                 log.exception("redis cluster: moving channels failed; trying again")
 
-    async def _rehome(self) -> None:
+    async def _rehome(self, announce: bool = True) -> None:
         """Subscribe every wanted channel that is not on its slot's primary there."""
         moves: dict[bytes, ClusterNode] = {}
         for channel in list(self._wanted):
@@ -196,10 +196,10 @@ class ShardLinks:
             if self._home.get(channel) != node.name:
                 moves[channel] = node
         if moves:
-            await self._move(moves)
+            await self._move(moves, announce)
         self._close_idle()
 
-    async def _move(self, moves: dict[bytes, ClusterNode]) -> None:
+    async def _move(self, moves: dict[bytes, ClusterNode], announce: bool) -> None:
         for channel in moves:
             old = self._home.pop(channel, None)
             link = self._links.get(old) if old is not None else None
@@ -210,7 +210,7 @@ class ShardLinks:
             *(self._subscribe_moved(channel, node) for channel, node in moves.items()),
             return_exceptions=True,
         )
-        if any(r is True for r in results):
+        if announce and any(r is True for r in results):
             self._on_reconnected()  # their subscribers may have missed publications meanwhile
 
     async def _subscribe_moved(self, channel: bytes, node: ClusterNode) -> bool:
