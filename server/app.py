@@ -34,11 +34,12 @@ from server.ws.outbox import Flusher
 
 
 def build_broker(config: Config) -> tuple[Broker, Presence]:
-    """The broker and presence for `[redis] url`: in-memory ones when it is empty."""
+    """The broker and presence for `[redis] url`: in-memory ones when it is empty; with
+    `[redis] cluster`, over a Redis Cluster that `url` is one node of."""
     rc = config.redis
     if not rc.url:
         return MemoryBroker(), MemoryPresence()
-    client = redis_conn.client(rc.url)
+    client = redis_conn.cluster_client(rc.url) if rc.cluster else redis_conn.client(rc.url)
     return (
         RedisBroker(client, rc.prefix, rc.presence_ttl_s, rc.sharded),
         RedisPresence(client, rc.prefix, rc.presence_ttl_s),

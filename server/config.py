@@ -16,7 +16,7 @@ from collections.abc import Hashable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any, get_type_hints
-from urllib.parse import unquote
+from urllib.parse import unquote, urlsplit
 
 from server.protocol import split_channel
 
@@ -143,10 +143,20 @@ class RedisConfig:
     prefix: str = "switchboard"
     presence_ttl_s: float = 30.0
     sharded: bool = True
+    # Redis Cluster: `url` names one seed node; sharded pub/sub is then required.
+    cluster: bool = False
 
     def validate(self) -> None:
         ok = not self.url or self.url.startswith(("redis://", "rediss://", "unix://"))
         _check("redis.url", ok, "empty (in-memory broker) or a redis:// URL", self.url)
+        if self.cluster:
+            ok = self.url.startswith(("redis://", "rediss://")) and urlsplit(self.url).path in (
+                "",
+                "/",
+                "/0",
+            )
+            _check("redis.url", ok, "a redis:// URL of one seed node, db 0, with cluster", self.url)
+            _check("redis.sharded", self.sharded, "true with cluster (SSUBSCRIBE)", self.sharded)
         ok = bool(self.prefix) and not set(self.prefix) & set("{}")
         _check("redis.prefix", ok, "a non-empty string without { or }", self.prefix)
         _check(
@@ -164,6 +174,8 @@ class MongoConfig:
     data_dir: str = "./data"
     group_commit_ms: float = 2.0
     embedded_port: int = 0  # the embedded server's port on 127.0.0.1 (0: any free port)
+    # Write concern of every write: "" picks "majority" when the URL names a replicaSet, else 1.
+    write_concern: str = ""
 
     def validate(self) -> None:
         ok = self.url in ("", EMBEDDED) or self.url.startswith(
@@ -176,6 +188,9 @@ class MongoConfig:
             "an integer from 0 (any free port) to 65535",
             self.embedded_port,
         )
+        wc = self.write_concern
+        ok = wc in ("", "majority") or (wc.isdigit() and 0 < int(wc) <= 50)
+        _check("mongo.write_concern", ok, 'empty (automatic), "majority" or a number', wc)
         _check("mongo.database", bool(self.database), "a database name", self.database)
         _check("mongo.data_dir", bool(self.data_dir), "a directory", self.data_dir)
         _check(
