@@ -150,7 +150,6 @@ def started_baseline(drop_offset: int | None = None) -> Iterator[Running]:
         yield r
 
 
-@contextmanager
 #: The load comes from one address, faster and wider than any one client's should: lift the
 #: per-address admission and publish-volume limits (docs/security.md).
 ONE_ADDRESS = {
@@ -162,6 +161,7 @@ ONE_ADDRESS = {
 }
 
 
+@contextmanager
 def started_switchboard(
     processes: int = 1,
     redis_url: str | None = None,
