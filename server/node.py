@@ -162,8 +162,8 @@ class Node:
             await asyncio.wait(self._background, timeout=CLOSE_WAIT_S)
             for task in self._background:
                 task.cancel()
+        await self.presence.close()  # borrows the broker's Redis client: close it first
         await self.broker.close()
-        await self.presence.close()
         await self.store.close()
 
     # -- channels -----------------------------------------------------------------------------
