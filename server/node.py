@@ -42,6 +42,8 @@ T = TypeVar("T")
 RESUBSCRIBE = "insufficient_state"
 #: Channels brought up to date at once after the broker reconnected.
 RESYNC_CONCURRENCY = 8
+#: Tries at bringing a channel up to date while its services answer `unavailable` (about 3 s).
+RESYNC_ATTEMPTS = 5
 #: How long a publish waits for the store to catch up with a backlogged channel.
 BACKLOG_WAIT_S = 2.0
 #: Marks a channel being brought up to date in `_last`: no publication is its successor.
@@ -336,16 +338,24 @@ class Node:
     async def _run_resync(self, channel: str, since: Position) -> None:
         complete, reached = False, since
         pubs: recovery.Missed = []
-        try:
-            async with self._resync_slots:
-                await asyncio.sleep(random.uniform(0, 0.05))  # processes do not move in step
-                ns = self.namespace(channel)
-                reached = await self.position(channel)
-                complete, pubs = await _guard(
-                    recovery.missed(self.store, channel, ns, since, reached, self.hole_wait_s)
-                )
-        except ProtocolError as exc:
-            log.warning("%s not brought up to date: %s", channel, exc.message)
+        delay = random.uniform(0, 0.05)  # processes do not move in step
+        for attempt in range(RESYNC_ATTEMPTS):
+            await asyncio.sleep(delay)
+            try:
+                async with self._resync_slots:
+                    ns = self.namespace(channel)
+                    reached = await self.position(channel)
+                    complete, pubs = await _guard(
+                        recovery.missed(self.store, channel, ns, since, reached, self.hole_wait_s)
+                    )
+                break
+            except ProtocolError as exc:
+                # A service just back may fail the first calls (a pooled connection it
+                # closed): try again a few times before the subscribers must resubscribe.
+                if exc.code != Code.UNAVAILABLE or attempt + 1 == RESYNC_ATTEMPTS:
+                    log.warning("%s not brought up to date: %s", channel, exc.message)
+                    break
+                delay = 0.1 * 2**attempt
         held = self._resyncing.pop(channel, [])
         if not self.hub.subscriber_count(channel):
             self._last.pop(channel, None)
