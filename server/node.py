@@ -85,6 +85,16 @@ class Service(Protocol):
     def stop(self) -> None: ...
 
 
+class _Waiting:
+    """Recoveries of one channel waiting for offsets to be stored."""
+
+    __slots__ = ("event", "count")
+
+    def __init__(self) -> None:
+        self.event = asyncio.Event()
+        self.count = 0
+
+
 class Every:
     """A coroutine run every `interval_s` while the node lives."""
 
@@ -121,6 +131,8 @@ class Node:
         #: Publications held while a channel is brought up to date: (offset, epoch, body).
         self._resyncing: dict[str, list[tuple[int, str, bytes]]] = {}
         self._resync_slots = asyncio.Semaphore(RESYNC_CONCURRENCY)
+        #: Channels being recovered: an event set on each local append, and how many wait.
+        self._stored_events: dict[str, _Waiting] = {}
         self._emptied = asyncio.Event()  # set when the last client left
         #: How long recovery waits for a missing offset before making it void.
         self.hole_wait_s = recovery.HOLE_WAIT_S
@@ -237,6 +249,9 @@ class Node:
                 self._store_failed_at = time.monotonic()
                 raise ProtocolError(Code.UNAVAILABLE, f"temporarily unavailable: {exc}") from None
             self.broker.stored(channel, pos)
+            waiting = self._stored_events.get(channel)
+            if waiting is not None:
+                waiting.event.set()
             self.stats.store_append.observe(time.perf_counter() - started)
         self.stats.published += 1
         return pos
@@ -345,9 +360,7 @@ class Node:
                 async with self._resync_slots:
                     ns = self.namespace(channel)
                     reached = await self.position(channel)
-                    complete, pubs = await _guard(
-                        recovery.missed(self.store, channel, ns, since, reached, self.hole_wait_s)
-                    )
+                    complete, pubs = await self._missed(channel, ns, since, reached)
                 break
             except ProtocolError as exc:
                 # A service just back may fail the first calls (a pooled connection it
@@ -384,6 +397,24 @@ class Node:
             self.stats.sent += self.hub.broadcast(channel, offset, frame)
         self._last[channel] = last
 
+    async def _missed(
+        self, channel: str, ns: NamespaceConfig, since: Position, upto: Position
+    ) -> tuple[bool, recovery.Missed]:
+        """Recover a range, woken whenever this process stores one of the channel's
+        publications (other processes' appends are polled for)."""
+        waiting = self._stored_events.setdefault(channel, _Waiting())
+        waiting.count += 1
+        try:
+            return await _guard(
+                recovery.missed(
+                    self.store, channel, ns, since, upto, self.hole_wait_s, waiting.event
+                )
+            )
+        finally:
+            waiting.count -= 1
+            if not waiting.count:
+                del self._stored_events[channel]
+
     def _end_subscriptions(self, channel: str, reason: str) -> None:
         frame = wsframe.text(protocol.unsubscribed_push(channel, reason))
         for client in self.hub.subscribers(channel):
@@ -410,9 +441,7 @@ class Node:
             pos = await self.position(channel)
             recovered, missed = True, list[tuple[int, bytes]]()
             if since is not None:
-                recovered, missed = await _guard(
-                    recovery.missed(self.store, channel, ns, since, pos, self.hole_wait_s)
-                )
+                recovered, missed = await self._missed(channel, ns, since, pos)
             if ns.presence:
                 info = {"user": client.user, "name": client.name}
                 await _guard(self.presence.add(channel, client.id, info))
