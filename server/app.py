@@ -15,6 +15,7 @@ from server.broker.base import Broker
 from server.broker.memory import MemoryBroker
 from server.broker.redis import RedisBroker
 from server.config import Config
+from server.extras import Extras
 from server.hub import Hub
 from server.keepalive import KeepAlive
 from server.login.service import Login
@@ -55,7 +56,9 @@ def build_store(config: Config) -> Store:
 
 def build_node(config: Config) -> Node:
     broker, presence = build_broker(config)
-    return Node(config, Hub(), broker, build_store(config), presence)
+    node = Node(config, Hub(), broker, build_store(config), presence)
+    node.extension = Extras(node)
+    return node
 
 
 #: Room in an HTTP API body beyond one publication: a broadcast's list of 1,000 channels.
@@ -94,6 +97,9 @@ def make_app(node: Node) -> tornado.web.Application:
             (r"/api/broadcast", api.BroadcastHandler, n),
             (channel + "/history", api.HistoryHandler, n),
             (channel + "/presence", api.PresenceHandler, n),
+            (channel + "/presence_stats", api.PresenceStatsHandler, n),
+            (r"/api/channels", api.ChannelsHandler, n),
+            (r"/api/unsubscribe", api.UnsubscribeHandler, n),
             (r"/api/tokens", api.TokenHandler, n),
             (r"/api/disconnect", api.DisconnectHandler, n),
             (r"/api/stats", api.StatsHandler, n),

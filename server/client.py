@@ -18,6 +18,7 @@ from server.auth import ANONYMOUS, Identity, TokenError
 from server.limits import StrikeCounter, TokenBucket
 from server.node import Node
 from server.position import Position
+from server.presence.stats import presence_stats
 from server.protocol import Close, Code, Command, FrameError, ProtocolError
 
 log = logging.getLogger("switchboard.client")
@@ -261,6 +262,11 @@ class Connection:
         auth.check_subscribe(self.identity, channel, self.node.namespace(channel))
         return await self.node.presence_of(channel)
 
+    async def op_presence_stats(self, cmd: Command) -> dict[str, Any]:
+        channel = protocol.check_channel(cmd.args.get("channel"))
+        auth.check_subscribe(self.identity, channel, self.node.namespace(channel))
+        return await presence_stats(self.node, channel)
+
 
 _HANDLERS: dict[str, Handler] = {
     "auth": Connection.op_auth,
@@ -269,6 +275,7 @@ _HANDLERS: dict[str, Handler] = {
     "publish": Connection.op_publish,
     "history": Connection.op_history,
     "presence": Connection.op_presence,
+    "presence_stats": Connection.op_presence_stats,
 }
 
 

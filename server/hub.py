@@ -21,6 +21,18 @@ class Subscriber(Protocol):
 Buffered = list[tuple[int, bytes]]
 
 
+class HubObserver(Protocol):
+    """Told when connections and channels come and go here (webhooks: server/webhooks/)."""
+
+    def client_added(self, client: Subscriber) -> None: ...
+
+    def client_removed(self, client: Subscriber) -> None: ...
+
+    def channel_occupied(self, channel: str) -> None: ...
+
+    def channel_vacated(self, channel: str) -> None: ...
+
+
 class Hub:
     def __init__(self) -> None:
         self._clients: dict[str, Subscriber] = {}
@@ -28,6 +40,7 @@ class Hub:
         self._channels: dict[str, dict[Subscriber, None]] = {}
         self._buffers: dict[str, dict[Subscriber, Buffered]] = {}
         self._client_channels: dict[Subscriber, set[str]] = {}
+        self.observer: HubObserver | None = None
 
     # -- clients ------------------------------------------------------------------------------
 
@@ -36,18 +49,26 @@ class Hub:
         self._client_channels[client] = set()
         if client.user is not None:
             self._by_user.setdefault(client.user, {})[client.id] = client
+        if self.observer is not None:
+            self.observer.client_added(client)
 
     def set_user(self, client: Subscriber, user: str | None) -> None:
         """Record a client's (new) user after it authenticated."""
+        if self.observer is not None:
+            self.observer.client_removed(client)
         self._drop_user(client)
         client.user = user
         if user is not None:
             self._by_user.setdefault(user, {})[client.id] = client
+        if self.observer is not None:
+            self.observer.client_added(client)
 
     def remove_client(self, client: Subscriber) -> list[str]:
         """Forget a client; returns the channels it left that now have no local subscriber."""
         self._clients.pop(client.id, None)
         self._drop_user(client)
+        if self.observer is not None:
+            self.observer.client_removed(client)
         emptied = []
         for channel in self._client_channels.pop(client, ()):
             if self._remove(channel, client):
@@ -85,6 +106,8 @@ class Hub:
             self._buffers.setdefault(channel, {})[client] = []
         else:
             self._channels.setdefault(channel, {})[client] = None
+        if first and self.observer is not None:
+            self.observer.channel_occupied(channel)
         return first
 
     def release(self, channel: str, client: Subscriber) -> Buffered:
@@ -113,7 +136,10 @@ class Hub:
                 del subs[client]
                 if not subs:
                     del table[channel]
-        return channel not in self._channels and channel not in self._buffers
+        emptied = channel not in self._channels and channel not in self._buffers
+        if emptied and self.observer is not None:
+            self.observer.channel_vacated(channel)
+        return emptied
 
     def is_subscribed(self, channel: str, client: Subscriber) -> bool:
         channels = self._client_channels.get(client)

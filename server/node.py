@@ -71,6 +71,20 @@ class Service(Protocol):
     def stop(self) -> None: ...
 
 
+class Extension(Protocol):
+    """What the node tells the parts built around it (webhooks, admin actions: server/extras.py)."""
+
+    async def start(self) -> None: ...
+
+    async def close(self) -> None: ...
+
+    async def published(self, channel: str, pos: Position, body: bytes) -> None:
+        """A publication in a namespace with `webhook_publications`, before it is acknowledged."""
+
+    def on_control(self, msg: dict[str, Any]) -> None:
+        """A control message of an op the node does not handle itself."""
+
+
 class Every:
     """A coroutine run every `interval_s` while the node lives."""
 
@@ -112,12 +126,15 @@ class Node:
         self.hole_wait_s = recovery.HOLE_WAIT_S
         self._services: list[Service] = []
         self._background: set[asyncio.Future[Any]] = set()
+        self.extension: Extension | None = None
 
     async def start(self) -> None:
         await self.store.start()
         await self.presence.start()
         await self.broker.start(self)
         self.attach(Every(IDLE_TTL_S / 3, self.keep_channels))
+        if self.extension is not None:
+            await self.extension.start()
 
     def spawn(self, aw: Awaitable[Any]) -> None:
         """Run a fire-and-forget task, holding a reference until it ends.
@@ -138,6 +155,8 @@ class Node:
         for service in self._services:
             service.stop()
         self._services.clear()
+        if self.extension is not None:
+            await self.extension.close()
         await self.broker.close()
         await self.presence.close()
         await self.store.close()
@@ -201,6 +220,8 @@ class Node:
             )
             self.broker.stored(channel, pos)
             self.stats.store_append.observe(time.perf_counter() - started)
+        if ns.webhook_publications and self.extension is not None:
+            await self.extension.published(channel, pos, body)
         self.stats.published += 1
         return pos
 
@@ -274,6 +295,8 @@ class Node:
                         str(msg.get("reason", "")),
                         bool(msg.get("reconnect", False)),
                     )
+        elif self.extension is not None:
+            self.extension.on_control(msg)
 
     def on_reconnected(self) -> None:
         """The broker came back: every channel with local subscribers may have missed some.
