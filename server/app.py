@@ -18,6 +18,7 @@ from server.config import Config
 from server.extras import Extras
 from server.hub import Hub
 from server.keepalive import KeepAlive
+from server.looplag import LoopLag
 from server.login.service import Login
 from server.node import Node
 from server.outbox import Flusher
@@ -78,6 +79,7 @@ def make_app(node: Node) -> tornado.web.Application:
     node.attach(node_metrics)
     node.attach(StatsFeed(node))
     node.attach(KeepAlive(node.hub, config.server.ping_interval_s))
+    node.attach(LoopLag(node.stats))
     n = {"node": node}
     nl = {**n, "login": Login(config, node.store)}
     channel = r"/api/channels/([^/]+)"
@@ -87,6 +89,8 @@ def make_app(node: Node) -> tornado.web.Application:
             (r"/channels/([^/]+)", site.ChannelHandler, nl),
             (r"/admin", site.AdminHandler, nl),
             (r"/admin/token", site.AdminTokenHandler, nl),
+            (r"/admin/channels", site.AdminChannelsHandler, nl),
+            (r"/admin/channels/([^/]+)", site.AdminChannelHandler, nl),
             (r"/login", login.LoginPageHandler, nl),
             (r"/login/dev/authorize", login.DevAuthorizeHandler, nl),
             (r"/login/([A-Za-z0-9_-]+)", login.StartHandler, nl),
@@ -108,8 +112,9 @@ def make_app(node: Node) -> tornado.web.Application:
             (r"/metrics", api.MetricsHandler, {**n, "metrics": node_metrics}),
             (r"/api/openapi.json", api.OpenApiHandler, n),
         ],
-        default_handler_class=api.NotFoundHandler,
-        default_handler_args=n,
+        default_handler_class=site.NotFoundHandler,
+        default_handler_args=nl,
+        static_handler_class=site.StaticFiles,
         template_path=str(assets.TEMPLATES),
         static_path=str(assets.STATIC),
         cookie_secret=config.security.secret,

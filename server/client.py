@@ -248,6 +248,8 @@ class Connection:
         subscribed = self.node.hub.is_subscribed(channel, self)
         auth.check_publish(self.identity, channel, ns, subscribed)
         info = {"user": self.user, "client": self.id}
+        if self.name is not None:
+            info["name"] = self.name  # shown with the message, in history too
         pos = await self.node.publish(channel, cmd.args["data"], info)
         return pos.as_dict()
 

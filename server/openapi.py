@@ -116,6 +116,9 @@ SCHEMAS: dict[str, Any] = {
         rss_bytes=INT,
         cpu_s={"type": "number"},
         uptime_s={"type": "number"},
+        loop_lag_ms={"type": "number", "description": "worst event-loop lag of the last second"},
+        host=STR,
+        version=STR,
     ),
 }
 

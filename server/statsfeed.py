@@ -21,6 +21,7 @@ import tornado.ioloop
 
 from server import protocol
 from server.node import Node
+from server.presence.stats import presence_stats
 from server.protocol import ProtocolError
 
 log = logging.getLogger("switchboard.statsfeed")
@@ -69,7 +70,7 @@ class StatsFeed:
             if ns is None:
                 continue
             if ns.presence:
-                count = len((await self.node.presence_of(channel))["clients"])
+                count = (await presence_stats(self.node, channel))["clients"]
             else:
                 count = self.node.hub.subscriber_count(channel)
             counts.append({"channel": channel, "subscribers": count})
