@@ -41,7 +41,11 @@ function card(node) {
 }
 
 function figures(list, pairs) {
-  list.replaceChildren(...pairs.flatMap(([label, value]) => [el("dt", label), el("dd", String(value))]));
+  list.replaceChildren(...pairs.map(([label, value]) => {
+    const item = el("div", "", "figure");
+    item.append(el("dt", label), el("dd", String(value)));
+    return item;
+  }));
 }
 
 function update({ data }) {

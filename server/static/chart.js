@@ -2,7 +2,7 @@
 // lines and a legend. Points are { t: ms since the epoch, v: number } per series.
 
 const NS = "http://www.w3.org/2000/svg";
-const W = 320, H = 132, LEFT = 46, RIGHT = 8, TOP = 8, BOTTOM = 22;
+const W = 320, H = 132, LEFT = 56, RIGHT = 8, TOP = 8, BOTTOM = 22;
 
 function svg(tag, attrs = {}, text = "") {
   const node = document.createElementNS(NS, tag);
