@@ -15,7 +15,7 @@ import pytest
 import pytest_asyncio
 
 from server import auth
-from server.config import MongoConfig
+from server.config import ConfigError, MongoConfig
 from server.webhooks import events
 from server.webhooks.mongo_queue import MongoQueue
 from server.webhooks.queue import EventQueue, MemoryQueue
@@ -226,3 +226,18 @@ async def test_queue_hands_out_again_an_event_whose_lease_ran_out(queue: EventQu
     assert await queue.claim(time.time(), 0.1, 5) == []
     await asyncio.sleep(0.15)
     assert [q.event.id for q in await queue.claim(time.time(), 0.1, 5)] == [e.id]
+
+
+@pytest.mark.parametrize(
+    ("webhooks", "message"),
+    [
+        ({"url": "ftp://x"}, "webhooks.url"),
+        ({"url": "http://127.0.0.1/hook"}, "webhooks.secret"),
+        ({"events": ["user.online", "user.away"]}, "webhooks.events"),
+        ({"offline_after_s": -1}, "webhooks.offline_after_s"),
+        ({"backoff_min_s": 10, "backoff_max_s": 1}, "webhooks.backoff_max_s"),
+    ],
+)
+def test_webhook_settings_are_checked(webhooks: dict[str, Any], message: str) -> None:
+    with pytest.raises(ConfigError, match=message.replace(".", r"\.")):
+        make_config(webhooks=webhooks)
