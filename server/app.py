@@ -18,8 +18,8 @@ from server.config import Config
 from server.extras import Extras
 from server.hub import Hub
 from server.keepalive import KeepAlive
-from server.looplag import LoopLag
 from server.login.service import Login
+from server.looplag import LoopLag
 from server.node import Node
 from server.outbox import Flusher
 from server.presence.base import Presence
