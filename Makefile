@@ -19,7 +19,7 @@ TS_STAMP := tools/ts/node_modules/.installed
 LOCK_ARGS ?=
 UV_COMPILE := $(UV) pip compile pyproject.toml --python-version 3.11 --quiet $(LOCK_ARGS)
 
-.PHONY: setup run up test bench services lock clean
+.PHONY: setup run up test check bench soak services lock clean
 
 # A venv with uv in it. Without pip in the venv when the system's pip can install into it (fast),
 # else the usual venv with pip (Debian's python3-venv).
@@ -57,8 +57,14 @@ up: setup services
 services:
 	@sh tools/install-services.sh
 
-test: setup services $(TS_STAMP)
+test: setup services $(TS_STAMP) check
 	$(PY) -m pytest -q $(PYTEST_ARGS)
+
+# The gate before the tests: lint, formatting and strict typing (configured in pyproject.toml).
+check: setup
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/ruff format --check .
+	$(VENV)/bin/mypy
 
 # TypeScript from npm, pinned by tools/ts/package-lock.json: tests/test_ts_types.py type-checks
 # server/static/switchboard.d.ts with it (needs Node.js and npm).
@@ -75,6 +81,11 @@ bench: setup services
 lock: setup
 	$(UV_COMPILE) --extra embedded -o requirements/run.txt
 	$(UV_COMPILE) --all-extras -c requirements/run.txt -o requirements/dev.txt
+
+# Fan-out with connection churn for 30 minutes (ARGS="--minutes 5" to shorten), sampled every
+# 10 s into bench/results/soak.json and soak.png (docs/reliability.md).
+soak: setup services
+	$(PY) -m bench.soak $(ARGS)
 
 clean:
 	rm -rf $(VENV) .pytest_cache .hypothesis tools/ts/node_modules

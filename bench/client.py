@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import socket
+import time
 from collections.abc import Callable
 from itertools import count
 from typing import Any
@@ -45,6 +46,11 @@ class Client(WSListener):
         self._pending: dict[int, asyncio.Future[Any]] = {}
         self.frames = 0
         self.tag: Any = None  # the owner's per-connection state (e.g. its OffsetChecker)
+        self.name = ""  # the owner's name for it (its token's subject)
+        self.epoch: str | None = None  # the subscribed channel's epoch, from the reply
+        #: the server's `disconnect` push, if it sent one: whether and when to reconnect
+        self.disconnect_push: dict[str, Any] | None = None
+        self.hello_at = 0.0  # time.monotonic() when the hello arrived
 
     def on_ws_connected(self, transport: WSTransport) -> None:
         self.transport = transport
@@ -79,9 +85,12 @@ class Client(WSListener):
                 else:
                     fut.set_result(msg.get("result"))
         elif push == "hello" and not self.hello.done():
+            self.hello_at = time.monotonic()
             self.hello.set_result(msg)
-        elif push == "disconnect" and not self.closed.done():
-            self.closed.set_result(int(msg.get("code", 0)))
+        elif push == "disconnect":
+            self.disconnect_push = msg
+            if not self.closed.done():
+                self.closed.set_result(int(msg.get("code", 0)))
 
     def on_ws_disconnected(self, transport: WSTransport) -> None:
         if not self.closed.done():

@@ -29,7 +29,7 @@ from pathlib import Path
 import orjson
 from picows import WSFrame, WSListener, WSMsgType, WSTransport, ws_connect
 
-from bench.fastparse import parse_pub
+from bench.measure_stack import parse_pub
 from tests.fixtures.server_processes import ServerProcess
 from tests.redis_server import started_redis
 
@@ -116,15 +116,20 @@ async def measure(
     messages: int,
 ) -> dict[str, float]:
     state = Shared()
-    subs = []
+    subs: list[tuple[WSTransport, Subscriber]] = []
     for _ in range(subscribers):
         transport, listener = await ws_connect(lambda: Subscriber(state), sub_url)
+        assert isinstance(listener, Subscriber)
         transport.send(
             WSMsgType.TEXT, orjson.dumps({"id": 1, "op": "subscribe", "channel": CHANNEL})
         )
         subs.append((transport, listener))
     await asyncio.gather(*(listener.subscribed for _, listener in subs))
-    pubs = [await ws_connect(Publisher, pub_url) for _ in range(publishers)]
+    pubs: list[tuple[WSTransport, Publisher]] = []
+    for _ in range(publishers):
+        pub_transport, pub_listener = await ws_connect(Publisher, pub_url)
+        assert isinstance(pub_listener, Publisher)
+        pubs.append((pub_transport, pub_listener))
 
     count = int(rate * seconds)
     state.expected = count * subscribers

@@ -157,15 +157,17 @@ def started_switchboard(
     max_connections: int = 19_000,
     mongo_url: str = "memory:",
     timeout: float = 60.0,
+    env: dict[str, str] | None = None,
 ) -> Iterator[Running]:
-    """`python -m server --dev` with the bench namespace, bench secrets and no command limits."""
+    """`python -m server --dev` with the bench namespace, bench secrets and no command limits;
+    `env` adds or overrides settings (e.g. SWITCHBOARD_SERVER_DRAIN_S)."""
     if not (ROOT / "server" / "__main__.py").exists():
         raise ServerFailed("Switchboard is not there yet: server/__main__.py is missing")
     port = free_port()
     tmp = Path(tempfile.mkdtemp(prefix="bench-config-"))
     config = tmp / "config.toml"
     config.write_text(assets.SAMPLE_CONFIG.read_text() + BENCH_NAMESPACE)
-    env = {
+    settings = {
         "SWITCHBOARD_API_KEY": API_KEY,
         "SWITCHBOARD_SECURITY_TOKEN_SECRET": TOKEN_SECRET,
         "SWITCHBOARD_MONGO_URL": mongo_url,
@@ -173,9 +175,17 @@ def started_switchboard(
         "SWITCHBOARD_LIMITS_COMMAND_RATE": "1000000",
         "SWITCHBOARD_LIMITS_COMMAND_BURST": "1000000",
         "SWITCHBOARD_SERVER_MAX_CONNECTIONS": str(max_connections),
+        # The load comes from one address, faster and wider than any one client's should.
+        "SWITCHBOARD_SERVER_MAX_SOCKETS": str(max_connections + 50),
+        "SWITCHBOARD_LIMITS_SOCKETS_PER_IP": "1000000",
+        "SWITCHBOARD_LIMITS_CONNECTS_PER_IP_PER_S": "1000000",
+        "SWITCHBOARD_LIMITS_CONNECTS_PER_IP_BURST": "1000000",
+        "SWITCHBOARD_LIMITS_PUBLISH_BYTES_PER_S": "1000000000",
+        "SWITCHBOARD_LIMITS_PUBLISH_BYTES_BURST": "1000000000",
+        **(env or {}),
     }
     if redis_url:
-        env["SWITCHBOARD_REDIS_URL"] = redis_url
+        settings["SWITCHBOARD_REDIS_URL"] = redis_url
     argv = [
         sys.executable,
         "-m",
@@ -191,7 +201,7 @@ def started_switchboard(
     if processes > 1:
         argv += ["--processes", str(processes)]
     try:
-        with started("switchboard", argv, port, env, timeout, "/readyz") as r:
+        with started("switchboard", argv, port, settings, timeout, "/readyz") as r:
             yield r
     finally:
         shutil.rmtree(tmp, ignore_errors=True)

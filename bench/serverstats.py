@@ -26,7 +26,8 @@ def fetch(url: str, api_key: str | None, timeout: float = 10.0) -> dict[str, Any
     if api_key:
         req.add_header("Authorization", f"apikey {api_key}")
     with urllib.request.urlopen(req, timeout=timeout) as resp:  # noqa: S310 (loopback-checked URL)
-        return json.loads(resp.read())
+        stats: dict[str, Any] = json.loads(resp.read())
+        return stats
 
 
 def _total(items: list[Any], key: str) -> int | None:

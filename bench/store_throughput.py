@@ -138,7 +138,9 @@ class Server:
         cfg.write_text(
             f'[mongo]\nurl = ""\ndata_dir = "{tmp / f"data{group_commit_ms:g}"}"\n'
             f"group_commit_ms = {group_commit_ms}\n\n"
-            "[limits]\ncommand_rate = 1000000\ncommand_burst = 1000000\n\n"
+            "[limits]\ncommand_rate = 1000000\ncommand_burst = 1000000\n"
+            "publish_bytes_per_s = 1000000000\npublish_bytes_burst = 1000000000\n"
+            "connects_per_ip_per_s = 1000000\nconnects_per_ip_burst = 1000000\n\n"
             "[namespaces.h]\n"
             + "".join(f"{k} = {orjson.dumps(v).decode()}\n" for k, v in HISTORY.items())
         )
@@ -206,7 +208,8 @@ class Conn:
         reply = await fut
         if "error" in reply:
             raise RuntimeError(reply["error"])
-        return reply["result"]
+        result: dict[str, Any] = reply["result"]
+        return result
 
     async def close(self) -> None:
         self.ws.close()

@@ -12,12 +12,14 @@ import asyncio
 import time
 from collections import Counter
 from dataclasses import asdict, dataclass
+from functools import partial
 from multiprocessing.connection import Connection
 from typing import Any
 
 from bench.checker import DeliveryTotals, OffsetChecker
 from bench.client import Client, connect, error_cause
 from bench.fdlimit import raise_nofile
+from bench.holder import reconnect, reconnect_delay_s, since_of, subscribe_retrying
 from bench.params import Params
 from bench.publisher import HttpPublishers, Publishers
 from bench.stats import Histogram
@@ -66,6 +68,8 @@ class Worker:
         )
         self.holders: list[Client] = []
         self.holder_channels: dict[Client, str] = {}
+        self.slots: dict[Client, int] = {}  # where each holder is in `holders`
+        self.reconnecting: set[asyncio.Future[None]] = set()
         self.churners: set[Client] = set()
         self.errors: Counter[str] = Counter()
         self.latencies: list[float] = []
@@ -132,36 +136,77 @@ class Worker:
         elif tag.__class__ is list:
             tag.append(offset)  # arrived before the subscribe reply
 
-    async def open_client(self, name: str, channel: str | None) -> Client:
-        """Connect, and subscribe when `channel` is given; the client's tag is its checker."""
+    async def open_client(
+        self,
+        name: str,
+        channel: str | None,
+        since: dict[str, Any] | None = None,
+        checker: OffsetChecker | None = None,
+    ) -> Client:
+        """Connect, and subscribe when `channel` is given; the client's tag is its checker.
+
+        After a drain, `since` and `checker` resume the subscription where it stopped.
+        """
         t0 = time.perf_counter()
         client = await connect(self.urls(name), self.on_pub, self.source(), self.p.connect_timeout)
+        client.name = name
         self.connect_hist.add_many([(time.perf_counter() - t0) * 1e6])
         if channel is not None:
             client.tag = []
             try:
-                res = await asyncio.wait_for(
-                    client.send_command("subscribe", channel=channel), self.p.connect_timeout
-                )
+                res = await subscribe_retrying(client, channel, since, self.p.connect_timeout)
             except BaseException:
                 client.close()
                 raise
             early = client.tag
-            chk = OffsetChecker(int(res["offset"]))
+            chk = checker
+            if chk is None or since is None or res["epoch"] != since["epoch"]:
+                if chk is not None:  # a new epoch: offsets start again, so does the check
+                    self.totals.add(channel, chk, None)
+                chk = OffsetChecker(int(res["offset"]))
+            for pub in res.get("missed") or ():
+                chk.see(int(pub["offset"]))
             for off in early:
                 chk.see(off)
+            client.epoch = str(res["epoch"])
             client.tag = chk
         return client
 
     def watch(self, client: Client, kind: str) -> None:
-        """Count a connection the server closes on us, by close code."""
+        """Count a connection the server closes on us, by close code; a holder the server
+        drains (`disconnect` with `reconnect: true`) reconnects as the browser client would."""
 
         def closed(fut: asyncio.Future[int | None]) -> None:
             if self.closing or (kind == "churn" and client not in self.churners):
                 return  # we closed it ourselves
-            self.errors[f"{kind}-closed:{fut.result()}"] += 1
+            delay = reconnect_delay_s(client.disconnect_push) if kind == "hold" else None
+            if delay is None:
+                self.errors[f"{kind}-closed:{fut.result()}"] += 1
+                return
+            self.errors[f"hold-drained:{fut.result()}"] += 1
+            task = asyncio.ensure_future(self.replace(client, delay))
+            self.reconnecting.add(task)
+            task.add_done_callback(self.reconnecting.discard)
 
         client.closed.add_done_callback(closed)
+
+    async def replace(self, old: Client, delay: float) -> None:
+        """Reconnect a drained holder in its place, resubscribing from where its check is."""
+        channel = self.holder_channels.get(old) or None
+        chk = old.tag if isinstance(old.tag, OffsetChecker) else None
+        again = partial(self.open_client, old.name, channel, since_of(old), chk)
+        new = await reconnect(again, delay, lambda: self.closing, self.errors)
+        if new is None:
+            return
+        if self.closing:
+            new.close()
+            return
+        new.frames += old.frames
+        slot = self.slots.pop(old)
+        self.holders[slot] = new
+        self.slots[new] = slot
+        self.holder_channels[new] = self.holder_channels.pop(old)
+        self.watch(new, "hold")
 
     # -- phases ------------------------------------------------------------------------------
 
@@ -176,6 +221,7 @@ class Worker:
             try:
                 ch = self.channel_of(n) if subscribe else None
                 client = await self.open_client(f"bench-{n}", ch)
+                self.slots[client] = len(self.holders)
                 self.holders.append(client)
                 self.holder_channels[client] = ch or ""
                 self.watch(client, "hold")

@@ -10,7 +10,6 @@ import tornado.web
 from handlers.base import ApiHandler, JsonHandler
 from server import admin, auth, directory, metrics, openapi, protocol, stats
 from server.broker.base import BrokerUnavailable
-from server.client import history_args
 from server.extras import Extras
 from server.node import Node
 from server.presence.stats import presence_stats
@@ -65,7 +64,7 @@ class HistoryHandler(ApiHandler):
         if order not in ("true", "false"):
             raise ProtocolError(Code.BAD_REQUEST, "`reverse` must be true or false")
         args["reverse"] = order == "true"
-        since, limit, reverse = history_args(args)
+        since, limit, reverse = protocol.history_args(args)
         self.send_json(await self.node.history(channel, since, limit, reverse))
 
 

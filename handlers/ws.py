@@ -1,37 +1,31 @@
-"""The WebSocket endpoint: a thin adapter between Tornado and server.client.Connection."""
+"""The WebSocket endpoint: a thin adapter between server/ws/ and server.client.Connection."""
 
 from __future__ import annotations
 
 from typing import Any
 from urllib.parse import urlsplit
 
-import tornado.httputil
-import tornado.iostream
 import tornado.web
-import tornado.websocket
 
-from handlers.wsreader import ReaderProtocol
 from server import auth, sessions
-from server.client import Connection, Transport
+from server.client import Connection
 from server.node import Node
-from server.outbox import Flusher, Outbox
 from server.protocol import Close
 from server.store.base import StoreUnavailable
+from server.ws.handler import SocketHandler
+from server.ws.outbox import Flusher
+from server.ws.transport import Transport
 
-#: Shared stand-ins for request state dropped after the upgrade; nothing writes to them.
-_NO_HEADERS = tornado.httputil.HTTPHeaders()
-_NO_ARGUMENTS: dict[str, list[bytes]] = {}
 
-
-class WebSocketHandler(tornado.websocket.WebSocketHandler, Transport):
-    """Serves protocol v1 at /ws; see docs/protocol.md."""
+class WebSocketHandler(SocketHandler):
+    """Serves protocol v1 at /ws; see docs/protocol.md. The transport is server/ws/."""
 
     def initialize(self, node: Node, flusher: Flusher) -> None:
         self.node = node
         self.flusher = flusher
+        self.max_pending_bytes = node.config.server.max_pending_bytes
         self.identity = auth.ANONYMOUS
         self.conn: Connection | None = None
-        self.outbox: Outbox | None = None
 
     def check_origin(self, origin: str) -> bool:
         """Same origin always; other origins only when listed in `allowed_origins`.
@@ -72,78 +66,27 @@ class WebSocketHandler(tornado.websocket.WebSocketHandler, Transport):
         if found is not None:
             self.identity = sessions.identity(*found)
 
-    def open(self, *args: str, **kwargs: str) -> None:
-        self._drop_request_state()
-        stream = self.ws_connection.stream  # type: ignore[union-attr]
-        self.outbox = Outbox(
-            stream, self.node.config.server.max_pending_bytes, self._too_slow, self.flusher
-        )
-        self.conn = Connection(self.node, self, self.identity, self.outbox.send)
+    def opened(self, transport: Transport) -> None:
+        self.conn = Connection(self.node, transport, self.identity)
         self.conn.open()
 
-    def _drop_request_state(self) -> None:
-        """Forget what only the handshake needed: per connection it is about 1 KB.
-
-        The headers, and the query with its copies of the token (uri, query, arguments), are
-        read by the upgrade alone; logs need only the method, path and address.
-        """
-        self.ui = None  # template helpers: a socket renders nothing
-        self._headers = _NO_HEADERS  # the 101 response's, already sent
-        req = self.request
-        req.headers = _NO_HEADERS
-        req.uri = req.path
-        req.query = ""
-        req.arguments = req.query_arguments = req.body_arguments = _NO_ARGUMENTS
-
-    def get_websocket_protocol(self) -> tornado.websocket.WebSocketProtocol | None:
-        """Tornado's protocol with a cheaper receive path (handlers/wsreader.py)."""
-        tornados = super().get_websocket_protocol()
-        if not isinstance(tornados, tornado.websocket.WebSocketProtocol13):
-            return tornados
-        return ReaderProtocol(self, False, tornados.params)
-
-    def _detach_stream(self) -> tornado.iostream.IOStream:
-        """Hand the stream to the WebSocket protocol, without Tornado's per-instance guards.
-
-        Tornado replaces write, finish and five other methods on each handler with ones that
-        raise, which adds seven entries to every connection's __dict__ (about 1.5 KB); this
-        handler never calls them after the upgrade.
-        """
-        return self.detach()
+    def on_ping(self, data: bytes) -> None:
+        if self.conn is not None:
+            self.conn.control_frame()  # pings count toward the command rate
 
     def on_pong(self, data: bytes) -> None:
         if self.conn is not None:
-            self.conn.alive = True
+            self.conn.control_frame()
 
     def on_message(self, message: str | bytes) -> Any:
         assert self.conn is not None
         return self.conn.handle(message)
 
     def on_close(self) -> None:
-        if self.outbox is not None:
-            self.outbox.close()
         if self.conn is not None:
             self.node.spawn(self.conn.closed())
 
-    # -- Transport ----------------------------------------------------------------------------
-
-    def send(self, frame: bytes) -> None:
-        if self.outbox is not None:
-            self.outbox.send(frame)
-
-    def close(self, code: int | None = None, reason: str | None = None) -> None:
-        if self.outbox is not None:
-            self.outbox.flush()
-            self.outbox.close()
-        super().close(code, reason)
-
-    def _too_slow(self) -> None:
-        """The client stopped reading: its unsent bytes passed max_pending_bytes.
-
-        The cap is lifted for the close frame alone (a few bytes), which Tornado must be able
-        to queue; Tornado then drops the socket if the client never answers it.
-        """
-        if self.ws_connection is not None:
-            self.ws_connection.stream.max_write_buffer_size = None  # type: ignore[attr-defined]
+    def too_slow(self) -> None:
+        """The client stopped reading: its unsent bytes passed max_pending_bytes."""
         if self.conn is not None:
             self.conn.disconnect(Close.TOO_SLOW, "client too slow", True)

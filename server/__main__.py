@@ -18,7 +18,7 @@ from collections.abc import Callable, Sequence
 
 import tornado.netutil
 
-from server import assets, cluster, logs, metrics
+from server import admission, assets, cluster, logs, metrics
 from server import config as config_mod
 from server.app import build_node, make_app, make_server
 from server.config import Config, ConfigError
@@ -73,6 +73,7 @@ def load_config(args: argparse.Namespace) -> Config:
         server = dataclasses.replace(server, port=args.port)
     cfg = cfg.replace(server=server)
     cfg.server.validate()
+    config_mod.check_dev_host(cfg)
     if args.processes < 1:
         raise ConfigError("--processes: must be 1 or more")
     if args.processes > 1 and not cfg.redis.url:
@@ -99,17 +100,18 @@ async def serve(
 ) -> None:
     """Serve until SIGTERM or SIGINT, then drain; `ready` is called once listening."""
     node = build_node(cfg)
+    app = make_app(node)  # builds only: the node's timers start with it
     await node.start()
-    app = make_app(node)
     server = make_server(app, cfg)
     server.add_sockets(sockets)
     tune_gc()
     port = sockets[0].getsockname()[1]
     log.info(
-        "listening on http://%s:%d/ (node %s)",
+        "listening on http://%s:%d/ (node %s, at most %d sockets)",
         cfg.server.host,
         port,
         node.id,
+        server.admission.max_sockets,
         extra={"node": node.id, "port": port},
     )
     stop = asyncio.Event()
@@ -140,12 +142,13 @@ def prepare_services(cfg: Config) -> tuple[Config, Callable[[], None]]:
     """Start the machine-wide services the config asks for, once, before any fork.
 
     Returns the config pointing at them and a function that stops them. With `[mongo] url`
-    empty that is the embedded MongoDB-compatible server; then (or with a URL) the schema is
-    made once here, so a database of a newer schema stops start-up with one line.
+    "embedded" (or empty, which only --dev accepts) that is the embedded MongoDB-compatible
+    server, on 127.0.0.1 only; then (or with a URL) the schema is made once here, so a
+    database of a newer schema stops start-up with one line.
     """
     stop: Callable[[], None] = _nothing
-    if not cfg.mongo.url:
-        embedded = EmbeddedMongo(cfg.mongo.data_dir)
+    if cfg.mongo.url in ("", config_mod.EMBEDDED):
+        embedded = EmbeddedMongo(cfg.mongo.data_dir, port=cfg.mongo.embedded_port)
         try:
             url = embedded.start()
         except EmbeddedError as exc:
@@ -175,6 +178,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     except ConfigError as exc:
         print(f"switchboard: config error: {exc}", file=sys.stderr)
         return 2
+    admission.raise_open_files()  # max_sockets = 0 derives from it
     try:
         sockets = tornado.netutil.bind_sockets(
             cfg.server.port, cfg.server.host, backlog=LISTEN_BACKLOG, reuse_port=args.processes > 1

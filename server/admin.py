@@ -10,7 +10,8 @@ from typing import TYPE_CHECKING, Any
 
 import orjson
 
-from server import protocol, wsframe
+from server import protocol
+from server.ws import frame as wsframe
 
 if TYPE_CHECKING:
     from server.node import Node
@@ -36,4 +37,4 @@ def on_control(node: Node, msg: dict[str, Any]) -> None:
     for client in node.hub.user_clients(str(msg.get("user"))):
         if node.hub.is_subscribed(channel, client):
             client.send(frame)
-            node.spawn(node.unsubscribe(client, channel))  # type: ignore[arg-type]
+            node.spawn(node.unsubscribe(client, channel))

@@ -5,23 +5,26 @@ The one module in server/ that imports handlers/.
 
 from __future__ import annotations
 
+import logging
+
 import tornado.httpserver
 import tornado.web
 
-from handlers import api, login, site, ws
+from handlers import api, login, pages, site, ws
 from server import assets, logs, metrics
+from server.admission import Admission, default_max_sockets
 from server.broker import redis_conn
 from server.broker.base import Broker
 from server.broker.memory import MemoryBroker
 from server.broker.redis import RedisBroker
 from server.config import Config
 from server.extras import Extras
+from server.httpserver import GuardedHTTPServer
 from server.hub import Hub
 from server.keepalive import KeepAlive
 from server.login.service import Login
 from server.looplag import LoopLag
-from server.node import Node
-from server.outbox import Flusher
+from server.node import Client, Node
 from server.presence.base import Presence
 from server.presence.memory import MemoryPresence
 from server.presence.redis import RedisPresence
@@ -29,14 +32,16 @@ from server.statsfeed import StatsFeed
 from server.store.base import Store
 from server.store.memory import MemoryStore
 from server.store.mongo import MongoStore
+from server.ws.outbox import Flusher
 
 
 def build_broker(config: Config) -> tuple[Broker, Presence]:
-    """The broker and presence for `[redis] url`: in-memory ones when it is empty."""
+    """The broker and presence for `[redis] url`: in-memory ones when it is empty; with
+    `[redis] cluster`, over a Redis Cluster that `url` is one node of."""
     rc = config.redis
     if not rc.url:
         return MemoryBroker(), MemoryPresence()
-    client = redis_conn.client(rc.url)
+    client = redis_conn.cluster_client(rc.url) if rc.cluster else redis_conn.client(rc.url)
     return (
         RedisBroker(client, rc.prefix, rc.presence_ttl_s, rc.sharded),
         RedisPresence(client, rc.prefix, rc.presence_ttl_s),
@@ -57,7 +62,8 @@ def build_store(config: Config) -> Store:
 
 def build_node(config: Config) -> Node:
     broker, presence = build_broker(config)
-    node = Node(config, Hub(), broker, build_store(config), presence)
+    hub = Hub[Client](config.server.max_pending_bytes)
+    node = Node(config, hub, broker, build_store(config), presence)
     node.extension = Extras(node)
     return node
 
@@ -66,10 +72,18 @@ def build_node(config: Config) -> Node:
 BODY_OVERHEAD = 512 * 1024
 
 
-def make_server(app: tornado.web.Application, config: Config) -> tornado.httpserver.HTTPServer:
-    """The HTTP server: proxy headers trusted, request bodies capped near one publication."""
-    return tornado.httpserver.HTTPServer(
-        app, xheaders=True, max_body_size=config.server.max_message_bytes + BODY_OVERHEAD
+def make_server(app: tornado.web.Application, config: Config) -> GuardedHTTPServer:
+    """The HTTP server: admission control, timeouts, proxy headers only from trusted proxies,
+    request bodies capped near one publication (server/httpserver.py)."""
+    sc = config.server
+    admission = Admission(config.limits, sc.max_sockets or default_max_sockets())
+    return GuardedHTTPServer(
+        app,
+        admission=admission,
+        trusted_proxies=sc.trusted_proxies,
+        idle_connection_timeout=sc.idle_timeout_s,
+        body_timeout=sc.body_timeout_s,
+        max_body_size=sc.max_message_bytes + BODY_OVERHEAD,
     )
 
 
@@ -78,7 +92,7 @@ def make_app(node: Node) -> tornado.web.Application:
     node_metrics = metrics.Metrics(node)
     node.attach(node_metrics)
     node.attach(StatsFeed(node))
-    node.attach(KeepAlive(node.hub, config.server.ping_interval_s))
+    node.attach(KeepAlive(node.hub.clients, config.server.ping_interval_s))
     node.attach(LoopLag(node.stats))
     n = {"node": node}
     nl = {**n, "login": Login(config, node.store)}
@@ -121,9 +135,11 @@ def make_app(node: Node) -> tornado.web.Application:
         # Every POST must carry the _xsrf form field matching its cookie, except the HTTP API,
         # which authenticates with an API key rather than cookies (ApiHandler opts out).
         xsrf_cookies=True,
-        xsrf_cookie_kwargs={"httponly": True, "samesite": "Lax"},
+        xsrf_cookie_kwargs={"httponly": True, "samesite": "Lax"},  # Secure: PageHandler
+        csp=pages.content_security_policy(config),
         websocket_max_message_size=config.server.max_message_bytes,
         compress_response=False,
         log_function=logs.access_log,
+        log_throttle=logs.Throttle(logging.getLogger("tornado.access")),
         debug=False,
     )

@@ -13,28 +13,19 @@ import time
 from collections.abc import Awaitable, Callable
 from typing import Any
 
-from server import auth, protocol, wsframe
+from server import auth, protocol
 from server.auth import ANONYMOUS, Identity, TokenError
 from server.limits import StrikeCounter, TokenBucket
 from server.node import Node
 from server.position import Position
 from server.presence.stats import presence_stats
 from server.protocol import Close, Code, Command, FrameError, ProtocolError
+from server.ws import frame as wsframe
+from server.ws.transport import Transport
 
 log = logging.getLogger("switchboard.client")
 
 Handler = Callable[["Connection", Command], Awaitable[Any]]
-
-
-class Transport:
-    """What a connection needs of its socket."""
-
-    def send(self, frame: bytes) -> None:
-        """Queue one encoded WebSocket frame."""
-        raise NotImplementedError
-
-    def close(self, code: int, reason: str) -> None:
-        raise NotImplementedError
 
 
 class Connection:
@@ -47,6 +38,7 @@ class Connection:
         "transport",
         "send",
         "_bucket",
+        "_publish_bucket",
         "alive",
         "_strikes",
         "_closed",
@@ -60,18 +52,18 @@ class Connection:
         node: Node,
         transport: Transport,
         identity: Identity = ANONYMOUS,
-        send: Callable[[bytes], None] | None = None,
     ) -> None:
         self.id = secrets.token_hex(8)
         self.node = node
         self.transport = transport
-        #: Queue one encoded frame: one call per delivery (the socket's outbox, given directly).
-        self.send = send or transport.send
+        #: Queue one encoded frame: one call per delivery (the transport's own bound method).
+        self.send = transport.send
         self.identity = identity
         self.user = identity.user
         self.name = identity.name
         limits = node.config.limits
         self._bucket = TokenBucket(limits.command_rate, limits.command_burst)
+        self._publish_bucket: TokenBucket | None = None  # made at the first publish
         self._strikes: StrikeCounter | None = None  # made at the first strike: most never
         self._closed = False
         self._gone = False
@@ -169,11 +161,34 @@ class Connection:
         if cmd.op == "ping":
             self.send_json(protocol.reply_ok(cmd.id, {}))
             return None
+        if cmd.op == "publish" and not self._publish_budget(len(frame)):
+            self.send_json(
+                protocol.reply_error(cmd.id, Code.LIMIT_EXCEEDED, "publish bytes rate exceeded")
+            )
+            return None
         handler = _HANDLERS.get(cmd.op)
         if handler is None:
             self._refuse(cmd.id, Code.UNKNOWN_OP, f"unknown op {cmd.op!r}")
             return None
         return self._run(handler, cmd)
+
+    def control_frame(self) -> None:
+        """A WebSocket ping or pong from the client: it costs a command, so a flood of them
+        is closed with 4008 like a flood of commands."""
+        if self._closed:
+            return
+        self.alive = True
+        if not self._bucket.take():
+            self.disconnect(Close.POLICY, "command rate exceeded", True)
+
+    def _publish_budget(self, size: int) -> bool:
+        """Charge a publish frame's bytes to `[limits] publish_bytes_per_s` (with its burst)."""
+        bucket = self._publish_bucket
+        if bucket is None:
+            limits = self.node.config.limits
+            bucket = TokenBucket(limits.publish_bytes_per_s, limits.publish_bytes_burst)
+            self._publish_bucket = bucket
+        return bucket.spend(size)
 
     async def _run(self, handler: Handler, cmd: Command) -> None:
         started = time.perf_counter()
@@ -255,7 +270,7 @@ class Connection:
 
     async def op_history(self, cmd: Command) -> dict[str, Any]:
         channel = protocol.check_channel(cmd.args.get("channel"))
-        since, limit, reverse = history_args(cmd.args)
+        since, limit, reverse = protocol.history_args(cmd.args)
         auth.check_subscribe(self.identity, channel, self.node.namespace(channel))
         return await self.node.history(channel, since, limit, reverse)
 
@@ -292,15 +307,3 @@ def _since_position(since: Any) -> Position | None:
             Code.BAD_REQUEST, "`since` needs an integer `offset` >= 0 and a string `epoch`"
         )
     return Position(offset, epoch)
-
-
-def history_args(args: dict[str, Any]) -> tuple[int | None, int, bool]:
-    """Validated `since`, `limit` and `reverse` of a history request."""
-    since, limit, reverse = args.get("since"), args.get("limit", 100), args.get("reverse", False)
-    if since is not None and (type(since) is not int or since < 0):
-        raise ProtocolError(Code.BAD_REQUEST, "`since` must be an integer offset >= 0")
-    if type(limit) is not int or not 1 <= limit <= 1000:
-        raise ProtocolError(Code.BAD_REQUEST, "`limit` must be an integer from 1 to 1000")
-    if not isinstance(reverse, bool):
-        raise ProtocolError(Code.BAD_REQUEST, "`reverse` must be true or false")
-    return since, limit, reverse

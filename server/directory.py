@@ -28,7 +28,7 @@ MAX_LISTED = 500
 
 class Directory:
     def __init__(
-        self, hub: Hub, node_id: str, client: redis.asyncio.Redis | None, prefix: str
+        self, hub: Hub[Any], node_id: str, client: redis.asyncio.Redis | None, prefix: str
     ) -> None:
         self._hub = hub
         self._node = node_id

@@ -8,7 +8,7 @@ being sent, so the node can merge them with history by offset.
 from __future__ import annotations
 
 from collections.abc import Iterable
-from typing import Protocol
+from typing import Generic, Protocol, TypeVar
 
 
 class Subscriber(Protocol):
@@ -19,6 +19,8 @@ class Subscriber(Protocol):
 
 
 Buffered = list[tuple[int, bytes]]
+#: Bytes a subscription may hold while it is set up: beyond, it ends and the client recovers.
+MAX_BUFFERED_BYTES = 1 << 20
 
 
 class HubObserver(Protocol):
@@ -33,18 +35,46 @@ class HubObserver(Protocol):
     def channel_vacated(self, channel: str) -> None: ...
 
 
-class Hub:
+class _Held:
+    """Frames held for one subscription being set up, bounded in bytes."""
+
+    __slots__ = ("frames", "size", "overflowed")
+
     def __init__(self) -> None:
-        self._clients: dict[str, Subscriber] = {}
-        self._by_user: dict[str, dict[str, Subscriber]] = {}
-        self._channels: dict[str, dict[Subscriber, None]] = {}
-        self._buffers: dict[str, dict[Subscriber, Buffered]] = {}
-        self._client_channels: dict[Subscriber, set[str]] = {}
+        self.frames: Buffered = []
+        self.size = 0
+        self.overflowed = False
+
+    def add(self, offset: int, frame: bytes, limit: int) -> None:
+        if self.overflowed:
+            return
+        self.size += len(frame)
+        if self.size > limit:
+            self.overflowed, self.frames = True, []
+        else:
+            self.frames.append((offset, frame))
+
+
+C = TypeVar("C", bound=Subscriber)
+
+
+class Hub(Generic[C]):
+    """Generic over what it holds, so its callers get their own client type back."""
+
+    """Generic over what it holds, so its callers get their own client type back."""
+
+    def __init__(self, max_buffered_bytes: int = MAX_BUFFERED_BYTES) -> None:
+        self._max_buffered = max_buffered_bytes
+        self._clients: dict[str, C] = {}
+        self._by_user: dict[str, dict[str, C]] = {}
+        self._channels: dict[str, dict[C, None]] = {}
+        self._buffers: dict[str, dict[C, _Held]] = {}
+        self._client_channels: dict[C, set[str]] = {}
         self.observer: HubObserver | None = None
 
     # -- clients ------------------------------------------------------------------------------
 
-    def add_client(self, client: Subscriber) -> None:
+    def add_client(self, client: C) -> None:
         self._clients[client.id] = client
         self._client_channels[client] = set()
         if client.user is not None:
@@ -52,7 +82,7 @@ class Hub:
         if self.observer is not None:
             self.observer.client_added(client)
 
-    def set_user(self, client: Subscriber, user: str | None) -> None:
+    def set_user(self, client: C, user: str | None) -> None:
         """Record a client's (new) user after it authenticated."""
         if self.observer is not None:
             self.observer.client_removed(client)
@@ -63,7 +93,7 @@ class Hub:
         if self.observer is not None:
             self.observer.client_added(client)
 
-    def remove_client(self, client: Subscriber) -> list[str]:
+    def remove_client(self, client: C) -> list[str]:
         """Forget a client; returns the channels it left that now have no local subscriber."""
         self._clients.pop(client.id, None)
         self._drop_user(client)
@@ -75,7 +105,7 @@ class Hub:
                 emptied.append(channel)
         return emptied
 
-    def _drop_user(self, client: Subscriber) -> None:
+    def _drop_user(self, client: C) -> None:
         if client.user is None:
             return
         clients = self._by_user.get(client.user)
@@ -84,18 +114,18 @@ class Hub:
             if not clients:
                 del self._by_user[client.user]
 
-    def client(self, client_id: str) -> Subscriber | None:
+    def client(self, client_id: str) -> C | None:
         return self._clients.get(client_id)
 
-    def user_clients(self, user: str) -> list[Subscriber]:
+    def user_clients(self, user: str) -> list[C]:
         return list(self._by_user.get(user, {}).values())
 
-    def clients(self) -> Iterable[Subscriber]:
+    def clients(self) -> Iterable[C]:
         return self._clients.values()
 
     # -- subscriptions ------------------------------------------------------------------------
 
-    def subscribe(self, channel: str, client: Subscriber, buffer: bool = True) -> bool:
+    def subscribe(self, channel: str, client: C, buffer: bool = True) -> bool:
         """Add a subscription; True when it is the channel's first local one.
 
         With `buffer`, frames for it are held until `release`.
@@ -103,15 +133,19 @@ class Hub:
         first = channel not in self._channels and channel not in self._buffers
         self._client_channels[client].add(channel)
         if buffer:
-            self._buffers.setdefault(channel, {})[client] = []
+            self._buffers.setdefault(channel, {})[client] = _Held()
         else:
             self._channels.setdefault(channel, {})[client] = None
         if first and self.observer is not None:
             self.observer.channel_occupied(channel)
         return first
 
-    def release(self, channel: str, client: Subscriber) -> Buffered:
-        """End a subscription's buffering: frames flow to it directly from now on."""
+    def release(self, channel: str, client: C) -> Buffered | None:
+        """End a subscription's buffering: frames flow to it directly from now on.
+
+        Returns the held frames, or None when more arrived than a buffer holds: the
+        subscription could not keep up while being set up (it stays, still buffering nothing).
+        """
         buffers = self._buffers.get(channel)
         held = buffers.pop(client, None) if buffers is not None else None
         if held is None:
@@ -119,9 +153,9 @@ class Hub:
         if not buffers:
             del self._buffers[channel]
         self._channels.setdefault(channel, {})[client] = None
-        return held
+        return None if held.overflowed else held.frames
 
-    def unsubscribe(self, channel: str, client: Subscriber) -> bool:
+    def unsubscribe(self, channel: str, client: C) -> bool:
         """Remove a subscription; True when the channel has no local subscriber left."""
         channels = self._client_channels.get(client)
         if channels is None or channel not in channels:
@@ -129,7 +163,7 @@ class Hub:
         channels.discard(channel)
         return self._remove(channel, client)
 
-    def _remove(self, channel: str, client: Subscriber) -> bool:
+    def _remove(self, channel: str, client: C) -> bool:
         for table in (self._channels, self._buffers):
             subs = table.get(channel)
             if subs is not None and client in subs:
@@ -141,17 +175,17 @@ class Hub:
             self.observer.channel_vacated(channel)
         return emptied
 
-    def is_subscribed(self, channel: str, client: Subscriber) -> bool:
+    def is_subscribed(self, channel: str, client: C) -> bool:
         channels = self._client_channels.get(client)
         return channels is not None and channel in channels
 
-    def channels_of(self, client: Subscriber) -> set[str]:
+    def channels_of(self, client: C) -> set[str]:
         return set(self._client_channels.get(client, ()))
 
     def channels(self) -> list[str]:
         return list(self._channels.keys() | self._buffers.keys())
 
-    def subscribers(self, channel: str) -> list[Subscriber]:
+    def subscribers(self, channel: str) -> list[C]:
         """Every local subscriber of `channel`, live or still buffering."""
         return [*self._channels.get(channel, ()), *self._buffers.get(channel, ())]
 
@@ -181,7 +215,7 @@ class Hub:
         if buffers:
             for client, held in buffers.items():
                 if client.id != exclude:
-                    held.append((offset, frame))
+                    held.add(offset, frame, self._max_buffered)
         return sent
 
     # -- figures ------------------------------------------------------------------------------

@@ -11,15 +11,14 @@ from __future__ import annotations
 import itertools
 import math
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterable, Iterator
 from typing import Protocol
 
 from tornado.ioloop import PeriodicCallback
 
-from server.hub import Hub
 from server.protocol import Close
+from server.ws.frame import PING
 
-PING_FRAME = b"\x89\x00"  # an empty WebSocket ping
 TICK_S = 1.0
 
 
@@ -32,8 +31,8 @@ class Pingable(Protocol):
 
 
 class KeepAlive:
-    def __init__(self, hub: Hub, interval_s: float) -> None:
-        self._hub = hub
+    def __init__(self, clients: Callable[[], Iterable[Pingable]], interval_s: float) -> None:
+        self._clients = clients
         self._interval_s = interval_s
         self._round: Iterator[Pingable] = iter(())
         self._per_tick = 0
@@ -49,7 +48,7 @@ class KeepAlive:
     def _tick(self) -> None:
         now = time.monotonic()
         if now - self._round_started >= self._interval_s:  # a round over everyone here now
-            clients: list[Pingable] = list(self._hub.clients())  # type: ignore[arg-type]
+            clients = list(self._clients())
             self._round = iter(clients)
             self._per_tick = math.ceil(len(clients) * TICK_S / self._interval_s)
             self._round_started = now
@@ -60,6 +59,6 @@ class KeepAlive:
     def visit(client: Pingable) -> None:
         if client.alive:
             client.alive = False
-            client.send(PING_FRAME)
+            client.send(PING)
         else:
             client.disconnect(Close.GOING_AWAY, "no answer to pings", True)

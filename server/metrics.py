@@ -26,7 +26,7 @@ import shutil
 import tempfile
 from typing import TYPE_CHECKING
 
-import psutil  # type: ignore[import-untyped]
+import psutil
 import tornado.ioloop
 from prometheus_client import Counter, Gauge, values
 from prometheus_client.exposition import choose_encoder

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import math
 import os
 import random
 import secrets
@@ -21,7 +22,7 @@ from typing import Any, Protocol, TypeVar
 import orjson
 import tornado.ioloop
 
-from server import protocol, recovery, wsframe
+from server import protocol, recovery
 from server.broker.base import Backlogged, Broker, BrokerUnavailable
 from server.config import Config, NamespaceConfig
 from server.drain import Drainable
@@ -30,7 +31,9 @@ from server.position import Position, new_epoch
 from server.presence.base import Presence
 from server.protocol import Code, ProtocolError
 from server.stats import Stats
-from server.store.base import Store, StoreUnavailable
+from server.store.base import Store, StoreConflict
+from server.unavailable import Unavailable
+from server.ws import frame as wsframe
 
 log = logging.getLogger("switchboard.node")
 T = TypeVar("T")
@@ -43,6 +46,11 @@ RESYNC_CONCURRENCY = 8
 BACKLOG_WAIT_S = 2.0
 #: Marks a channel being brought up to date in `_last`: no publication is its successor.
 RESYNCING = ("", -2)
+#: After the store failed an append, publishes check it is back before broadcasting, for this
+#: long: an outage then refuses publications instead of delivering ones it cannot acknowledge.
+STORE_DOUBT_S = 5.0
+#: How long closing waits for background work (clean-ups, unsubscribes) to finish.
+CLOSE_WAIT_S = 1.0
 #: How long the broker keeps the position of a channel without history once nobody keeps it:
 #: nodes keep the channels they have subscribers of, every third of this.
 IDLE_TTL_S = 60.0
@@ -54,9 +62,13 @@ def channel_ttl(ns: NamespaceConfig) -> float:
 
 
 class Client(Subscriber, Protocol):
-    """What the node needs of a connection beyond the hub's view of it."""
+    """What the node (and its keep-alive and drain) needs of a connection."""
 
     name: str | None
+    alive: bool
+
+    @property
+    def session(self) -> str | None: ...
 
     def disconnect(
         self, code: int, reason: str, reconnect: bool, delay_ms: int | None = None
@@ -102,7 +114,7 @@ class Node:
     def __init__(
         self,
         config: Config,
-        hub: Hub,
+        hub: Hub[Client],
         broker: Broker,
         store: Store,
         presence: Presence,
@@ -125,6 +137,8 @@ class Node:
         #: How long recovery waits for a missing offset before making it void.
         self.hole_wait_s = recovery.HOLE_WAIT_S
         self._services: list[Service] = []
+        self._started = False
+        self._store_failed_at = -math.inf  # when a durable append last found the store down
         self._background: set[asyncio.Future[Any]] = set()
         self.extension: Extension | None = None
 
@@ -132,7 +146,10 @@ class Node:
         await self.store.start()
         await self.presence.start()
         await self.broker.start(self)
-        self.attach(Every(IDLE_TTL_S / 3, self.keep_channels))
+        self._services.append(Every(IDLE_TTL_S / 3, self.keep_channels))
+        self._started = True
+        for service in self._services:
+            service.start()
         if self.extension is not None:
             await self.extension.start()
 
@@ -147,16 +164,23 @@ class Node:
         task.add_done_callback(self._background.discard)
 
     def attach(self, service: Service) -> None:
-        """Start a service now and stop it when the node closes."""
+        """Run a service while the node runs: from `start` (at once if started already)."""
         self._services.append(service)
-        service.start()
+        if self._started:
+            service.start()
 
     async def close(self) -> None:
+        """Stop services, let background work finish (briefly), then close the backends."""
         for service in self._services:
             service.stop()
         self._services.clear()
         if self.extension is not None:
             await self.extension.close()
+        self._started = False
+        if self._background:
+            await asyncio.wait(self._background, timeout=CLOSE_WAIT_S)
+            for task in self._background:
+                task.cancel()
         await self.broker.close()
         await self.presence.close()
         await self.store.close()
@@ -202,7 +226,9 @@ class Node:
 
     # -- publishing ---------------------------------------------------------------------------
 
-    async def publish(self, channel: str, data: Any, info: dict[str, str] | None) -> Position:
+    async def publish(
+        self, channel: str, data: Any, info: dict[str, str | None] | None
+    ) -> Position:
         """Publish and, where the namespace keeps history, store before returning."""
         ns = self.namespace(channel)
         body = protocol.pub_body(channel, data, info, int(time.time() * 1000))
@@ -211,13 +237,22 @@ class Node:
                 Code.LIMIT_EXCEEDED, "publication larger than max_message_bytes", status=413
             )
         window = recovery.unstored_window(ns) if ns.keeps_history else 0
+        if ns.keeps_history and self._store_failed_at > time.monotonic() - STORE_DOUBT_S:
+            await _guard(self.store.check())  # recently down: refuse before broadcasting
+            self._store_failed_at = -math.inf
         pos = await self._sequence(channel, ns, body, window)
         if ns.keeps_history:
             keep = ns.history_size + window
             started = time.perf_counter()
-            await _guard(
-                self.store.append(channel, pos.epoch, pos.offset, body, keep, ns.history_ttl_s)
-            )
+            try:
+                await self.store.append(
+                    channel, pos.epoch, pos.offset, body, keep, ns.history_ttl_s
+                )
+            except StoreConflict as exc:
+                raise ProtocolError(Code.UNAVAILABLE, f"temporarily unavailable: {exc}") from None
+            except Unavailable as exc:
+                self._store_failed_at = time.monotonic()
+                raise ProtocolError(Code.UNAVAILABLE, f"temporarily unavailable: {exc}") from None
             self.broker.stored(channel, pos)
             self.stats.store_append.observe(time.perf_counter() - started)
         if ns.webhook_publications and self.extension is not None:
@@ -289,8 +324,8 @@ class Node:
             return
         if msg.get("op") == "disconnect":
             for client in self.hub.user_clients(str(msg.get("user"))):
-                if msg.get("session") in (None, getattr(client, "session", None)):
-                    client.disconnect(  # type: ignore[attr-defined]
+                if msg.get("session") in (None, client.session):
+                    client.disconnect(
                         int(msg.get("code", 4001)),
                         str(msg.get("reason", "")),
                         bool(msg.get("reconnect", False)),
@@ -366,7 +401,7 @@ class Node:
         frame = wsframe.text(protocol.unsubscribed_push(channel, reason))
         for client in self.hub.subscribers(channel):
             client.send(frame)
-            self.spawn(self.unsubscribe(client, channel))  # type: ignore[arg-type]
+            self.spawn(self.unsubscribe(client, channel))
 
     # -- subscriptions ------------------------------------------------------------------------
 
@@ -417,8 +452,13 @@ class Node:
         The first live subscriber of a channel sets how far the channel is delivered here,
         so a gap in the very next publication is noticed too.
         """
+        held = self.hub.release(channel, client)
+        if held is None:  # too much arrived meanwhile: recover from history instead
+            client.send(wsframe.text(protocol.unsubscribed_push(channel, RESUBSCRIBE)))
+            self.spawn(self.unsubscribe(client, channel))
+            return
         reached = pos.offset
-        for offset, frame in self.hub.release(channel, client):
+        for offset, frame in held:
             if offset < 0 or offset > reached:
                 client.send(frame)
                 reached = max(reached, offset)
@@ -473,7 +513,7 @@ class Node:
     # -- draining -------------------------------------------------------------------------------
 
     def drainable(self) -> list[Drainable]:
-        return list(self.hub.clients())  # type: ignore[arg-type]
+        return list(self.hub.clients())
 
     async def wait_empty(self, timeout_s: float) -> bool:
         """Wait until no client is connected; False if some still are after `timeout_s`."""
@@ -546,7 +586,7 @@ class Node:
         for name, check in (("broker", self.broker.check), ("store", self.store.check)):
             try:
                 await check()
-            except (BrokerUnavailable, StoreUnavailable) as exc:
+            except Unavailable as exc:
                 problems[name] = str(exc) or type(exc).__name__
         return problems
 
@@ -555,7 +595,7 @@ async def _guard(aw: Awaitable[T]) -> T:
     """Await a broker or store call; its outage becomes an `unavailable` reply."""
     try:
         return await aw
-    except (BrokerUnavailable, StoreUnavailable) as exc:
+    except Unavailable as exc:
         raise ProtocolError(Code.UNAVAILABLE, f"temporarily unavailable: {exc}") from None
 
 
@@ -566,7 +606,7 @@ async def _retry(call: Callable[[], Awaitable[None]], for_s: float) -> None:
         try:
             await call()
             return
-        except (BrokerUnavailable, StoreUnavailable) as exc:
+        except Unavailable as exc:
             if time.monotonic() + delay > deadline:
                 log.warning("clean-up given up after %.0f s: %s", for_s, exc)
                 return
@@ -578,5 +618,5 @@ async def _quietly(aw: Awaitable[Any]) -> None:
     """Best-effort clean-up: an outage is logged, never raised into a closing connection."""
     try:
         await aw
-    except (BrokerUnavailable, StoreUnavailable) as exc:
+    except Unavailable as exc:
         log.warning("clean-up skipped: %s", exc)

@@ -112,9 +112,35 @@ def _exact_int(text: str) -> int:
     return value
 
 
+#: Deepest nesting of arrays and objects a frame or HTTP body may have: orjson encodes no
+#: deeper (and the stdlib parser of check_exact hits Python's recursion limit near 1,000), so
+#: a deeper document could be decoded but never sent on. It gets bad_request instead.
+MAX_DEPTH = 254
+
+
+def check_depth(obj: Any, raw: str | bytes) -> None:
+    """Raise ValueError if `obj` (decoded from `raw`) nests deeper than MAX_DEPTH.
+
+    A document with no more brackets than the limit passes at once. Others are encoded once
+    more, which is how orjson measures depth (at C speed: about 1 ms for the worst 64 KB frame).
+    """
+    if isinstance(raw, str):
+        brackets = raw.count("[") + raw.count("{")
+    else:
+        brackets = raw.count(b"[") + raw.count(b"{")
+    if brackets <= MAX_DEPTH:
+        return
+    try:
+        orjson.dumps(obj)
+    except orjson.JSONEncodeError:
+        raise ValueError(f"JSON nested deeper than {MAX_DEPTH} levels") from None
+
+
 def loads(raw: str | bytes) -> Any:
-    """Decode JSON, refusing integers orjson would silently round (beyond 64 bits)."""
+    """Decode JSON, refusing integers orjson would silently round (beyond 64 bits) and
+    nesting deeper than MAX_DEPTH."""
     obj = orjson.loads(raw)
+    check_depth(obj, raw)
     check_exact(raw)
     return obj
 
@@ -131,6 +157,8 @@ def check_exact(raw: str | bytes) -> None:
             json.loads(text, parse_int=_exact_int)
         except ValueError:
             raise ValueError("integers must fit in 64 bits (send larger ones as strings)") from None
+        except RecursionError:  # callers check depth first; never let it escape regardless
+            raise ValueError(f"JSON nested deeper than {MAX_DEPTH} levels") from None
 
 
 def parse_command(frame: str | bytes) -> Command:
@@ -145,6 +173,7 @@ def parse_command(frame: str | bytes) -> Command:
     if type(cmd_id) is not int or not 0 <= cmd_id <= MAX_ID:
         raise FrameError("`id` must be a non-negative integer")
     try:
+        check_depth(obj, frame)
         check_exact(frame)
     except ValueError as exc:
         raise FrameError(str(exc), cmd_id) from None
@@ -192,7 +221,7 @@ def reply_error(cmd_id: int | None, code: Code, message: str) -> bytes:
     return orjson.dumps({"error": err} if cmd_id is None else {"id": cmd_id, "error": err})
 
 
-def pub_body(channel: str, data: Any, info: dict[str, str] | None, ts_ms: int) -> bytes:
+def pub_body(channel: str, data: Any, info: dict[str, str | None] | None, ts_ms: int) -> bytes:
     """The JSON of a publication without `offset`: encoded once by whoever publishes."""
     pub: dict[str, Any] = {"channel": channel, "data": data}
     if info is not None:
@@ -230,3 +259,15 @@ def disconnect_push(code: int, reason: str, reconnect: bool, delay_ms: int | Non
 
 def unsubscribed_push(channel: str, reason: str) -> bytes:
     return orjson.dumps({"push": "unsubscribed", "channel": channel, "reason": reason})
+
+
+def history_args(args: dict[str, Any]) -> tuple[int | None, int, bool]:
+    """Validated `since`, `limit` and `reverse` of a history request."""
+    since, limit, reverse = args.get("since"), args.get("limit", 100), args.get("reverse", False)
+    if since is not None and (type(since) is not int or since < 0):
+        raise ProtocolError(Code.BAD_REQUEST, "`since` must be an integer offset >= 0")
+    if type(limit) is not int or not 1 <= limit <= 1000:
+        raise ProtocolError(Code.BAD_REQUEST, "`limit` must be an integer from 1 to 1000")
+    if not isinstance(reverse, bool):
+        raise ProtocolError(Code.BAD_REQUEST, "`reverse` must be true or false")
+    return since, limit, reverse

@@ -2,8 +2,9 @@
 
 The browser holds only the session id, signed with `[security] secret` (so a tampered or forged
 cookie is ignored), HttpOnly (page scripts cannot read it), SameSite=Lax (other sites' forms and
-fetches do not carry it) and Secure when the request came over TLS. Everything else — the user,
-the expiry — lives in the store, so deleting the session there ends it everywhere at once.
+fetches do not carry it) and Secure over TLS or always (`[security] secure_cookies`). Everything
+else — the user, the expiry — lives in the store, so deleting the session there ends it
+everywhere at once.
 """
 
 from __future__ import annotations
@@ -19,8 +20,8 @@ COOKIE = "sb_session"
 
 
 def cookie_options(request: Any) -> dict[str, Any]:
-    """HttpOnly, SameSite=Lax, and Secure when this request came over TLS."""
-    return {"httponly": True, "samesite": "Lax", "secure": request.protocol == "https"}
+    """HttpOnly and SameSite=Lax; pages add Secure (handlers/pages.py, `secure_cookies`)."""
+    return {"httponly": True, "samesite": "Lax"}
 
 
 async def start(

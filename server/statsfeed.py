@@ -1,8 +1,9 @@
 """Live figures for the pages, published over the WebSocket itself once a second.
 
 Two server-only channels in the `sys` namespace (config.toml: publish = "server"):
-- `sys:channels`, open to anyone: the public channels this process knows of, with their
-  subscriber counts (presence counts, cluster-wide, where the namespace keeps presence);
+- `sys:channels`, open to anyone: the channels anonymous visitors may read that this process
+  knows of, the busiest first (at most MAX_LISTED), with their subscriber counts (presence
+  counts, cluster-wide, where the namespace keeps presence);
 - `sys:stats#admins`, a personal channel of a user id no login produces, so only connection
   tokens that list it (the admin page mints them for admins) may subscribe: every process's
   figures, gathered through the broker.
@@ -13,13 +14,15 @@ no work; with admins on several processes each of them publishes (pages key figu
 
 from __future__ import annotations
 
+import heapq
 import logging
 import time
 from typing import Any
 
 import tornado.ioloop
 
-from server import protocol
+from server import auth, protocol
+from server.config import NamespaceConfig
 from server.node import Node
 from server.presence.stats import presence_stats
 from server.protocol import ProtocolError
@@ -34,10 +37,16 @@ MAX_LISTED = 50
 INTERVAL_S = 1.0
 
 
-def is_listed(channel: str) -> bool:
-    """Public channels only: not the feeds themselves, not anybody's personal channel."""
-    ns, rest = protocol.split_channel(channel)
-    return ns != NAMESPACE and protocol.personal_users(rest) is None
+def is_listed(channel: str, ns: NamespaceConfig | None) -> bool:
+    """Only what an anonymous visitor may read: not the feeds themselves, not a members-only
+    namespace, not anybody's personal channel."""
+    if ns is None or protocol.split_channel(channel)[0] == NAMESPACE:
+        return False
+    try:
+        auth.check_subscribe(auth.ANONYMOUS, channel, ns)
+    except ProtocolError:
+        return False
+    return True
 
 
 class StatsFeed:
@@ -62,10 +71,25 @@ class StatsFeed:
         except ProtocolError as exc:
             log.warning("stats feed skipped a beat: %s", exc.message)
 
+    def candidates(self) -> list[str]:
+        """The public channels worth listing: the rooms, then the busiest here.
+
+        Ranked by local subscribers (no I/O), so a flood of channels with one subscriber each
+        cannot push busier ones off the list, whatever their names.
+        """
+        hub, config = self.node.hub, self.node.config
+        rooms = [c for c in ROOMS if is_listed(c, config.namespace_of(c))]
+        others = [
+            c for c in hub.channels() if c not in rooms and is_listed(c, config.namespace_of(c))
+        ]
+        busiest = heapq.nsmallest(
+            MAX_LISTED - len(rooms), others, key=lambda c: (-hub.subscriber_count(c), c)
+        )
+        return rooms + busiest
+
     async def channel_counts(self) -> list[dict[str, Any]]:
-        listed = sorted({*ROOMS, *filter(is_listed, self.node.hub.channels())})[:MAX_LISTED]
-        counts = []
-        for channel in listed:
+        counts: list[dict[str, Any]] = []
+        for channel in self.candidates():
             ns = self.node.config.namespace_of(channel)
             if ns is None:
                 continue
@@ -74,4 +98,5 @@ class StatsFeed:
             else:
                 count = self.node.hub.subscriber_count(channel)
             counts.append({"channel": channel, "subscribers": count})
+        counts.sort(key=lambda c: (-c["subscribers"], c["channel"]))
         return counts

@@ -32,6 +32,13 @@ def make_config(data: dict[str, Any] | None = None, **sections: dict[str, Any]) 
             "token_secret": TOKEN_SECRET,
         },
         "api": {"key": API_KEY},
+        # Tests connect from one address faster than any one client should.
+        "limits": {
+            "connects_per_ip_per_s": 100000,
+            "connects_per_ip_burst": 100000,
+            "publish_bytes_per_s": 1e9,
+            "publish_bytes_burst": 1_000_000_000,
+        },
         "namespaces": {
             "default": {
                 "history_size": 100,
@@ -80,7 +87,7 @@ class RunningServer(LocalUrls):
     async def stop(self) -> None:
         self.server.stop()
         for client in list(self.node.hub.clients()):
-            client.disconnect(1001, "test over", True)  # type: ignore[attr-defined]
+            client.disconnect(1001, "test over", True)
         await self.server.close_all_connections()
         await self.node.close()
 
@@ -142,7 +149,8 @@ class WsClient:
     async def ok(self, op: str, **fields: Any) -> dict[str, Any]:
         reply = await self.call(op, **fields)
         assert "error" not in reply, reply
-        return reply["result"]
+        result: dict[str, Any] = reply["result"]
+        return result
 
     async def push(self, timeout: float = 5.0) -> dict[str, Any]:
         return await asyncio.wait_for(self.pushes.get(), timeout)
@@ -170,7 +178,9 @@ class WsClient:
 async def ws_open(url: str, headers: dict[str, str] | None = None) -> WsClient:
     req = tornado.httpclient.HTTPRequest(url, headers=headers or {})
     conn = await tornado.websocket.websocket_connect(req)
-    hello = orjson.loads(await conn.read_message())
+    first = await conn.read_message()
+    assert first is not None, "closed before hello"
+    hello = orjson.loads(first)
     client = WsClient(conn, hello)
     client.start()
     return client

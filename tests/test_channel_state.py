@@ -16,27 +16,15 @@ from server.broker import redis_conn
 from server.broker.memory import MemoryBroker
 from server.node import Node
 from server.store.memory import MemoryStore
+from tests.node_client import NodeClient
 from tests.support import make_config
 
 pytestmark = pytest.mark.asyncio
 
 
-class Client:
-    def __init__(self, cid: str) -> None:
-        self.id, self.user, self.name = cid, None, None
-
-    def send(self, frame: bytes) -> None:
-        pass
-
-    def disconnect(
-        self, code: int, reason: str, reconnect: bool, delay_ms: int | None = None
-    ) -> None:
-        pass
-
-
 async def touch_everything(node: Node, prefix: str, count: int) -> None:
     """What an anonymous flood does: read, subscribe, publish and leave many channels."""
-    client = Client("flood")
+    client = NodeClient("flood")
     node.hub.add_client(client)
 
     async def read(i: int) -> None:
@@ -47,11 +35,11 @@ async def touch_everything(node: Node, prefix: str, count: int) -> None:
         await asyncio.gather(*(read(i) for i in range(start, min(count, start + 500))))
     for i in range(0, count, 10):
         channel = f"quiet:{prefix}{i}"
-        result, pos = await node.subscribe(client, channel, None)  # type: ignore[arg-type]
-        node.release(client, channel, pos)  # type: ignore[arg-type]
+        result, pos = await node.subscribe(client, channel, None)
+        node.release(client, channel, pos)
         await node.publish(channel, {"n": i}, None)
-        await node.unsubscribe(client, channel)  # type: ignore[arg-type]
-    await node.client_gone(client)  # type: ignore[arg-type]
+        await node.unsubscribe(client, channel)
+    await node.client_gone(client)
 
 
 async def test_reading_a_channel_that_never_existed_creates_nothing() -> None:
@@ -75,10 +63,10 @@ async def test_a_history_reply_of_an_unused_channel_recovers_from_its_first_publ
         before = await node.history("later", None, 10, False)
         for n in range(3):
             await node.publish("later", n, None)
-        client = Client("c")
+        client = NodeClient("c")
         node.hub.add_client(client)
         since = node_mod.Position(before["offset"], before["epoch"])
-        result, _ = await node.subscribe(client, "later", since)  # type: ignore[arg-type]
+        result, _ = await node.subscribe(client, "later", since)
         assert result["recovered"] is True
         missed = orjson.loads(orjson.dumps(result["missed"]))
         assert [p["offset"] for p in missed] == [1, 2, 3]
@@ -94,10 +82,10 @@ async def test_positions_of_channels_nobody_uses_are_forgotten(
     await node.start()
     try:
         await touch_everything(node, "m", 2000)
-        kept = Client("keeper")
+        kept = NodeClient("keeper")
         node.hub.add_client(kept)
-        result, pos = await node.subscribe(kept, "quiet:held", None)  # type: ignore[arg-type]
-        node.release(kept, "quiet:held", pos)  # type: ignore[arg-type]
+        result, pos = await node.subscribe(kept, "quiet:held", None)
+        node.release(kept, "quiet:held", pos)
         assert isinstance(node.broker, MemoryBroker)
         assert len(node.broker._positions) == 201  # 200 flooded + the held one
         await asyncio.sleep(0.4)

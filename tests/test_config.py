@@ -14,7 +14,14 @@ from server.assets import SAMPLE_CONFIG
 from server.config import ConfigError
 
 ROOT = Path(__file__).resolve().parent.parent
-SECRETS = {"security": {"secret": "s" * 32, "token_secret": "t" * 32}, "api": {"key": "k" * 20}}
+SECRETS = {
+    "security": {
+        "secret": "Xq3v9LmT0pRz7KwB2nYc5HdJ8sFg1QaE4uVb6NiOtMk",
+        "token_secret": "P7dK2mW9xR4tL1qZ8vB3nC6yH0jF5gS2aE9uT4iO7wQ",
+    },
+    "api": {"key": "aZ4kP9wQ2mX7tR1vL8nB3cY6hJ0dF5gS2eU9iO4pT7y"},
+    "mongo": {"url": "memory:"},
+}
 
 
 def load(data: dict, env: dict | None = None, dev: bool = False) -> config_mod.Config:
@@ -56,6 +63,16 @@ def test_bool_is_not_an_integer():
 def test_impossible_value():
     with pytest.raises(ConfigError, match=r"^server.port: must be an integer from 0 to 65535"):
         load({"server": {"port": 70000}})
+
+
+def test_message_larger_than_pending_bytes_is_refused():
+    with pytest.raises(
+        ConfigError,
+        match=r"^server.max_message_bytes: must be at most server.max_pending_bytes \(65536\), "
+        r"got 65537$",
+    ):
+        load({"server": {"max_message_bytes": 65537, "max_pending_bytes": 65536}})
+    assert load({"server": {"max_message_bytes": 65536, "max_pending_bytes": 65536}})
 
 
 def test_namespace_bad_publish_mode():

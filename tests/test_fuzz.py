@@ -1,7 +1,7 @@
 """Hostile frames: the handler never raises; every frame gets an error reply or a documented close.
 
 Hypothesis drives the Connection directly (no socket), with a transport that records what the
-server sends, so thousands of frames run in seconds.
+server sends, so thousands of frames run in seconds. JSON is nested up to 100,000 deep.
 """
 
 from __future__ import annotations
@@ -15,8 +15,9 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from server.app import build_node
-from server.client import Connection, Transport
+from server.client import Connection
 from server.protocol import Close
+from server.ws.transport import Transport
 from tests.support import make_config
 
 DOCUMENTED_CLOSES = {Close.POLICY, Close.UNAUTHORIZED}
@@ -49,9 +50,21 @@ commands = st.builds(
 raw_frames = st.one_of(
     commands.map(lambda c: json.dumps(c).encode()),  # stdlib: integers of any size
     st.binary(max_size=64),  # invalid UTF-8 and anything else
-    st.integers(min_value=1, max_value=5000).map(lambda n: b"[" * n + b"]" * n),  # deep nesting
-    st.integers(min_value=1, max_value=5000).map(
+    st.integers(min_value=1, max_value=100_000).map(lambda n: b"[" * n + b"]" * n),  # deep
+    st.integers(min_value=1, max_value=100_000).map(
         lambda n: b'{"id":1,"op":"publish","data":' + b"[" * n + b"]" * n + b"}"
+    ),
+    st.integers(min_value=1, max_value=100_000).map(  # deep, with the exact-integer check too
+        lambda n: (
+            b'{"id":1,"op":"publish","channel":"room","data":'
+            + b"[" * n
+            + b"1234567890123456789012"
+            + b"]" * n
+            + b"}"
+        )
+    ),
+    st.sampled_from([253, 254, 255, 995, 1023, 1024, 1025, 100_000]).map(
+        lambda n: b'{"id":1,"op":"publish","channel":"room","data":' + b"[" * n + b"]" * n + b"}"
     ),
     st.just(b'{"id":1,"op":"history","channel":"room","limit":1' + b"0" * 400 + b"}"),
     st.just(b'{"id":1e999,"op":"ping"}'),

@@ -104,3 +104,18 @@ def test_subscribers_include_buffering_ones():
     hub.subscribe("other", c, buffer=False)
     assert sorted(x.id for x in hub.subscribers("ch")) == ["a", "b"]
     assert hub.subscribers("none") == []
+
+
+def test_a_buffer_that_overflows_ends_in_a_release_of_none() -> None:
+    hub, a, b = Hub(max_buffered_bytes=100), FakeClient("a"), FakeClient("b")
+    hub.add_client(a)
+    hub.add_client(b)
+    hub.subscribe("c", a, buffer=True)
+    hub.subscribe("c", b, buffer=True)
+    for offset in range(1, 5):
+        hub.broadcast("c", offset, b"x" * 30)  # 120 bytes: over the limit at the fourth
+    assert hub.release("c", a) is None  # a must recover from history instead
+    hub.subscribe("d", b, buffer=True)
+    hub.broadcast("d", 1, b"y" * 30)
+    assert hub.release("d", b) == [(1, b"y" * 30)]
+    assert hub.is_subscribed("c", a)  # still subscribed: the node ends it with a push

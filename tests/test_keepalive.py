@@ -10,7 +10,8 @@ import pytest
 import pytest_asyncio
 
 from server.hub import Hub
-from server.keepalive import PING_FRAME, KeepAlive
+from server.keepalive import KeepAlive
+from server.ws.frame import PING as PING_FRAME
 from tests.support import make_config, raw_ws_connect, start_server, ws_open
 
 
@@ -46,7 +47,7 @@ async def test_a_round_visits_everyone_once_spread_over_the_interval():
     clients = [FakeClient(str(i)) for i in range(10)]
     for c in clients:
         hub.add_client(c)
-    keepalive = KeepAlive(hub, interval_s=5)
+    keepalive = KeepAlive(hub.clients, interval_s=5)
     keepalive._tick()
     assert sum(len(c.frames) for c in clients) == 2  # a fifth of them each second
     for _ in range(9):

@@ -87,7 +87,8 @@ async def test_mongodb_outage_is_clear_and_loses_nothing_acknowledged(data_dir: 
         status, body = await http(running, "GET", "/readyz")
         assert status == 503 and f"127.0.0.1:{port}" in body["problems"]["store"], body
         await asyncio.to_thread(mongo.start)
-        ws = await ws_open(running.ws_url)
+        ws, watcher = await ws_open(running.ws_url), await ws_open(running.ws_url)
+        await watcher.ok("subscribe", channel="hist:x")
         acked = [(await ws.ok("publish", channel="hist:x", data=i))["offset"] for i in range(10)]
         await asyncio.to_thread(mongo.stop)
 
@@ -95,6 +96,14 @@ async def test_mongodb_outage_is_clear_and_loses_nothing_acknowledged(data_dir: 
         assert reply["error"]["code"] == "unavailable"
         assert "MongoDB" in reply["error"]["message"], reply
         assert "storing publications failed" in reply["error"]["message"], reply
+        # Once an append failed, publishes check the store first: refused, never broadcast.
+        reply = await ws.call("publish", channel="hist:x", data="refused early", timeout=10)
+        assert reply["error"]["code"] == "unavailable", reply
+        live = [(await watcher.push_of("pub"))["data"] for _ in range(11)]
+        assert live == [*range(10), "lost"]
+        with pytest.raises(TimeoutError):
+            await watcher.push_of("pub", timeout=0.3)
+        await watcher.close()
         assert "offset" in await ws.ok("publish", channel="quiet:y", data="no history here")
         status, body = await http(running, "GET", "/readyz")
         assert status == 503 and "MongoDB" in body["problems"]["store"], body

@@ -9,22 +9,10 @@ import pytest
 
 from server.app import build_node
 from server.broker import redis_conn
+from tests.node_client import NodeClient
 from tests.support import make_config
 
 pytestmark = pytest.mark.asyncio
-
-
-class Client:
-    def __init__(self, cid: str) -> None:
-        self.id, self.user, self.name = cid, None, None
-
-    def send(self, frame: bytes) -> None:
-        pass
-
-    def disconnect(
-        self, code: int, reason: str, reconnect: bool, delay_ms: int | None = None
-    ) -> None:
-        pass
 
 
 async def test_a_thousand_subscribes_at_once_with_presence_are_all_served(
@@ -34,17 +22,17 @@ async def test_a_thousand_subscribes_at_once_with_presence_are_all_served(
     admin = redis_conn.client(redis_url)
     await node.start()
     try:
-        clients = [Client(f"c{i}") for i in range(1000)]
+        clients = [NodeClient(f"c{i}") for i in range(1000)]
         for c in clients:
             node.hub.add_client(c)
         outcomes = await asyncio.gather(
-            *(node.subscribe(c, f"room{i % 50}", None) for i, c in enumerate(clients)),  # type: ignore[arg-type]
+            *(node.subscribe(c, f"room{i % 50}", None) for i, c in enumerate(clients)),
             return_exceptions=True,
         )
         assert not [o for o in outcomes if isinstance(o, BaseException)]
         counts = [len((await node.presence_of(f"room{r}"))["clients"]) for r in range(50)]
         assert counts == [20] * 50
-        await asyncio.gather(*(node.client_gone(c) for c in clients))  # type: ignore[arg-type]
+        await asyncio.gather(*(node.client_gone(c) for c in clients))
         for _ in range(100):  # clean-ups run in the background, none skipped
             left = await admin.eval(
                 "local n = 0 for _, k in ipairs(redis.call('KEYS', ARGV[1])) do "

@@ -112,6 +112,7 @@ def test_the_package_holds_the_module_and_its_types() -> None:
     assert files <= {
         "package.json",
         "README.md",
+        "LICENSE",
         "server/static/switchboard.js",
         "server/static/switchboard.d.ts",
     }

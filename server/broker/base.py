@@ -15,9 +15,10 @@ from abc import ABC, abstractmethod
 from typing import Any, Protocol
 
 from server.position import Position
+from server.unavailable import Unavailable
 
 
-class BrokerUnavailable(Exception):
+class BrokerUnavailable(Unavailable):
     """The broker cannot be reached now; callers reply `unavailable`."""
 
 

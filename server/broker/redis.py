@@ -5,6 +5,10 @@ channel `<prefix>:ch:{C}` (the braces keep both in one Redis Cluster slot). One 
 increments the offset and publishes, so the order on the wire is the offset order. Messages carry
 their position in front of the body, `offset:epoch:body`, so receivers build frames without
 decoding JSON; join/leave travels on the same Redis channel as `j:client:frame`.
+
+Given a RedisCluster client, the same broker runs over a Redis Cluster: commands are pipelined
+per primary (redis_cluster.py), channels are subscribed on their slot's primary (redis_shards.py)
+and positions are fenced by the node that wrote them (redis_fence.py).
 """
 
 from __future__ import annotations
@@ -16,10 +20,14 @@ from typing import Any, Protocol, runtime_checkable
 import orjson
 import redis.asyncio
 import redis.exceptions
+from redis.asyncio.cluster import RedisCluster
 
+from server.broker import redis_fence
 from server.broker.base import Backlogged, Broker, BrokerHandler, BrokerUnavailable
 from server.broker.redis_batch import Batcher
+from server.broker.redis_cluster import ClusterBatcher, Topology
 from server.broker.redis_pubsub import CLASSIC, SHARDED, PubSubLink
+from server.broker.redis_shards import ShardLinks
 from server.position import Position
 
 log = logging.getLogger("switchboard.redis")
@@ -75,19 +83,33 @@ class StatsSource(Protocol):
 
 class RedisBroker(Broker):
     def __init__(
-        self, client: redis.asyncio.Redis, prefix: str, ttl_s: float, sharded: bool = True
+        self,
+        client: redis.asyncio.Redis | RedisCluster,
+        prefix: str,
+        ttl_s: float,
+        sharded: bool = True,
     ) -> None:
         self._client = client
-        self._batch = Batcher(client)
         self._prefix = prefix
         self._ttl_s = ttl_s
         self._dialect = SHARDED if sharded else CLASSIC
         self._control = f"{prefix}:control".encode()
         self._channel_head = len(self._redis_channel("")) - 1
         self._handler: BrokerHandler | None = None
-        self._link = PubSubLink(
-            client.connection_pool, self._dialect, self._on_message, self._on_reconnected
-        )
+        self._batch: Batcher | ClusterBatcher
+        self._link: PubSubLink | ShardLinks
+        self._cluster = isinstance(client, RedisCluster)
+        if isinstance(client, RedisCluster):
+            if not sharded:
+                raise ValueError("a Redis Cluster needs sharded pub/sub")
+            topology = Topology(client)
+            self._batch = ClusterBatcher(topology)
+            self._link = ShardLinks(topology, self._dialect, self._on_message, self._on_reconnected)
+        else:
+            self._batch = Batcher(client)
+            self._link = PubSubLink(
+                client.connection_pool, self._dialect, self._on_message, self._on_reconnected
+            )
         self._heartbeat: asyncio.Task[None] | None = None
         self._stored: dict[str, Position] = {}  # reports not sent yet
 
@@ -111,13 +133,16 @@ class RedisBroker(Broker):
         self._handler = None
 
     async def check(self) -> None:
-        self._require_link()
-        await self._call("PING")
-
-    def _require_link(self) -> None:
-        """Fail fast while the pub/sub link is down: this process would not see the result."""
         if self._link.down is not None:
             raise BrokerUnavailable(self._link.down)
+        await self._call("PING")
+
+    def _require_link(self, redis_channel: bytes) -> None:
+        """Fail fast while the channel's pub/sub link is down: this process would not see the
+        result (on a cluster, only the link of the channel's shard counts)."""
+        down = self._link.down_for(redis_channel)
+        if down is not None:
+            raise BrokerUnavailable(down)
 
     async def _call(self, *args: Any) -> Any:
         return await self._batch.call(*args)
@@ -133,18 +158,15 @@ class RedisBroker(Broker):
     async def publish(
         self, channel: str, body: bytes, window: int, ttl_s: float
     ) -> Position | None:
-        self._require_link()
-        res = await self._call(
-            "EVAL",
-            PUBLISH,
-            2,
-            self._pos_key(channel),
-            self._redis_channel(channel),
-            body,
-            self._dialect.publish,
-            window,
-            int(ttl_s * 1000),
-        )
+        redis_channel = self._redis_channel(channel)
+        self._require_link(redis_channel)
+        if self._cluster:
+            keys: tuple[Any, ...] = (1, self._pos_key(channel), redis_channel)
+            script = redis_fence.PUBLISH
+        else:
+            keys, script = (2, self._pos_key(channel), redis_channel), PUBLISH
+        ttl_ms = int(ttl_s * 1000)
+        res = await self._call("EVAL", script, *keys, body, self._dialect.publish, window, ttl_ms)
         if res is None:
             return None
         if res[0] == -1:
@@ -152,15 +174,20 @@ class RedisBroker(Broker):
         return Position(int(res[0]), res[1].decode())
 
     async def position(self, channel: str) -> Position | None:
-        offset, epoch = await self._call("HMGET", self._pos_key(channel), "offset", "epoch")
-        return None if epoch is None else Position(int(offset), epoch.decode())
+        if self._cluster:
+            found = await self._call("EVAL", redis_fence.POSITION, 1, self._pos_key(channel))
+        else:
+            found = await self._call("HMGET", self._pos_key(channel), "offset", "epoch")
+        if not found or found[1] is None:
+            return None
+        return Position(int(found[0]), found[1].decode())
 
     async def seed(
         self, channel: str, position: Position, stored: int | None, ttl_s: float
     ) -> bool:
-        seeded = await self._call(
+        set_it: int = await self._call(
             "EVAL",
-            SEED,
+            redis_fence.SEED if self._cluster else SEED,
             1,
             self._pos_key(channel),
             position.offset,
@@ -168,7 +195,7 @@ class RedisBroker(Broker):
             "" if stored is None else stored,
             int(ttl_s * 1000),
         )
-        return bool(seeded == 1)
+        return set_it == 1
 
     async def keep(self, channels: list[tuple[str, float]]) -> None:
         """One pipeline of expiries; a key that is gone stays gone (it is seeded on use)."""
@@ -193,15 +220,14 @@ class RedisBroker(Broker):
             reply.add_done_callback(_ignore_outage)
 
     async def publish_join_leave(self, channel: str, client_id: str, frame: bytes) -> None:
-        self._require_link()
+        redis_channel = self._redis_channel(channel)
+        self._require_link(redis_channel)
         await self._call(
-            self._dialect.publish,
-            self._redis_channel(channel),
-            b"j:%s:%s" % (client_id.encode(), frame),
+            self._dialect.publish, redis_channel, b"j:%s:%s" % (client_id.encode(), frame)
         )
 
     async def publish_control(self, message: bytes) -> None:
-        self._require_link()
+        self._require_link(self._control)
         await self._call(self._dialect.publish, self._control, message)
 
     # -- receiving ----------------------------------------------------------------------------

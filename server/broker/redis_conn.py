@@ -11,6 +11,7 @@ import random
 
 import redis.asyncio
 import redis.exceptions
+from redis.asyncio.cluster import RedisCluster
 from redis.asyncio.retry import Retry
 from redis.backoff import NoBackoff
 
@@ -22,6 +23,15 @@ CONNECT_TIMEOUT_S = 1.0
 COMMAND_TIMEOUT_S = 5.0
 #: What a Redis outage looks like from redis-py.
 ERRORS = (redis.exceptions.ConnectionError, redis.exceptions.TimeoutError, OSError)
+#: ... and from its cluster client: a shard down, a slot not covered, redirections exhausted.
+CLUSTER_ERRORS = (
+    *ERRORS,
+    redis.exceptions.ClusterError,
+    redis.exceptions.ClusterDownError,
+    redis.exceptions.RedisClusterException,
+    redis.exceptions.TryAgainError,
+    redis.exceptions.AskError,
+)
 
 
 def client(url: str) -> redis.asyncio.Redis:
@@ -47,5 +57,23 @@ def unavailable(exc: BaseException) -> BrokerUnavailable:
 
 def backoff(attempt: int, base_s: float = 0.05, cap_s: float = 2.0) -> float:
     """Capped exponential backoff with equal jitter: processes do not reconnect in lockstep."""
-    delay = min(cap_s, base_s * 2 ** min(attempt, 16))
+    delay = min(cap_s, base_s * 2.0 ** min(attempt, 16))
     return delay / 2 + random.uniform(0, delay / 2)
+
+
+def cluster_client(url: str) -> RedisCluster:
+    """A Redis Cluster client seeded by `url`: the same timeouts, no retries, RESP2.
+
+    redis-py follows MOVED, ASK and TRYAGAIN itself (the command was not run, so sending it
+    again is safe); a connection error is never retried, as above. Slots may be uncovered
+    for a moment during a failover: commands for the other shards keep working.
+    """
+    return RedisCluster.from_url(
+        url,
+        socket_connect_timeout=CONNECT_TIMEOUT_S,
+        socket_timeout=COMMAND_TIMEOUT_S,
+        retry=Retry(NoBackoff(), 0),
+        decode_responses=False,
+        protocol=2,
+        require_full_coverage=False,
+    )

@@ -4,6 +4,11 @@ Written on a bare redis-py connection rather than its PubSub class because the b
 two things PubSub hides: when a subscription is confirmed (only then may the node read the
 channel's position without missing a publication) and when the link was lost and rebuilt (then
 the node must make its subscribers recover through history).
+
+Under Redis Cluster a link serves one shard's primary (server/broker/redis_shards.py keeps one
+per primary): there the server may also drop a subscription itself when its slot moves away, or
+refuse one with MOVED; the link reports such channels through `on_dropped` instead of treating
+them as a lost connection.
 """
 
 from __future__ import annotations
@@ -17,6 +22,7 @@ from dataclasses import dataclass
 
 import redis.asyncio
 import redis.exceptions
+from redis.crc import key_slot
 
 from server.broker.base import BrokerUnavailable
 from server.broker.redis_conn import CONNECT_TIMEOUT_S, ERRORS, backoff, unavailable
@@ -37,10 +43,17 @@ class Dialect:
     unsubscribe: str
     message: bytes
     confirmed: bytes
+    dropped: bytes
 
 
-SHARDED = Dialect("SPUBLISH", "SSUBSCRIBE", "SUNSUBSCRIBE", b"smessage", b"ssubscribe")
-CLASSIC = Dialect("PUBLISH", "SUBSCRIBE", "UNSUBSCRIBE", b"message", b"subscribe")
+SHARDED = Dialect(
+    "SPUBLISH", "SSUBSCRIBE", "SUNSUBSCRIBE", b"smessage", b"ssubscribe", b"sunsubscribe"
+)
+CLASSIC = Dialect("PUBLISH", "SUBSCRIBE", "UNSUBSCRIBE", b"message", b"subscribe", b"unsubscribe")
+
+
+class Redirected(BrokerUnavailable):
+    """The server does not serve this channel's slot (MOVED): subscribe on its owner."""
 
 
 class PubSubLink:
@@ -52,12 +65,17 @@ class PubSubLink:
         dialect: Dialect,
         on_message: Callable[[bytes, bytes], None],
         on_reconnected: Callable[[], None],
+        on_dropped: Callable[[bytes], None] | None = None,
+        on_lost: Callable[[], None] | None = None,
     ) -> None:
         self._pool = pool
         self._dialect = dialect
         self._on_message = on_message
         self._on_reconnected = on_reconnected
+        self._on_dropped = on_dropped
+        self._on_lost = on_lost
         self._wanted: set[bytes] = set()
+        self._leaving: dict[bytes, int] = {}  # unsubscribes sent, not yet confirmed
         self._waiters: dict[bytes, deque[asyncio.Future[None]]] = {}
         self._conn: redis.asyncio.Connection | None = None
         self._resubscribing: set[bytes] = set()
@@ -108,10 +126,20 @@ class PubSubLink:
 
     async def unsubscribe(self, channel: bytes) -> None:
         self._wanted.discard(channel)
+        self._leaving[channel] = self._leaving.get(channel, 0) + 1
         try:
             await self._send(self._dialect.unsubscribe, channel)
         except BrokerUnavailable:
-            pass  # the lost link took the subscription with it
+            self._left(channel)  # the lost link took the subscription with it
+
+    @property
+    def channels(self) -> set[bytes]:
+        """The channels this link keeps subscribed."""
+        return set(self._wanted)
+
+    def down_for(self, channel: bytes) -> str | None:
+        """Why `channel` cannot be received now, or None: on one link, the link's state."""
+        return self.down
 
     async def _send(self, *args: str | bytes) -> None:
         conn = self._conn
@@ -127,12 +155,12 @@ class PubSubLink:
     async def _run(self) -> None:
         attempt = 0
         while True:
-            conn = self._pool.make_connection()
+            conn: redis.asyncio.Connection = self._pool.make_connection()  # type: ignore[no-untyped-call]  # redis-py leaves it unannotated
             links = self._links
             try:
-                await conn.connect()
+                await conn.connect()  # type: ignore[no-untyped-call]  # unannotated in redis-py
                 self._conn = conn
-                await self._resubscribe()
+                await self._resubscribe(conn)
                 await self._serve(conn)
             except (redis.exceptions.RedisError, OSError) as exc:
                 self._lost(str(unavailable(exc)))
@@ -142,18 +170,16 @@ class PubSubLink:
             attempt = 1 if self._links != links else attempt + 1  # count failures in a row
             await asyncio.sleep(backoff(attempt))
 
-    async def _resubscribe(self) -> None:
+    async def _resubscribe(self, conn: redis.asyncio.Connection) -> None:
         self._resubscribing = set(self._wanted)
         for channel in self._resubscribing:
-            await self._conn.send_command(
-                self._dialect.subscribe,
-                channel,  # type: ignore[union-attr]
-                check_health=False,
-            )
+            await conn.send_command(self._dialect.subscribe, channel, check_health=False)
 
     def _lost(self, reason: str) -> None:
         if self.down is None:
             log.warning("redis pub/sub link lost: %s", reason)
+            if self._on_lost is not None:
+                self._on_lost()
         self.down = reason
         self._up.clear()
         for waiters in self._waiters.values():
@@ -190,7 +216,13 @@ class PubSubLink:
             self._linked()
         d = self._dialect
         while True:
-            msg = await conn.read_response(timeout=math.inf)
+            try:
+                msg = await conn.read_response(timeout=math.inf)
+            except redis.exceptions.ResponseError as exc:
+                if self._on_dropped is None:
+                    raise
+                self._refused(exc)
+                continue
             self._received += 1
             kind = msg[0]
             if kind == d.message:
@@ -198,6 +230,47 @@ class PubSubLink:
                     self._dispatch(msg[1], msg[2])
             elif kind == d.confirmed:
                 self._confirmed(msg[1])
+            elif kind == d.dropped:
+                self._unsubscribed(msg[1])
+
+    def _left(self, channel: bytes) -> None:
+        n = self._leaving.get(channel, 0) - 1
+        if n > 0:
+            self._leaving[channel] = n
+        else:
+            self._leaving.pop(channel, None)
+
+    def _unsubscribed(self, channel: bytes) -> None:
+        """An unsubscribe we sent, confirmed; or, under a cluster, the server dropping a
+        channel whose slot moved away while we still want it."""
+        if channel in self._leaving:
+            self._left(channel)
+        elif channel in self._wanted and self._on_dropped is not None:
+            log.info("redis dropped %r (its slot moved): subscribing on its new owner", channel)
+            self._wanted.discard(channel)
+            self._on_dropped(channel)
+
+    def _refused(self, exc: redis.exceptions.ResponseError) -> None:
+        """A subscribe refused (MOVED: this node does not serve the slot, or CLUSTERDOWN): a
+        waiting subscribe fails with Redirected; a resubscribed channel goes back to the set."""
+        words = str(exc).split()
+        slot = int(words[1]) if len(words) > 1 and words[1].isdigit() else None
+        log.info("redis refused a subscription: %s", exc)
+        hit = {c for c in self._wanted if slot is None or key_slot(c) == slot}
+        for channel in hit:
+            waiters = self._waiters.pop(channel, None)
+            if waiters:  # its subscribe hears of it and asks the link set again
+                for waiter in waiters:
+                    if not waiter.done():
+                        waiter.set_exception(Redirected(f"redis: {exc}"))
+                continue
+            self._wanted.discard(channel)
+            if channel in self._resubscribing:
+                self._resubscribing.discard(channel)
+                if not self._resubscribing:
+                    self._linked()
+            assert self._on_dropped is not None
+            self._on_dropped(channel)
 
     async def _watch(self, conn: redis.asyncio.Connection) -> None:
         """Ping a quiet link; without any answer for another PING_S, it is lost."""

@@ -56,6 +56,7 @@ class GitHubProvider(Provider):
         uid, login = user.get("id"), user.get("login")
         if type(uid) is not int or not isinstance(login, str):
             raise ProviderError("GitHub sent a user without an id.")
-        name = user.get("name") if isinstance(user.get("name"), str) and user["name"] else login
+        given = user.get("name")
+        name = given if isinstance(given, str) and given else login
         avatar = user.get("avatar_url") if isinstance(user.get("avatar_url"), str) else None
         return ExternalIdentity(str(uid), name, avatar)

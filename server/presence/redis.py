@@ -5,6 +5,9 @@ A channel's presence is a hash `<prefix>:presence:{C}` (client id -> JSON info) 
 clients' entries every third of the expiry, so a process killed without cleaning up leaves no
 client listed for longer than the expiry. Renewing re-adds entries too: after Redis lost its
 data, presence comes back within one heartbeat.
+
+Both keys of a channel carry its hash tag, so under Redis Cluster they share a slot (and the
+channel's position and pub/sub): each script runs on one primary.
 """
 
 from __future__ import annotations
@@ -17,10 +20,11 @@ from typing import Any
 import orjson
 import redis.asyncio
 import redis.exceptions
+from redis.asyncio.cluster import RedisCluster
 
 from server.broker.base import BrokerUnavailable
 from server.broker.redis_batch import Batcher
-from server.broker.redis_conn import ERRORS, unavailable
+from server.broker.redis_cluster import ClusterBatcher, Topology
 from server.presence.base import Presence
 
 log = logging.getLogger("switchboard.redis")
@@ -66,9 +70,16 @@ RENEW_CHUNK = 500
 
 
 class RedisPresence(Presence):
-    def __init__(self, client: redis.asyncio.Redis, prefix: str, ttl_s: float) -> None:
+    def __init__(
+        self, client: redis.asyncio.Redis | RedisCluster, prefix: str, ttl_s: float
+    ) -> None:
         self._client = client
-        self._batch = Batcher(client)  # one connection however many subscribe at once
+        # One connection (per primary) however many subscribe at once.
+        self._batch: Batcher | ClusterBatcher = (
+            ClusterBatcher(Topology(client))
+            if isinstance(client, RedisCluster)
+            else Batcher(client)
+        )
         self._prefix = prefix
         self._ttl_ms = int(ttl_s * 1000)
         self._local: dict[str, dict[str, bytes]] = {}
@@ -112,13 +123,6 @@ class RedisPresence(Presence):
         """One command in the next pipeline: a resubscribe storm never exhausts the pool."""
         return await self._batch.call(*args)
 
-    @staticmethod
-    async def _guard(aw: Awaitable[Any]) -> Any:
-        try:
-            return await aw
-        except ERRORS as exc:
-            raise unavailable(exc) from None
-
     async def _beat(self) -> None:
         while True:
             await asyncio.sleep(self._ttl_ms / 3000)
@@ -128,14 +132,16 @@ class RedisPresence(Presence):
                 log.debug("presence not renewed: %s", exc)
 
     async def _renew(self) -> None:
-        """Re-add every local client's entry with a fresh expiry, in one pipeline."""
+        """Re-add every local client's entry with a fresh expiry, in one pipeline (per primary:
+        a shard that is down holds back only its own channels' renewals)."""
         if not self._local:
             return
-        async with self._client.pipeline(transaction=False) as pipe:
-            for channel, clients in self._local.items():
-                pairs = [x for item in clients.items() for x in item]
-                for i in range(0, len(pairs), RENEW_CHUNK * 2):
-                    pipe.execute_command(
+        replies: list[Awaitable[Any]] = []
+        for channel, clients in self._local.items():
+            pairs = [x for item in clients.items() for x in item]
+            for i in range(0, len(pairs), RENEW_CHUNK * 2):
+                replies.append(
+                    self._batch.submit(
                         "EVAL",
                         ADD,
                         2,
@@ -143,4 +149,7 @@ class RedisPresence(Presence):
                         self._ttl_ms,
                         *pairs[i : i + RENEW_CHUNK * 2],
                     )
-            await self._guard(pipe.execute())
+                )
+        for outcome in await asyncio.gather(*replies, return_exceptions=True):
+            if isinstance(outcome, BaseException):
+                raise outcome

@@ -8,8 +8,8 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from server.broker.base import BrokerUnavailable
 from server.protocol import Code, ProtocolError
+from server.unavailable import Unavailable
 
 if TYPE_CHECKING:
     from server.node import Node
@@ -21,5 +21,5 @@ async def presence_stats(node: Node, channel: str) -> dict[str, int]:
         raise ProtocolError(Code.DISABLED, "presence is off in this namespace")
     try:
         return await node.presence.stats(channel)
-    except BrokerUnavailable as exc:
+    except Unavailable as exc:
         raise ProtocolError(Code.UNAVAILABLE, f"temporarily unavailable: {exc}") from None

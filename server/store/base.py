@@ -10,9 +10,10 @@ from abc import ABC, abstractmethod
 from dataclasses import dataclass
 
 from server.position import Position
+from server.unavailable import Unavailable
 
 
-class StoreUnavailable(Exception):
+class StoreUnavailable(Unavailable):
     """The store cannot be reached now; callers reply `unavailable`."""
 
 

@@ -101,7 +101,7 @@ class EmbeddedMongo:
 
 def _lock(data_dir: Path) -> int:
     """Lock the data directory for this process, or raise EmbeddedError naming the holder."""
-    fd = os.open(data_dir / LOCK_FILE, os.O_RDWR | os.O_CREAT, 0o644)
+    fd = os.open(data_dir / LOCK_FILE, os.O_RDWR | os.O_CREAT, 0o600)
     try:
         fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
     except BlockingIOError:
@@ -120,10 +120,14 @@ def _serve(args: argparse.Namespace) -> int:
     from secantus import SecantusDBServer  # imported here: only the child needs it
 
     data_dir = Path(args.data_dir)
-    data_dir.mkdir(parents=True, exist_ok=True)
+    data_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
+    data_dir.chmod(0o700)  # the data holds sessions and users: its owner's alone
     _lock(data_dir)  # held until this process exits
     server = SecantusDBServer(
-        port=args.port, storage_path=str(data_dir / STORAGE_DIR), ttl_sweep_seconds=args.ttl_sweep
+        host="127.0.0.1",  # never reachable from other machines: it has no authentication
+        port=args.port,
+        storage_path=str(data_dir / STORAGE_DIR),
+        ttl_sweep_seconds=args.ttl_sweep,
     )
     server.start()
 

@@ -18,6 +18,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
+from urllib.parse import parse_qs, urlsplit
 
 from pymongo import AsyncMongoClient, ReturnDocument
 from pymongo.asynchronous.database import AsyncDatabase
@@ -53,6 +54,21 @@ class _Kept:
     epoch: str
     recorded: asyncio.Future[None]  # the epoch is in the channels collection
     floor: int = 0
+
+
+def write_concern(config: MongoConfig) -> dict[str, Any]:
+    """The client's write concern: `[mongo] write_concern`, or by default `majority` when the
+    URL names a replica set (an acknowledged publication then survives a primary's failover),
+    else the server's default (w=1). Writes are retried once by the driver on a failover
+    (retryable writes): the server recognises the retry and applies the write once.
+    """
+    wc = config.write_concern
+    if not wc:
+        query = parse_qs(urlsplit(config.url).query)
+        wc = "majority" if any(k.lower() == "replicaset" for k in query) else ""
+    if not wc:
+        return {}
+    return {"w": "majority" if wc == "majority" else int(wc)}
 
 
 def _when(t: float) -> datetime:
@@ -96,6 +112,8 @@ class MongoStore(Store):
                 socketTimeoutMS=10000,
                 tz_aware=True,
                 appname="switchboard",
+                retryWrites=True,
+                **write_concern(self.config),
             )
         return self._client[self.config.database]
 

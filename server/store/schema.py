@@ -7,6 +7,8 @@ documents.
 
 from __future__ import annotations
 
+from typing import Any
+
 from pymongo import ASCENDING, IndexModel
 from pymongo.asynchronous.database import AsyncDatabase
 
@@ -39,7 +41,7 @@ class SchemaTooNew(StoreUnavailable):
     """The database was written by a newer Switchboard: refuse rather than corrupt it."""
 
 
-async def ensure(db: AsyncDatabase) -> None:
+async def ensure(db: AsyncDatabase[dict[str, Any]]) -> None:
     """Create collections' indexes and record the schema version; refuse a newer schema."""
     doc = await db[META].find_one({"_id": "schema"})
     found = int(doc["version"]) if doc else 0

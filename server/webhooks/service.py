@@ -61,7 +61,9 @@ def build_claims(
     return RedisClaims(client, rc.prefix, node_id, rc.presence_ttl_s, debounce)
 
 
-def build(config: Config, hub: Hub, node_id: str, client: redis.asyncio.Redis | None) -> Webhooks:
+def build(
+    config: Config, hub: Hub[Any], node_id: str, client: redis.asyncio.Redis | None
+) -> Webhooks:
     """The webhooks `config` asks for; `client` is the Redis to claim in (None: no Redis)."""
     clock = events.SeqClock()
     claims = build_claims(config, node_id, client, clock)
@@ -72,7 +74,7 @@ class Webhooks:
     def __init__(
         self,
         config: Config,
-        hub: Hub,
+        hub: Hub[Any],
         queue: EventQueue,
         claims: Claims,
         clock: events.SeqClock,

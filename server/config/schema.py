@@ -1,26 +1,25 @@
-"""Typed, frozen settings from config.toml, with SWITCHBOARD_<SECTION>_<KEY> overrides.
+"""The settings' shape: typed, frozen sections, each checking its own values.
 
-Every mistake in a config stops start-up with one line that names the key and says what is
-allowed: a ConfigError, which the entry point prints before exiting with status 2.
+Every mistake stops start-up with one line that names the key and says what is allowed: a
+ConfigError, which the entry point prints before exiting with status 2.
 """
 
 from __future__ import annotations
 
 import dataclasses
-import difflib
 import ipaddress
-import os
-import tomllib
-from collections.abc import Iterator, Mapping
-from dataclasses import dataclass, field, fields
-from pathlib import Path
-from typing import Any, get_type_hints
-from urllib.parse import unquote
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any
+from urllib.parse import unquote, urlsplit
 
 from server.protocol import split_channel
 
 PLACEHOLDER_PREFIX = "change-me"
 PUBLISH_MODES = ("anyone", "subscribers", "authenticated", "server")
+SECURE_COOKIES = ("auto", "always")
+EMBEDDED = "embedded"  # [mongo] url that runs the embedded server
+MIN_SECRET_BITS = 128
 
 
 class ConfigError(Exception):
@@ -43,8 +42,14 @@ class ServerConfig:
     shutdown_grace_s: float = 5.0
     drain_s: float = 10.0
     event_loop: str = "asyncio"
+    # Hostile clients (docs/security.md): timeouts, the socket cap, proxies trusted.
+    idle_timeout_s: float = 30.0
+    body_timeout_s: float = 30.0
+    max_sockets: int = 0  # 0: the open-files limit minus a reserve (server/admission.py)
+    trusted_proxies: tuple[str, ...] = ()
 
     def validate(self) -> None:
+        self._validate_hostile()
         _check(
             "server.event_loop",
             self.event_loop in ("asyncio", "uvloop"),
@@ -58,8 +63,43 @@ class ServerConfig:
         for key in ("max_message_bytes", "max_connections", "max_pending_bytes"):
             v = getattr(self, key)
             _check(f"server.{key}", v >= 1, "a positive integer", v)
+        # A message's echo or publication must fit in what a connection may have unsent.
+        _check(
+            "server.max_message_bytes",
+            self.max_message_bytes <= self.max_pending_bytes,
+            f"at most server.max_pending_bytes ({self.max_pending_bytes})",
+            self.max_message_bytes,
+        )
         _check("server.host", bool(self.host), "a host name or address", self.host)
         _check("server.drain_s", 0 <= self.drain_s <= 3600, "seconds from 0 to 3600", self.drain_s)
+
+    def _validate_hostile(self) -> None:
+        for key in ("idle_timeout_s", "body_timeout_s"):
+            v = getattr(self, key)
+            _check(f"server.{key}", 0 < v <= 3600, "a number of seconds from 0 to 3600", v)
+        _check(
+            "server.max_sockets",
+            self.max_sockets >= 0,
+            "0 (from the open-files limit) or a positive integer",
+            self.max_sockets,
+        )
+        for proxy in self.trusted_proxies:
+            _check(
+                "server.trusted_proxies",
+                _is_network(proxy),
+                'a list of addresses or CIDRs (e.g. "10.0.0.0/8")',
+                proxy,
+            )
+
+    @property
+    def loopback_host(self) -> bool:
+        """Whether `host` is a loopback name or address (what --dev insists on)."""
+        if self.host.lower() == "localhost":
+            return True
+        try:
+            return ipaddress.ip_address(self.host).is_loopback
+        except ValueError:
+            return False
 
 
 @dataclass(frozen=True, slots=True)
@@ -67,8 +107,15 @@ class SecurityConfig:
     secret: str = "change-me-cookie-secret-for-development-only"
     token_secret: str = "change-me-token-secret-for-development-only"
     allowed_origins: tuple[str, ...] = ()
+    secure_cookies: str = "auto"  # "auto": Secure over https; "always": Secure on every cookie
 
     def validate(self) -> None:
+        _check(
+            "security.secure_cookies",
+            self.secure_cookies in SECURE_COOKIES,
+            " or ".join(SECURE_COOKIES),
+            self.secure_cookies,
+        )
         for key in ("secret", "token_secret"):
             v = getattr(self, key)
             _check(f"security.{key}", len(v) >= 32, "at least 32 characters", "<hidden>")
@@ -91,10 +138,20 @@ class RedisConfig:
     prefix: str = "switchboard"
     presence_ttl_s: float = 30.0
     sharded: bool = True
+    # Redis Cluster: `url` names one seed node; sharded pub/sub is then required.
+    cluster: bool = False
 
     def validate(self) -> None:
         ok = not self.url or self.url.startswith(("redis://", "rediss://", "unix://"))
         _check("redis.url", ok, "empty (in-memory broker) or a redis:// URL", self.url)
+        if self.cluster:
+            ok = self.url.startswith(("redis://", "rediss://")) and urlsplit(self.url).path in (
+                "",
+                "/",
+                "/0",
+            )
+            _check("redis.url", ok, "a redis:// URL of one seed node, db 0, with cluster", self.url)
+            _check("redis.sharded", self.sharded, "true with cluster (SSUBSCRIBE)", self.sharded)
         ok = bool(self.prefix) and not set(self.prefix) & set("{}")
         _check("redis.prefix", ok, "a non-empty string without { or }", self.prefix)
         _check(
@@ -111,10 +168,24 @@ class MongoConfig:
     database: str = "switchboard"
     data_dir: str = "./data"
     group_commit_ms: float = 2.0
+    embedded_port: int = 0  # the embedded server's port on 127.0.0.1 (0: any free port)
+    # Write concern of every write: "" picks "majority" when the URL names a replicaSet, else 1.
+    write_concern: str = ""
 
     def validate(self) -> None:
-        ok = not self.url or self.url.startswith(("mongodb://", "mongodb+srv://", "memory:"))
-        _check("mongo.url", ok, "empty (embedded), memory: or a mongodb:// URL", self.url)
+        ok = self.url in ("", EMBEDDED) or self.url.startswith(
+            ("mongodb://", "mongodb+srv://", "memory:")
+        )
+        _check("mongo.url", ok, 'a mongodb:// URL, "embedded", memory: or empty (--dev)', self.url)
+        _check(
+            "mongo.embedded_port",
+            0 <= self.embedded_port <= 65535,
+            "an integer from 0 (any free port) to 65535",
+            self.embedded_port,
+        )
+        wc = self.write_concern
+        ok = wc in ("", "majority") or (wc.isdigit() and 0 < int(wc) <= 50)
+        _check("mongo.write_concern", ok, 'empty (automatic), "majority" or a number', wc)
         _check("mongo.database", bool(self.database), "a database name", self.database)
         _check("mongo.data_dir", bool(self.data_dir), "a directory", self.data_dir)
         _check(
@@ -207,10 +278,22 @@ class LimitsConfig:
     command_burst: int = 200
     malformed_per_minute: int = 20
     max_subscriptions: int = 1000
+    # Hostile clients (docs/security.md): per-address admission and publish volume.
+    sockets_per_ip: int = 1000
+    connects_per_ip_per_s: float = 50.0
+    connects_per_ip_burst: int = 100
+    publish_bytes_per_s: float = 65536.0
+    publish_bytes_burst: int = 262144
 
     def validate(self) -> None:
         _check("limits.command_rate", self.command_rate > 0, "a positive number", self.command_rate)
         for key in ("command_burst", "malformed_per_minute", "max_subscriptions"):
+            v = getattr(self, key)
+            _check(f"limits.{key}", v >= 1, "a positive integer", v)
+        for key in ("connects_per_ip_per_s", "publish_bytes_per_s"):
+            v = getattr(self, key)
+            _check(f"limits.{key}", v > 0, "a positive number", v)
+        for key in ("sockets_per_ip", "connects_per_ip_burst", "publish_bytes_burst"):
             v = getattr(self, key)
             _check(f"limits.{key}", v >= 1, "a positive integer", v)
 
@@ -396,226 +479,11 @@ SECTIONS: dict[str, type] = {
     "metrics": MetricsConfig,
     "webhooks": WebhooksConfig,
 }
-ENV_PREFIX = "SWITCHBOARD_"
 
 
-class _Asked(Mapping[str, str]):
-    """The environment, remembering which names the config asked for: the others are typos."""
-
-    def __init__(self, env: Mapping[str, str]) -> None:
-        self._env = env
-        self.asked: set[str] = set()
-
-    def __contains__(self, key: object) -> bool:
-        if isinstance(key, str):
-            self.asked.add(key)
-        return key in self._env
-
-    def __getitem__(self, key: str) -> str:
-        self.asked.add(key)
-        return self._env[key]
-
-    def __iter__(self) -> Iterator[str]:
-        return iter(self._env)
-
-    def __len__(self) -> int:
-        return len(self._env)
-
-    def refuse_unknown(self) -> None:
-        """A SWITCHBOARD_* variable no key reads would be silently ignored: stop instead."""
-        unknown = sorted(k for k in self._env if k.startswith(ENV_PREFIX) and k not in self.asked)
-        if not unknown:
-            return
-        close = difflib.get_close_matches(unknown[0], sorted(self.asked), n=1, cutoff=0.8)
-        hint = (
-            f"did you mean {close[0]}?"
-            if close
-            else "variables are SWITCHBOARD_<SECTION>_<KEY> for the keys of config.toml"
-        )
-        raise ConfigError(f"{unknown[0]}: unknown environment variable ({hint})")
-
-
-def _coerce(key: str, typ: Any, value: Any, from_env: bool) -> Any:
-    """Turn a TOML (or environment) value into the field's type, or raise ConfigError."""
-    if from_env:
-        value = _parse_env(key, typ, value)
-    if typ is bool:
-        _check(key, isinstance(value, bool), "true or false", value)
-    elif typ is int:
-        _check(key, type(value) is int, "an integer", value)
-    elif typ is float:
-        ok = type(value) in (int, float)
-        _check(key, ok, "a number", value)
-        value = float(value)
-    elif typ is str:
-        _check(key, isinstance(value, str), "a string", value)
-    elif typ == tuple[str, ...]:
-        ok = isinstance(value, list) and all(isinstance(v, str) for v in value)
-        _check(key, ok, "a list of strings", value)
-        value = tuple(value)
-    return value
-
-
-def _parse_env(key: str, typ: Any, raw: str) -> Any:
+def _is_network(value: str) -> bool:
     try:
-        if typ is bool:
-            return {"true": True, "1": True, "false": False, "0": False}[raw.strip().lower()]
-        if typ is int:
-            return int(raw)
-        if typ is float:
-            return float(raw)
-        if typ == tuple[str, ...]:
-            return [v.strip() for v in raw.split(",") if v.strip()]
-    except (KeyError, ValueError):
-        return raw  # the type check then names what is allowed
-    return raw
-
-
-def _build(cls: type, key: str, table: Any, env: Mapping[str, str], env_prefix: str) -> Any:
-    _check(key, isinstance(table, dict), "a table", table)
-    hints = get_type_hints(cls)
-    names = {f.name for f in fields(cls)}
-    unknown = sorted(set(table) - names)
-    if unknown:
-        raise ConfigError(f"{key}.{unknown[0]}: unknown key (allowed: {', '.join(sorted(names))})")
-    values: dict[str, Any] = {}
-    for name in names:
-        env_name = f"{env_prefix}_{name}".upper()
-        if env_name in env:
-            values[name] = _coerce(
-                f"{key}.{name} (from {env_name})", hints[name], env[env_name], True
-            )
-        elif name in table:
-            values[name] = _coerce(f"{key}.{name}", hints[name], table[name], False)
-    return cls(**values)
-
-
-def load(
-    path: str | Path | None, env: Mapping[str, str] | None = None, dev: bool = False
-) -> Config:
-    """Read and validate a config file (None: defaults only) with environment overrides."""
-    env = os.environ if env is None else env
-    data: dict[str, Any] = {}
-    if path is not None:
-        try:
-            with open(path, "rb") as f:
-                data = tomllib.load(f)
-        except FileNotFoundError:
-            raise ConfigError(f"{path}: config file not found (pass --config PATH)") from None
-        except tomllib.TOMLDecodeError as exc:
-            raise ConfigError(f"{path}: not valid TOML: {exc}") from None
-    return from_dict(data, env, dev)
-
-
-def from_dict(
-    data: Mapping[str, Any], env: Mapping[str, str] | None = None, dev: bool = False
-) -> Config:
-    asked = _Asked({} if env is None else env)
-    env = asked
-    unknown = sorted(set(data) - set(SECTIONS) - {"namespaces", "auth"})
-    if unknown:
-        allowed = ", ".join([*SECTIONS, "namespaces", "auth"])
-        raise ConfigError(f"{unknown[0]}: unknown section (allowed: {allowed})")
-    sections = {
-        name: _build(cls, name, data.get(name, {}), env, f"SWITCHBOARD_{name}")
-        for name, cls in SECTIONS.items()
-    }
-    namespaces = _namespaces(data.get("namespaces", {}), env)
-    auth = _auth(data.get("auth", {}), env)
-    asked.refuse_unknown()
-    explicit = "database" in data.get("mongo", {}) or "SWITCHBOARD_MONGO_DATABASE" in env
-    sections["mongo"] = _mongo_database(sections["mongo"], explicit)
-    cfg = Config(**sections, namespaces=namespaces, auth=auth, dev=dev)
-    for name in SECTIONS:
-        getattr(cfg, name).validate()
-    for name, ns in namespaces.items():
-        ns.validate(name)
-    if not dev:
-        _refuse_placeholders(cfg)
-    cfg.auth.validate(dev)  # after the placeholders: the shipped config trips those first
-    return cfg
-
-
-def _mongo_database(mongo: MongoConfig, explicit: bool) -> MongoConfig:
-    """A database named in the URL is used, unless `[mongo] database` names another one."""
-    named = url_database(mongo.url)
-    if not named or named == mongo.database:
-        return mongo
-    if explicit:
-        raise ConfigError(
-            f"mongo.database: {mongo.database!r}, but mongo.url names database {named!r}; "
-            "name it in one place (or the same in both)"
-        )
-    return dataclasses.replace(mongo, database=named)
-
-
-def _namespaces(table: Any, env: Mapping[str, str]) -> dict[str, NamespaceConfig]:
-    _check("namespaces", isinstance(table, dict), "a table of namespace tables", table)
-    result: dict[str, NamespaceConfig] = {}
-    for name, ns_table in table.items():
-        ok = name.replace("_", "").replace("-", "").isalnum()
-        _check(f"namespaces.{name}", ok, "a name of letters, digits, _ and -", name)
-        result[name] = _build(
-            NamespaceConfig, f"namespaces.{name}", ns_table, env, f"SWITCHBOARD_NAMESPACES_{name}"
-        )
-    result.setdefault("default", NamespaceConfig())
-    return result
-
-
-def _auth(table: Any, env: Mapping[str, str]) -> AuthConfig:
-    """`[auth]` with its provider sub-tables; env overrides as SWITCHBOARD_AUTH_GITHUB_CLIENT_ID."""
-    _check("auth", isinstance(table, dict), "a table", table)
-    subtables = {"github": GitHubConfig, "google": OidcConfig, "oidc": None, "dev": DevAuthConfig}
-    allowed = {f.name for f in fields(_AuthScalars)} | set(subtables)
-    unknown = sorted(set(table) - allowed)
-    if unknown:
-        raise ConfigError(f"auth.{unknown[0]}: unknown key (allowed: {', '.join(sorted(allowed))})")
-    flat = {k: v for k, v in table.items() if k not in subtables}
-    base = _build(_AuthScalars, "auth", flat, env, "SWITCHBOARD_AUTH")
-    parts: dict[str, Any] = {}
-    for name, cls in subtables.items():
-        if cls is not None:
-            sub = table.get(name, {})
-            if name == "google" and isinstance(sub, dict):
-                sub = {"issuer": GOOGLE_ISSUER, **sub}
-            parts[name] = _build(cls, f"auth.{name}", sub, env, f"SWITCHBOARD_AUTH_{name}")
-    oidc = table.get("oidc", {})
-    _check("auth.oidc", isinstance(oidc, dict), "a table of provider tables", oidc)
-    parts["oidc"] = {}
-    for name, sub in oidc.items():
-        ok = name.replace("_", "").replace("-", "").isalnum() and name not in subtables
-        _check(
-            f"auth.oidc.{name}",
-            ok,
-            "a name of letters, digits, _ and - (not github, google or dev)",
-            name,
-        )
-        parts["oidc"][name] = _build(
-            OidcConfig, f"auth.oidc.{name}", sub, env, f"SWITCHBOARD_AUTH_OIDC_{name}"
-        )
-    return AuthConfig(
-        session_ttl_s=base.session_ttl_s, admins=base.admins, base_url=base.base_url, **parts
-    )
-
-
-@dataclass(frozen=True, slots=True)
-class _AuthScalars:
-    """The plain keys of `[auth]`, read with the same rules as every other section."""
-
-    session_ttl_s: float = SESSION_TTL_S
-    admins: tuple[str, ...] = ()
-    base_url: str = ""
-
-
-def _refuse_placeholders(cfg: Config) -> None:
-    for key, value, env_name in (
-        ("security.secret", cfg.security.secret, "SWITCHBOARD_SECURITY_SECRET"),
-        ("security.token_secret", cfg.security.token_secret, "SWITCHBOARD_SECURITY_TOKEN_SECRET"),
-        ("api.key", cfg.api.key, "SWITCHBOARD_API_KEY"),
-    ):
-        if value.startswith(PLACEHOLDER_PREFIX):
-            raise ConfigError(
-                f"{key}: still the shipped placeholder; set a random value in config.toml or "
-                f"{env_name} (e.g. `python -c 'import secrets; print(secrets.token_urlsafe(32))'`)"
-                ", or pass --dev for local development"
-            )
+        ipaddress.ip_network(value, strict=False)
+    except ValueError:
+        return False
+    return True
