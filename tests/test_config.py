@@ -213,7 +213,7 @@ def test_the_database_named_in_the_mongo_url_is_used(url, database):
 def test_an_explicit_database_agreeing_with_the_url_is_fine():
     cfg = load({"mongo": {"url": "mongodb://h/app", "database": "app"}})
     assert cfg.mongo.database == "app"
-    assert load({"mongo": {"database": "other"}}).mongo.database == "other"
+    assert load({"mongo": {"url": "mongodb://h/", "database": "other"}}).mongo.database == "other"
 
 
 def test_an_explicit_database_conflicting_with_the_url_is_one_error():

@@ -9,6 +9,7 @@ from pathlib import Path
 
 import pytest
 
+from server import assets
 from server import config as config_mod
 from server.config import ConfigError, estimated_bits
 from server.store.embedded import LOCK_FILE, EmbeddedMongo
@@ -114,7 +115,7 @@ def test_dev_refuses_non_loopback_hosts():
 
 
 def test_cli_dev_with_public_host_exits_2():
-    res = run_cli("--config", "config.toml", "--dev", "--host", "0.0.0.0")
+    res = run_cli("--dev", "--host", "0.0.0.0")
     assert res.returncode == 2 and "--dev serves only a loopback host" in res.stderr
     assert len(res.stderr.strip().splitlines()) == 1
 
@@ -144,7 +145,7 @@ def test_trusted_proxies_accept_addresses_and_cidrs():
 
 
 def test_shipped_default_namespace_lets_only_signed_in_clients_publish():
-    cfg = config_mod.load(ROOT / "config.toml", env={}, dev=True)
+    cfg = config_mod.load(assets.SAMPLE_CONFIG, env={}, dev=True)
     assert cfg.namespace("default").publish == "authenticated"  # type: ignore[union-attr]
 
 
