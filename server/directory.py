@@ -18,6 +18,9 @@ import redis.asyncio
 from server.broker.redis_conn import ERRORS
 from server.hub import Hub
 
+#: A Redis client, of a single server or a cluster (`[redis] cluster`).
+RedisClient = redis.asyncio.Redis | redis.asyncio.RedisCluster
+
 log = logging.getLogger("switchboard.directory")
 
 INTERVAL_S = 2.0
@@ -28,7 +31,7 @@ MAX_LISTED = 500
 
 class Directory:
     def __init__(
-        self, hub: Hub[Any], node_id: str, client: redis.asyncio.Redis | None, prefix: str
+        self, hub: Hub[Any], node_id: str, client: RedisClient | None, prefix: str
     ) -> None:
         self._hub = hub
         self._node = node_id
@@ -66,10 +69,10 @@ class Directory:
             except ERRORS as exc:
                 log.debug("directory not written: %s", exc)
 
-    async def _write(self, client: redis.asyncio.Redis) -> None:
+    async def _write(self, client: RedisClient) -> None:
         counts = self.local()
         expiry_ms = int(INTERVAL_S * 3 * 1000)
-        async with client.pipeline(transaction=True) as pipe:
+        async with client.pipeline(transaction=False) as pipe:
             pipe.delete(self._mine)
             if counts:
                 pipe.hset(self._mine, mapping=counts)  # type: ignore[arg-type]
@@ -97,7 +100,7 @@ class Directory:
         )
         return [{"channel": c, "subscribers": n, "processes": p} for c, n, p in ranked[:limit]]
 
-    async def _others(self, client: redis.asyncio.Redis) -> list[dict[bytes, bytes]]:
+    async def _others(self, client: RedisClient) -> list[dict[bytes, bytes]]:
         now_ms = time.time() * 1000
         async with client.pipeline(transaction=False) as pipe:
             pipe.set(self._wanted, b"1", px=int(WANTED_S * 1000))

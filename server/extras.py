@@ -9,11 +9,10 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-import redis.asyncio
-
 from server import admin
 from server.broker import redis_conn
-from server.directory import Directory
+from server.config import Config
+from server.directory import Directory, RedisClient
 from server.position import Position
 from server.webhooks import service as webhooks
 
@@ -21,13 +20,20 @@ if TYPE_CHECKING:
     from server.node import Node
 
 
+def _redis_client(cfg: Config) -> RedisClient | None:
+    """A client of its own for `[redis] url` (of the cluster with `[redis] cluster`)."""
+    if not cfg.redis.url:
+        return None
+    if cfg.redis.cluster:
+        return redis_conn.cluster_client(cfg.redis.url)
+    return redis_conn.client(cfg.redis.url)
+
+
 class Extras:
     def __init__(self, node: Node) -> None:
         cfg = node.config
         self._node = node
-        self._redis: redis.asyncio.Redis | None = (
-            redis_conn.client(cfg.redis.url) if cfg.redis.url else None
-        )
+        self._redis = _redis_client(cfg)
         self.directory = Directory(node.hub, node.id, self._redis, cfg.redis.prefix)
         self.webhooks = (
             webhooks.build(cfg, node.hub, node.id, self._redis) if cfg.webhooks.url else None

@@ -146,7 +146,7 @@ async def test_events_waiting_in_mongodb_are_sent_after_a_restart(
         )
     )
     try:
-        got = await receiver.wait_for(3)
+        got = await receiver.wait_for(3, timeout=20)
         await asyncio.sleep(0.2)
         assert await second.node.extension.webhooks.queue.size() == 0  # type: ignore[union-attr]
     finally:

@@ -19,6 +19,9 @@ import redis.asyncio
 from server.broker.redis_conn import ERRORS, unavailable
 from server.webhooks.claims import Changes, Claims
 
+#: A Redis client, of a single server or a cluster (`[redis] cluster`).
+RedisClient = redis.asyncio.Redis | redis.asyncio.RedisCluster
+
 _HEAD = """
 local t = redis.call('TIME')
 local now = t[1] * 1000 + math.floor(t[2] / 1000)
@@ -107,7 +110,7 @@ class RedisClaims(Claims):
 
     def __init__(
         self,
-        client: redis.asyncio.Redis,
+        client: RedisClient,
         prefix: str,
         node_id: str,
         ttl_s: float,

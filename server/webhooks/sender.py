@@ -48,6 +48,7 @@ class Sender:
         self.lease_s = config.timeout_s + 5.0
         self.sent = 0
         self.failed = 0
+        self._in_flight: dict[str, Queued] = {}
 
     def start(self) -> None:
         self._http = tornado.httpclient.AsyncHTTPClient(force_instance=True, max_clients=BATCH)
@@ -58,6 +59,8 @@ class Sender:
         self._wake.set()
 
     async def stop(self) -> None:
+        """Stop sending; events cut off mid-attempt are handed back at once, not after their
+        lease, so a restarted process (or another one) sends them without delay."""
         if self._task is not None:
             self._task.cancel()
             try:
@@ -65,6 +68,14 @@ class Sender:
             except asyncio.CancelledError:
                 pass
             self._task = None
+        for queued in list(self._in_flight.values()):
+            try:
+                await asyncio.wait_for(
+                    self._queue.retry(queued.event, time.time(), queued.attempts), 1.0
+                )
+            except (StoreUnavailable, TimeoutError):
+                pass  # its lease runs out instead
+        self._in_flight.clear()
         if self._http is not None:
             self._http.close()
             self._http = None
@@ -93,7 +104,9 @@ class Sender:
 
     async def _deliver(self, queued: Queued) -> None:
         event = queued.event
+        self._in_flight[event.id] = queued
         problem = await self._post(event)
+        del self._in_flight[event.id]
         try:
             if problem is None:
                 self.sent += 1

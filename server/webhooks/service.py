@@ -13,7 +13,6 @@ import time
 from typing import Any
 
 import orjson
-import redis.asyncio
 
 from server import protocol
 from server.config import Config
@@ -25,7 +24,7 @@ from server.webhooks import events
 from server.webhooks.claims import USER, Claims, MemoryClaims
 from server.webhooks.mongo_queue import MongoQueue
 from server.webhooks.queue import EventQueue, MemoryQueue
-from server.webhooks.redis_claims import RedisClaims
+from server.webhooks.redis_claims import RedisClaims, RedisClient
 from server.webhooks.sender import Sender
 from server.webhooks.tracker import Tracker
 
@@ -52,7 +51,7 @@ def build_queue(config: Config) -> EventQueue:
 
 
 def build_claims(
-    config: Config, node_id: str, client: redis.asyncio.Redis | None, clock: events.SeqClock
+    config: Config, node_id: str, client: RedisClient | None, clock: events.SeqClock
 ) -> Claims:
     debounce = config.webhooks.offline_after_s
     if client is None:
@@ -61,9 +60,7 @@ def build_claims(
     return RedisClaims(client, rc.prefix, node_id, rc.presence_ttl_s, debounce)
 
 
-def build(
-    config: Config, hub: Hub[Any], node_id: str, client: redis.asyncio.Redis | None
-) -> Webhooks:
+def build(config: Config, hub: Hub[Any], node_id: str, client: RedisClient | None) -> Webhooks:
     """The webhooks `config` asks for; `client` is the Redis to claim in (None: no Redis)."""
     clock = events.SeqClock()
     claims = build_claims(config, node_id, client, clock)
