@@ -20,7 +20,7 @@ import urllib.request
 from pathlib import Path
 
 from bench.procinfo import age_s, children
-from bench.servers import API_KEY, ROOT, ServerFailed, free_port, log_tail
+from bench.servers import API_KEY, ONE_ADDRESS, ROOT, ServerFailed, free_port, log_tail
 from server import assets
 from server.store.embedded import EmbeddedError, EmbeddedMongo
 
@@ -135,6 +135,7 @@ class Switchboard:
             "SWITCHBOARD_REDIS_URL": redis_url,
             "SWITCHBOARD_MONGO_URL": mongo_url,
             "SWITCHBOARD_API_KEY": API_KEY,
+            **ONE_ADDRESS,
         }
         self.proc: subprocess.Popen[bytes] | None = None
 

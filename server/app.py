@@ -42,6 +42,7 @@ def build_broker(config: Config) -> tuple[Broker, Presence]:
     if not rc.url:
         return MemoryBroker(), MemoryPresence()
     client = redis_conn.cluster_client(rc.url) if rc.cluster else redis_conn.client(rc.url)
+    # One client: the broker owns it (and closes it); presence borrows it.
     return (
         RedisBroker(client, rc.prefix, rc.presence_ttl_s, rc.sharded),
         RedisPresence(client, rc.prefix, rc.presence_ttl_s),

@@ -42,6 +42,8 @@ T = TypeVar("T")
 RESUBSCRIBE = "insufficient_state"
 #: Channels brought up to date at once after the broker reconnected.
 RESYNC_CONCURRENCY = 8
+#: Tries at bringing a channel up to date while its services answer `unavailable` (about 3 s).
+RESYNC_ATTEMPTS = 5
 #: How long a publish waits for the store to catch up with a backlogged channel.
 BACKLOG_WAIT_S = 2.0
 #: Marks a channel being brought up to date in `_last`: no publication is its successor.
@@ -97,6 +99,16 @@ class Extension(Protocol):
         """A control message of an op the node does not handle itself."""
 
 
+class _Waiting:
+    """Recoveries of one channel waiting for offsets to be stored."""
+
+    __slots__ = ("event", "count")
+
+    def __init__(self) -> None:
+        self.event = asyncio.Event()
+        self.count = 0
+
+
 class Every:
     """A coroutine run every `interval_s` while the node lives."""
 
@@ -133,6 +145,8 @@ class Node:
         #: Publications held while a channel is brought up to date: (offset, epoch, body).
         self._resyncing: dict[str, list[tuple[int, str, bytes]]] = {}
         self._resync_slots = asyncio.Semaphore(RESYNC_CONCURRENCY)
+        #: Channels being recovered: an event set on each local append, and how many wait.
+        self._stored_events: dict[str, _Waiting] = {}
         self._emptied = asyncio.Event()  # set when the last client left
         #: How long recovery waits for a missing offset before making it void.
         self.hole_wait_s = recovery.HOLE_WAIT_S
@@ -181,8 +195,8 @@ class Node:
             await asyncio.wait(self._background, timeout=CLOSE_WAIT_S)
             for task in self._background:
                 task.cancel()
+        await self.presence.close()  # borrows the broker's Redis client: close it first
         await self.broker.close()
-        await self.presence.close()
         await self.store.close()
 
     # -- channels -----------------------------------------------------------------------------
@@ -254,6 +268,9 @@ class Node:
                 self._store_failed_at = time.monotonic()
                 raise ProtocolError(Code.UNAVAILABLE, f"temporarily unavailable: {exc}") from None
             self.broker.stored(channel, pos)
+            waiting = self._stored_events.get(channel)
+            if waiting is not None:
+                waiting.event.set()
             self.stats.store_append.observe(time.perf_counter() - started)
         if ns.webhook_publications and self.extension is not None:
             await self.extension.published(channel, pos, body)
@@ -359,16 +376,22 @@ class Node:
     async def _run_resync(self, channel: str, since: Position) -> None:
         complete, reached = False, since
         pubs: recovery.Missed = []
-        try:
-            async with self._resync_slots:
-                await asyncio.sleep(random.uniform(0, 0.05))  # processes do not move in step
-                ns = self.namespace(channel)
-                reached = await self.position(channel)
-                complete, pubs = await _guard(
-                    recovery.missed(self.store, channel, ns, since, reached, self.hole_wait_s)
-                )
-        except ProtocolError as exc:
-            log.warning("%s not brought up to date: %s", channel, exc.message)
+        delay = random.uniform(0, 0.05)  # processes do not move in step
+        for attempt in range(RESYNC_ATTEMPTS):
+            await asyncio.sleep(delay)
+            try:
+                async with self._resync_slots:
+                    ns = self.namespace(channel)
+                    reached = await self.position(channel)
+                    complete, pubs = await self._missed(channel, ns, since, reached)
+                break
+            except ProtocolError as exc:
+                # A service just back may fail the first calls (a pooled connection it
+                # closed): try again a few times before the subscribers must resubscribe.
+                if exc.code != Code.UNAVAILABLE or attempt + 1 == RESYNC_ATTEMPTS:
+                    log.warning("%s not brought up to date: %s", channel, exc.message)
+                    break
+                delay = 0.1 * 2**attempt
         held = self._resyncing.pop(channel, [])
         if not self.hub.subscriber_count(channel):
             self._last.pop(channel, None)
@@ -397,6 +420,24 @@ class Node:
             self.stats.sent += self.hub.broadcast(channel, offset, frame)
         self._last[channel] = last
 
+    async def _missed(
+        self, channel: str, ns: NamespaceConfig, since: Position, upto: Position
+    ) -> tuple[bool, recovery.Missed]:
+        """Recover a range, woken whenever this process stores one of the channel's
+        publications (other processes' appends are polled for)."""
+        waiting = self._stored_events.setdefault(channel, _Waiting())
+        waiting.count += 1
+        try:
+            return await _guard(
+                recovery.missed(
+                    self.store, channel, ns, since, upto, self.hole_wait_s, waiting.event
+                )
+            )
+        finally:
+            waiting.count -= 1
+            if not waiting.count:
+                del self._stored_events[channel]
+
     def _end_subscriptions(self, channel: str, reason: str) -> None:
         frame = wsframe.text(protocol.unsubscribed_push(channel, reason))
         for client in self.hub.subscribers(channel):
@@ -423,9 +464,7 @@ class Node:
             pos = await self.position(channel)
             recovered, missed = True, list[tuple[int, bytes]]()
             if since is not None:
-                recovered, missed = await _guard(
-                    recovery.missed(self.store, channel, ns, since, pos, self.hole_wait_s)
-                )
+                recovered, missed = await self._missed(channel, ns, since, pos)
             if ns.presence:
                 info = {"user": client.user, "name": client.name}
                 await _guard(self.presence.add(channel, client.id, info))

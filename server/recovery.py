@@ -45,10 +45,13 @@ async def missed(
     since: Position,
     upto: Position,
     hole_wait_s: float = HOLE_WAIT_S,
+    stored: asyncio.Event | None = None,
 ) -> tuple[bool, Missed]:
     """The publications after `since` up to `upto`, and whether they are all of them.
 
-    True only when every offset in between is either delivered here or void. Raises
+    True only when every offset in between is either delivered here or void. While offsets
+    are missing it waits on `stored` (set when this process stores one of the channel's
+    publications) and, for other processes' appends, polls with a backoff. Raises
     StoreUnavailable when the store cannot be read.
     """
     if since == NEVER_USED:  # from a `history` reply of a channel that had no state yet
@@ -66,7 +69,14 @@ async def missed(
         holes = _holes(kept, since.offset, upto.offset)
         if not holes or time.monotonic() >= deadline:
             break
-        await asyncio.sleep(delay)
+        if stored is None:
+            await asyncio.sleep(delay)
+        else:
+            stored.clear()
+            try:
+                await asyncio.wait_for(stored.wait(), delay)
+            except TimeoutError:
+                pass
         delay = min(delay * 2, POLL_CAP_S)
     if holes:
         if not await _voidable(store, channel, upto.epoch, kept, since.offset, holes[0]):

@@ -157,6 +157,9 @@ http {{
 }}
 """
 
+#: The HTTP API key of every host (outside --dev it must be a strong one).
+API_KEY = secrets.token_urlsafe(32)
+
 SERVER_CONFIG = """
 [limits]
 command_rate = 100000
@@ -232,7 +235,7 @@ class MultiHost:
             "SWITCHBOARD_REDIS_CLUSTER": "true",
             "SWITCHBOARD_REDIS_PRESENCE_TTL_S": "5",
             "SWITCHBOARD_MONGO_URL": self.mongo_url,
-            "SWITCHBOARD_API_KEY": "multihost-api-key-0123456789",
+            "SWITCHBOARD_API_KEY": API_KEY,
             # Hosts listen beyond loopback, so not --dev: real secrets, and forwarded addresses
             # trusted from nginx only.
             "SWITCHBOARD_SECURITY_SECRET": secrets.token_urlsafe(32),

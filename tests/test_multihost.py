@@ -20,7 +20,7 @@ from typing import Any
 import orjson
 import pytest
 
-from tests.multihost import ROOT, MultiHost, available
+from tests.multihost import API_KEY, ROOT, MultiHost, available
 
 
 @pytest.fixture
@@ -93,7 +93,7 @@ def _connections_per_host(hosts: MultiHost) -> dict[str, int]:
     host; the hosts share a host name, so processes are told apart by pid)."""
     req = urllib.request.Request(
         f"http://{hosts.apps[1].addr}:8000/api/stats",
-        headers={"Authorization": "apikey multihost-api-key-0123456789"},
+        headers={"Authorization": f"apikey {API_KEY}"},
     )
     with urllib.request.urlopen(req, timeout=5) as resp:
         processes = orjson.loads(resp.read())["processes"]

@@ -28,6 +28,7 @@ async def presences(
     yield make
     for presence in made:
         await presence.close()
+        await presence._client.aclose()  # a broker would own it
 
 
 @pytest.mark.asyncio

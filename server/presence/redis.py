@@ -95,12 +95,14 @@ class RedisPresence(Presence):
         self._heartbeat = asyncio.ensure_future(self._beat())
 
     async def close(self) -> None:
-        """Stop renewing; entries still listed expire (clients are gone by now)."""
+        """Stop renewing; entries still listed expire (clients are gone by now).
+
+        The Redis client is the broker's, which closes it after this.
+        """
         if self._heartbeat is not None:
             self._heartbeat.cancel()
             self._heartbeat = None
         self._local.clear()
-        await self._client.aclose()
 
     async def add(self, channel: str, client_id: str, info: Info) -> None:
         encoded = orjson.dumps(info)
