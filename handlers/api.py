@@ -8,8 +8,11 @@ from typing import Any
 import tornado.web
 
 from handlers.base import ApiHandler, JsonHandler
-from server import auth, metrics, openapi, protocol, stats
+from server import admin, auth, directory, metrics, openapi, protocol, stats
+from server.broker.base import BrokerUnavailable
+from server.extras import Extras
 from server.node import Node
+from server.presence.stats import presence_stats
 from server.protocol import Close, Code, ProtocolError
 
 MAX_TOKEN_TTL_S = 30 * 24 * 3600
@@ -69,6 +72,43 @@ class PresenceHandler(ApiHandler):
     async def get(self, channel: str) -> None:
         protocol.check_channel(channel)
         self.send_json(await self.node.presence_of(channel))
+
+
+class PresenceStatsHandler(ApiHandler):
+    async def get(self, channel: str) -> None:
+        protocol.check_channel(channel)
+        self.send_json(await presence_stats(self.node, channel))
+
+
+class ChannelsHandler(ApiHandler):
+    """Channels with subscribers anywhere (server/directory.py), for admins and backends."""
+
+    async def get(self) -> None:
+        query = self.get_query_argument("q", "")
+        raw = self.get_query_argument("limit", str(directory.MAX_LISTED))
+        if len(query) > 255 or not (raw.isascii() and raw.isdigit()):
+            raise ProtocolError(Code.BAD_REQUEST, "`q` is up to 255 characters, `limit` 1-500")
+        limit = int(raw)
+        if not 1 <= limit <= directory.MAX_LISTED:
+            raise ProtocolError(Code.BAD_REQUEST, "`limit` must be from 1 to 500")
+        extras = self.node.extension
+        if not isinstance(extras, Extras):
+            raise ProtocolError(Code.UNAVAILABLE, "no channel directory in this process")
+        self.send_json({"channels": await extras.directory.channels(query, limit)})
+
+
+class UnsubscribeHandler(ApiHandler):
+    async def post(self) -> None:
+        body = self.json_body()
+        user = body.get("user")
+        if not isinstance(user, str) or not user:
+            raise ProtocolError(Code.BAD_REQUEST, "`user` must be a non-empty string")
+        channel = protocol.check_channel(body.get("channel"))
+        try:
+            n = await admin.unsubscribe_user(self.node, user, channel)
+        except BrokerUnavailable as exc:
+            raise ProtocolError(Code.UNAVAILABLE, f"temporarily unavailable: {exc}") from None
+        self.send_json({"unsubscribed": n})
 
 
 class TokenHandler(ApiHandler):

@@ -8,9 +8,10 @@ from typing import Any
 import orjson
 import tornado.web
 
-from server import protocol
+from server import protocol, sessions
 from server.node import Node
 from server.protocol import HTTP_STATUS, Code, ProtocolError
+from server.store.base import StoreUnavailable
 
 
 class JsonHandler(tornado.web.RequestHandler):
@@ -87,10 +88,32 @@ class JsonHandler(tornado.web.RequestHandler):
 
 
 class ApiHandler(JsonHandler):
-    """An HTTP API endpoint for backends: `Authorization: apikey <key>` is required."""
+    """An HTTP API endpoint for backends: `Authorization: apikey <key>` is required.
 
-    def prepare(self) -> None:
-        scheme, _, key = self.request.headers.get("Authorization", "").partition(" ")
+    An admin signed in to the pages may call it too, without a key: with the session cookie,
+    and on anything but GET the XSRF token of the page (header `X-XSRFToken`), so another site
+    cannot make an admin's browser act.
+    """
+
+    async def prepare(self) -> None:
+        header = self.request.headers.get("Authorization")
+        if header is None and await self._admin_session():
+            return
+        scheme, _, key = (header or "").partition(" ")
         expected = self.node.config.api.key.encode()
         if scheme.lower() != "apikey" or not hmac.compare_digest(key.strip().encode(), expected):
             raise ProtocolError(Code.UNAUTHORIZED, "missing or wrong `Authorization: apikey KEY`")
+
+    async def _admin_session(self) -> bool:
+        if self.get_cookie(sessions.COOKIE) is None:
+            return False
+        config = self.node.config
+        try:
+            found = await sessions.current(self, self.node.store, config.auth.session_ttl_s)
+        except StoreUnavailable:
+            return False
+        if found is None or f"{found[1].provider}:{found[1].subject}" not in config.auth.admins:
+            return False
+        if self.request.method not in ("GET", "HEAD"):
+            tornado.web.RequestHandler.check_xsrf_cookie(self)
+        return True

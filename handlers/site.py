@@ -1,7 +1,8 @@
-"""The site's pages: home (channels, sign-in), a channel's live page, the admin dashboard.
+"""The site's pages: home (channels, sign-in), a channel's live page, the admin pages, errors.
 
 The pages are shells: their scripts connect with static/switchboard.js and fill them in, so
 everything a page shows stays live. Templates autoescape; scripts write with textContent.
+Every error, an unknown URL included, is one styled page (error.html) with a way on.
 """
 
 from __future__ import annotations
@@ -22,6 +23,18 @@ from server.store.base import StoreUnavailable, User
 #: so a signed-out admin's dashboard stops within this long.
 ADMIN_TOKEN_TTL_S = 600
 
+TITLES = {
+    401: "Sign-in needed",
+    403: "Not for you",
+    404: "Page not found",
+    405: "Not allowed",
+}
+MESSAGES = {
+    401: "Sign in as an admin to see this page.",
+    403: "This page is for the admins named in config.toml.",
+    404: "There is no such page or channel here.",
+}
+
 
 class SitePage(PageHandler):
     """A page that knows who is signed in (None while the store is down: pages still work)."""
@@ -31,6 +44,7 @@ class SitePage(PageHandler):
     def initialize(self, node: Node, login: Login) -> None:  # type: ignore[override]
         super().initialize(node)
         self.login = login
+        self.user = None
 
     async def prepare(self) -> None:
         try:
@@ -62,12 +76,50 @@ class SitePage(PageHandler):
         return self.user
 
     def write_error(self, status_code: int, **kwargs: Any) -> None:
-        messages = {
-            401: "Sign in as an admin to see this page.",
-            403: "This page is for the admins named in config.toml.",
-            404: "There is no such page or channel.",
-        }
-        self.render("error.html", message=messages.get(status_code, "Something went wrong."))
+        admin_page = self.request.path.startswith("/admin")
+        self.render(
+            "error.html",
+            status=status_code,
+            title=TITLES.get(status_code, "Something went wrong"),
+            message=MESSAGES.get(status_code, "Something went wrong. Please try again."),
+            admin_hint=admin_page and status_code in (401, 403) and self.node.config.dev,
+            you=_identity(self.user),
+        )
+
+
+def _identity(user: User | None) -> str | None:
+    """How `[auth] admins` would name this user."""
+    return f"{user.provider}:{user.subject}" if user is not None else None
+
+
+class NotFoundHandler(SitePage):
+    """Any URL no route matches: the styled 404 page, or the API's JSON error under /api/."""
+
+    async def prepare(self) -> None:
+        if self.request.path.startswith("/api/"):
+            self.set_status(404)
+            self.set_header("Content-Type", "application/json; charset=utf-8")
+            self.finish(orjson.dumps({"error": {"code": "not_found", "message": "Not Found"}}))
+            return
+        await super().prepare()
+        raise tornado.web.HTTPError(404)
+
+
+class StaticFiles(tornado.web.StaticFileHandler):
+    """Static files; a missing one gets the same 404 page as any other unknown URL."""
+
+    def write_error(self, status_code: int, **kwargs: Any) -> None:
+        self.render(
+            "error.html",
+            status=status_code,
+            title=TITLES.get(status_code, "Something went wrong"),
+            message=MESSAGES.get(status_code, "Something went wrong. Please try again."),
+            admin_hint=False,
+            you=None,
+            user=None,
+            buttons=[],
+            is_admin=False,
+        )
 
 
 class HomeHandler(SitePage):
@@ -81,7 +133,26 @@ class ChannelHandler(SitePage):
             protocol.check_channel(channel)
         except ProtocolError:
             raise tornado.web.HTTPError(404) from None
-        self.render("channel.html", channel=channel)
+        ns = self.node.config.namespace_of(channel)
+        if ns is None:
+            raise tornado.web.HTTPError(404)
+        owners = protocol.personal_users(protocol.split_channel(channel)[1])
+        members_only = not ns.anonymous or owners is not None
+        if self.user is not None and owners is not None and self.user.id not in owners:
+            raise tornado.web.HTTPError(404)  # somebody else's: not even its existence
+        if ns.publish == "server":
+            composer = "server"
+        elif ns.publish == "authenticated" and self.user is None:
+            composer = "sign-in"
+        else:
+            composer = "open"
+        self.render(
+            "channel.html",
+            channel=channel,
+            locked=members_only and self.user is None,
+            composer=composer,
+            presence=ns.presence,
+        )
 
 
 class AdminHandler(SitePage):
@@ -90,20 +161,49 @@ class AdminHandler(SitePage):
         self.render("admin.html", stats_feed=statsfeed.STATS)
 
 
+class AdminChannelsHandler(SitePage):
+    def get(self) -> None:
+        self.require_admin()
+        self.render("admin_channels.html")
+
+
+class AdminChannelHandler(SitePage):
+    def get(self, channel: str) -> None:
+        self.require_admin()
+        try:
+            protocol.check_channel(channel)
+        except ProtocolError:
+            raise tornado.web.HTTPError(404) from None
+        ns = self.node.config.namespace_of(channel)
+        if ns is None:
+            raise tornado.web.HTTPError(404)
+        self.render(
+            "admin_channel.html",
+            channel=channel,
+            xsrf=self.xsrf_token.decode(),
+            history=ns.keeps_history,
+            presence=ns.presence,
+        )
+
+
 class AdminTokenHandler(SitePage):
-    """A short-lived connection token that may subscribe to the stats feed, for admins only.
+    """A short-lived connection token that may subscribe to the stats feed and, with
+    `?channel=C`, to that channel whatever its namespace's rules: for admins only.
 
     A GET is safe here: another site can make the browser send it, but cannot read the answer.
     """
 
     def get(self) -> None:
         user = self.require_admin()
+        channels = [statsfeed.STATS]
+        wanted = self.get_query_argument("channel", None)
+        if wanted is not None:
+            try:
+                channels.append(protocol.check_channel(wanted))
+            except ProtocolError:
+                raise tornado.web.HTTPError(400) from None
         token = auth.mint_token(
-            self.node.config.security.token_secret,
-            user.id,
-            ADMIN_TOKEN_TTL_S,
-            user.name,
-            [statsfeed.STATS],
+            self.node.config.security.token_secret, user.id, ADMIN_TOKEN_TTL_S, user.name, channels
         )
         self.set_header("Content-Type", "application/json; charset=utf-8")
         self.set_header("Cache-Control", "no-store")

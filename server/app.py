@@ -18,10 +18,12 @@ from server.broker.base import Broker
 from server.broker.memory import MemoryBroker
 from server.broker.redis import RedisBroker
 from server.config import Config
+from server.extras import Extras
 from server.httpserver import GuardedHTTPServer
 from server.hub import Hub
 from server.keepalive import KeepAlive
 from server.login.service import Login
+from server.looplag import LoopLag
 from server.node import Client, Node
 from server.presence.base import Presence
 from server.presence.memory import MemoryPresence
@@ -62,7 +64,9 @@ def build_store(config: Config) -> Store:
 def build_node(config: Config) -> Node:
     broker, presence = build_broker(config)
     hub = Hub[Client](config.server.max_pending_bytes)
-    return Node(config, hub, broker, build_store(config), presence)
+    node = Node(config, hub, broker, build_store(config), presence)
+    node.extension = Extras(node)
+    return node
 
 
 #: Room in an HTTP API body beyond one publication: a broadcast's list of 1,000 channels.
@@ -90,6 +94,7 @@ def make_app(node: Node) -> tornado.web.Application:
     node.attach(node_metrics)
     node.attach(StatsFeed(node))
     node.attach(KeepAlive(node.hub.clients, config.server.ping_interval_s))
+    node.attach(LoopLag(node.stats))
     n = {"node": node}
     nl = {**n, "login": Login(config, node.store)}
     channel = r"/api/channels/([^/]+)"
@@ -99,6 +104,8 @@ def make_app(node: Node) -> tornado.web.Application:
             (r"/channels/([^/]+)", site.ChannelHandler, nl),
             (r"/admin", site.AdminHandler, nl),
             (r"/admin/token", site.AdminTokenHandler, nl),
+            (r"/admin/channels", site.AdminChannelsHandler, nl),
+            (r"/admin/channels/([^/]+)", site.AdminChannelHandler, nl),
             (r"/login", login.LoginPageHandler, nl),
             (r"/login/dev/authorize", login.DevAuthorizeHandler, nl),
             (r"/login/([A-Za-z0-9_-]+)", login.StartHandler, nl),
@@ -109,6 +116,9 @@ def make_app(node: Node) -> tornado.web.Application:
             (r"/api/broadcast", api.BroadcastHandler, n),
             (channel + "/history", api.HistoryHandler, n),
             (channel + "/presence", api.PresenceHandler, n),
+            (channel + "/presence_stats", api.PresenceStatsHandler, n),
+            (r"/api/channels", api.ChannelsHandler, n),
+            (r"/api/unsubscribe", api.UnsubscribeHandler, n),
             (r"/api/tokens", api.TokenHandler, n),
             (r"/api/disconnect", api.DisconnectHandler, n),
             (r"/api/stats", api.StatsHandler, n),
@@ -117,8 +127,9 @@ def make_app(node: Node) -> tornado.web.Application:
             (r"/metrics", api.MetricsHandler, {**n, "metrics": node_metrics}),
             (r"/api/openapi.json", api.OpenApiHandler, n),
         ],
-        default_handler_class=api.NotFoundHandler,
-        default_handler_args=n,
+        default_handler_class=site.NotFoundHandler,
+        default_handler_args=nl,
+        static_handler_class=site.StaticFiles,
         template_path=str(assets.TEMPLATES),
         static_path=str(assets.STATIC),
         cookie_secret=config.security.secret,

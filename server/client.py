@@ -18,6 +18,7 @@ from server.auth import ANONYMOUS, Identity, TokenError
 from server.limits import StrikeCounter, TokenBucket
 from server.node import Node
 from server.position import Position
+from server.presence.stats import presence_stats
 from server.protocol import Close, Code, Command, FrameError, ProtocolError
 from server.ws import frame as wsframe
 from server.ws.transport import Transport
@@ -262,6 +263,8 @@ class Connection:
         subscribed = self.node.hub.is_subscribed(channel, self)
         auth.check_publish(self.identity, channel, ns, subscribed)
         info = {"user": self.user, "client": self.id}
+        if self.name is not None:
+            info["name"] = self.name  # shown with the message, in history too
         pos = await self.node.publish(channel, cmd.args["data"], info)
         return pos.as_dict()
 
@@ -276,6 +279,11 @@ class Connection:
         auth.check_subscribe(self.identity, channel, self.node.namespace(channel))
         return await self.node.presence_of(channel)
 
+    async def op_presence_stats(self, cmd: Command) -> dict[str, Any]:
+        channel = protocol.check_channel(cmd.args.get("channel"))
+        auth.check_subscribe(self.identity, channel, self.node.namespace(channel))
+        return await presence_stats(self.node, channel)
+
 
 _HANDLERS: dict[str, Handler] = {
     "auth": Connection.op_auth,
@@ -284,6 +292,7 @@ _HANDLERS: dict[str, Handler] = {
     "publish": Connection.op_publish,
     "history": Connection.op_history,
     "presence": Connection.op_presence,
+    "presence_stats": Connection.op_presence_stats,
 }
 
 

@@ -23,6 +23,18 @@ Buffered = list[tuple[int, bytes]]
 MAX_BUFFERED_BYTES = 1 << 20
 
 
+class HubObserver(Protocol):
+    """Told when connections and channels come and go here (webhooks: server/webhooks/)."""
+
+    def client_added(self, client: Subscriber) -> None: ...
+
+    def client_removed(self, client: Subscriber) -> None: ...
+
+    def channel_occupied(self, channel: str) -> None: ...
+
+    def channel_vacated(self, channel: str) -> None: ...
+
+
 class _Held:
     """Frames held for one subscription being set up, bounded in bytes."""
 
@@ -58,6 +70,7 @@ class Hub(Generic[C]):
         self._channels: dict[str, dict[C, None]] = {}
         self._buffers: dict[str, dict[C, _Held]] = {}
         self._client_channels: dict[C, set[str]] = {}
+        self.observer: HubObserver | None = None
 
     # -- clients ------------------------------------------------------------------------------
 
@@ -66,18 +79,26 @@ class Hub(Generic[C]):
         self._client_channels[client] = set()
         if client.user is not None:
             self._by_user.setdefault(client.user, {})[client.id] = client
+        if self.observer is not None:
+            self.observer.client_added(client)
 
     def set_user(self, client: C, user: str | None) -> None:
         """Record a client's (new) user after it authenticated."""
+        if self.observer is not None:
+            self.observer.client_removed(client)
         self._drop_user(client)
         client.user = user
         if user is not None:
             self._by_user.setdefault(user, {})[client.id] = client
+        if self.observer is not None:
+            self.observer.client_added(client)
 
     def remove_client(self, client: C) -> list[str]:
         """Forget a client; returns the channels it left that now have no local subscriber."""
         self._clients.pop(client.id, None)
         self._drop_user(client)
+        if self.observer is not None:
+            self.observer.client_removed(client)
         emptied = []
         for channel in self._client_channels.pop(client, ()):
             if self._remove(channel, client):
@@ -115,6 +136,8 @@ class Hub(Generic[C]):
             self._buffers.setdefault(channel, {})[client] = _Held()
         else:
             self._channels.setdefault(channel, {})[client] = None
+        if first and self.observer is not None:
+            self.observer.channel_occupied(channel)
         return first
 
     def release(self, channel: str, client: C) -> Buffered | None:
@@ -147,7 +170,10 @@ class Hub(Generic[C]):
                 del subs[client]
                 if not subs:
                     del table[channel]
-        return channel not in self._channels and channel not in self._buffers
+        emptied = channel not in self._channels and channel not in self._buffers
+        if emptied and self.observer is not None:
+            self.observer.channel_vacated(channel)
+        return emptied
 
     def is_subscribed(self, channel: str, client: C) -> bool:
         channels = self._client_channels.get(client)

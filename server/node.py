@@ -85,6 +85,20 @@ class Service(Protocol):
     def stop(self) -> None: ...
 
 
+class Extension(Protocol):
+    """What the node tells the parts built around it (webhooks, admin actions: server/extras.py)."""
+
+    async def start(self) -> None: ...
+
+    async def close(self) -> None: ...
+
+    async def published(self, channel: str, pos: Position, body: bytes) -> None:
+        """A publication in a namespace with `webhook_publications`, before it is acknowledged."""
+
+    def on_control(self, msg: dict[str, Any]) -> None:
+        """A control message of an op the node does not handle itself."""
+
+
 class _Waiting:
     """Recoveries of one channel waiting for offsets to be stored."""
 
@@ -140,6 +154,7 @@ class Node:
         self._started = False
         self._store_failed_at = -math.inf  # when a durable append last found the store down
         self._background: set[asyncio.Future[Any]] = set()
+        self.extension: Extension | None = None
 
     async def start(self) -> None:
         await self.store.start()
@@ -149,6 +164,8 @@ class Node:
         self._started = True
         for service in self._services:
             service.start()
+        if self.extension is not None:
+            await self.extension.start()
 
     def spawn(self, aw: Awaitable[Any]) -> None:
         """Run a fire-and-forget task, holding a reference until it ends.
@@ -171,6 +188,8 @@ class Node:
         for service in self._services:
             service.stop()
         self._services.clear()
+        if self.extension is not None:
+            await self.extension.close()
         self._started = False
         if self._background:
             await asyncio.wait(self._background, timeout=CLOSE_WAIT_S)
@@ -253,6 +272,8 @@ class Node:
             if waiting is not None:
                 waiting.event.set()
             self.stats.store_append.observe(time.perf_counter() - started)
+        if ns.webhook_publications and self.extension is not None:
+            await self.extension.published(channel, pos, body)
         self.stats.published += 1
         return pos
 
@@ -326,6 +347,8 @@ class Node:
                         str(msg.get("reason", "")),
                         bool(msg.get("reconnect", False)),
                     )
+        elif self.extension is not None:
+            self.extension.on_control(msg)
 
     def on_reconnected(self) -> None:
         """The broker came back: every channel with local subscribers may have missed some.

@@ -116,6 +116,9 @@ SCHEMAS: dict[str, Any] = {
         rss_bytes=INT,
         cpu_s={"type": "number"},
         uptime_s={"type": "number"},
+        loop_lag_ms={"type": "number", "description": "worst event-loop lag of the last second"},
+        host=STR,
+        version=STR,
     ),
 }
 
@@ -209,6 +212,53 @@ def _paths() -> dict[str, Any]:
                 ),
                 (400, 404, 503),
                 params=[_CHANNEL_PARAM],
+            )
+        },
+        "/api/channels/{channel}/presence_stats": {
+            "get": _op(
+                "How many clients and distinct users are present in a channel, without the list",
+                _json(_obj(["clients", "users"], clients=INT, users=INT), "Counts"),
+                (400, 404, 503),
+                params=[_CHANNEL_PARAM],
+            )
+        },
+        "/api/channels": {
+            "get": _op(
+                "Channels with subscribers on any process, busiest first, filtered by `q`",
+                _json(
+                    _obj(
+                        ["channels"],
+                        channels={
+                            "type": "array",
+                            "items": _obj(
+                                ["channel", "subscribers", "processes"],
+                                channel=STR,
+                                subscribers=INT,
+                                processes=INT,
+                            ),
+                        },
+                    ),
+                    "Channels and their subscribers over all processes",
+                ),
+                (400,),
+                params=[
+                    {"name": "q", "in": "query", "schema": {"type": "string", "maxLength": 255}},
+                    {
+                        "name": "limit",
+                        "in": "query",
+                        "schema": {"type": "integer", "minimum": 1, "maximum": 500},
+                    },
+                ],
+            )
+        },
+        "/api/unsubscribe": {
+            "post": _op(
+                "End a user's subscriptions to a channel on every process (`unsubscribed` push)",
+                _json(_obj(["unsubscribed"], unsubscribed=INT), "Subscriptions ended here"),
+                (400, 503),
+                body=_obj(
+                    ["user", "channel"], user={"type": "string", "minLength": 1}, channel=CHANNEL
+                ),
             )
         },
         "/api/tokens": {

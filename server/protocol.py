@@ -75,7 +75,9 @@ class ProtocolError(Exception):
         return {"code": self.code.value, "message": self.message}
 
 
-OPS = frozenset({"auth", "subscribe", "unsubscribe", "publish", "history", "presence", "ping"})
+OPS = frozenset(
+    {"auth", "subscribe", "unsubscribe", "publish", "history", "presence", "presence_stats", "ping"}
+)
 MAX_ID = 2**53 - 1  # the largest integer a JavaScript client can hold exactly
 _CHANNEL_RE = re.compile(r"[A-Za-z0-9_\-:.@#,=]{1,255}")
 _PERSONAL_RE = re.compile(r"#([A-Za-z0-9_\-.@=]+(?:,[A-Za-z0-9_\-.@=]+)*)$")

@@ -8,11 +8,16 @@ delivery: a fan-out to 10,000 subscribers costs one observation.
 from __future__ import annotations
 
 import os
+import socket
 import time
 from typing import TYPE_CHECKING, Any
 
 import psutil
 from prometheus_client import Histogram
+
+from server.version import VERSION
+
+HOST = socket.gethostname()
 
 if TYPE_CHECKING:
     from server.node import Node
@@ -39,6 +44,7 @@ class Stats:
         "store_append",
         "command_duration",
         "_commands",
+        "loop_lag_ms",
     )
 
     def __init__(self) -> None:
@@ -48,6 +54,7 @@ class Stats:
         self.connections_total = 0
         self.refused = 0
         self.started = time.time()
+        self.loop_lag_ms = 0.0  # the worst of the last second (server/looplag.py)
         self._process = psutil.Process(os.getpid())
         # Registered by server/metrics.py (one process) or read from its files (several).
         self.lag = Histogram(
@@ -104,6 +111,9 @@ class Stats:
             "rss_bytes": self._process.memory_info().rss,
             "cpu_s": round(sum(self._process.cpu_times()[:2]), 3),  # user + system
             "uptime_s": round(time.time() - self.started, 3),
+            "loop_lag_ms": self.loop_lag_ms,
+            "host": HOST,
+            "version": VERSION,
         }
 
 

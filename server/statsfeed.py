@@ -24,6 +24,7 @@ import tornado.ioloop
 from server import auth, protocol
 from server.config import NamespaceConfig
 from server.node import Node
+from server.presence.stats import presence_stats
 from server.protocol import ProtocolError
 
 log = logging.getLogger("switchboard.statsfeed")
@@ -93,7 +94,7 @@ class StatsFeed:
             if ns is None:
                 continue
             if ns.presence:
-                count = len((await self.node.presence_of(channel))["clients"])
+                count = (await presence_stats(self.node, channel))["clients"]
             else:
                 count = self.node.hub.subscriber_count(channel)
             counts.append({"channel": channel, "subscribers": count})

@@ -29,7 +29,7 @@ START = """async ({ channel, options }) => {
 def start_client(
     page: Page, server: ServerProcess, channel: str | None = None, **options: Any
 ) -> None:
-    page.goto(server.url + "/no-page-here")  # any page of the origin: a 404 will do
+    page.goto(server.url + "/healthz")  # any page of the origin without a CSP (which forbids eval)
     page.evaluate(START, {"channel": channel, "options": options})
 
 

@@ -28,6 +28,7 @@ from server.config.schema import (
     RedisConfig,
     SecurityConfig,
     ServerConfig,
+    WebhooksConfig,
     url_database,
 )
 
@@ -55,6 +56,7 @@ __all__ = [
     "SESSION_TTL_S",
     "SecurityConfig",
     "ServerConfig",
+    "WebhooksConfig",
     "check_deployment",
     "check_dev_host",
     "estimated_bits",

@@ -225,6 +225,53 @@ class MetricsConfig:
                 _check("metrics.open_to", False, 'a list of networks, e.g. ["10.0.0.0/8"]', net)
 
 
+#: Events a webhook can carry (server/webhooks/events.py).
+WEBHOOK_EVENTS = (
+    "user.online",
+    "user.offline",
+    "channel.occupied",
+    "channel.vacated",
+    "publication",
+)
+
+
+@dataclass(frozen=True, slots=True)
+class WebhooksConfig:
+    """`[webhooks]`: where events go, signed how, debounced and retried for how long."""
+
+    url: str = ""  # empty: no webhooks
+    secret: str = ""
+    events: tuple[str, ...] = WEBHOOK_EVENTS
+    offline_after_s: float = 5.0
+    retry_for_s: float = 3600.0
+    backoff_min_s: float = 1.0
+    backoff_max_s: float = 300.0
+    timeout_s: float = 10.0
+
+    def validate(self) -> None:
+        ok = not self.url or self.url.startswith(("http://", "https://"))
+        _check("webhooks.url", ok, "empty (off) or an http(s):// URL", self.url)
+        ok = not self.url or len(self.secret) >= 16
+        _check("webhooks.secret", ok, "at least 16 characters when url is set", "<hidden>")
+        for event in self.events:
+            _check("webhooks.events", event in WEBHOOK_EVENTS, " or ".join(WEBHOOK_EVENTS), event)
+        for key, low, high in (
+            ("offline_after_s", 0.0, 3600.0),
+            ("retry_for_s", 1.0, 30 * 86400.0),
+            ("backoff_min_s", 0.01, 3600.0),
+            ("backoff_max_s", 0.01, 86400.0),
+            ("timeout_s", 0.1, 300.0),
+        ):
+            v = getattr(self, key)
+            _check(f"webhooks.{key}", low <= v <= high, f"seconds from {low:g} to {high:g}", v)
+        _check(
+            "webhooks.backoff_max_s",
+            self.backoff_max_s >= self.backoff_min_s,
+            "at least backoff_min_s",
+            self.backoff_max_s,
+        )
+
+
 @dataclass(frozen=True, slots=True)
 class LimitsConfig:
     command_rate: float = 100.0
@@ -259,6 +306,7 @@ class NamespaceConfig:
     join_leave: bool = False
     anonymous: bool = True
     publish: str = "anyone"
+    webhook_publications: bool = False  # send each publication to [webhooks] url
 
     @property
     def keeps_history(self) -> bool:
@@ -403,6 +451,7 @@ class Config:
     mongo: MongoConfig = field(default_factory=MongoConfig)
     limits: LimitsConfig = field(default_factory=LimitsConfig)
     metrics: MetricsConfig = field(default_factory=MetricsConfig)
+    webhooks: WebhooksConfig = field(default_factory=WebhooksConfig)
     namespaces: Mapping[str, NamespaceConfig] = field(
         default_factory=lambda: {"default": NamespaceConfig()}
     )
@@ -428,6 +477,7 @@ SECTIONS: dict[str, type] = {
     "mongo": MongoConfig,
     "limits": LimitsConfig,
     "metrics": MetricsConfig,
+    "webhooks": WebhooksConfig,
 }
 
 

@@ -1,15 +1,16 @@
-// Admin dashboard: every process's figures from the sys:stats feed, over the WebSocket, with
-// messages in/out per second drawn as a small chart per process. The page connects with a
-// short-lived token that grants the feed, asked afresh from /admin/token on every connect.
+// Admin · Nodes: every process's figures from the sys:stats feed, over the WebSocket, with
+// charts of messages in/out per second, event-loop lag and memory over the last five minutes.
+// The page connects with a short-lived token that grants the feed, asked afresh from
+// /admin/token on every connect.
 import { Switchboard } from "./switchboard.js";
+import { lineChart } from "./chart.js";
 import { el, errorLine, showState } from "./ui.js";
 
-const POINTS = 60; // a minute of samples
-const SVG = "http://www.w3.org/2000/svg";
+const WINDOW_MS = 5 * 60 * 1000;
 const feed = document.querySelector(".admin").dataset.feed;
 const board = document.getElementById("processes");
-const fail = errorLine(document.getElementById("error"));
-const series = new Map(); // node -> { last, rates: [{in, out}], card }
+const totals = document.getElementById("totals");
+const series = new Map(); // node -> { last, points: {in, out, lag, mem}, card, charts }
 
 async function token() {
   const res = await fetch("/admin/token", { credentials: "same-origin", cache: "no-store" });
@@ -17,61 +18,82 @@ async function token() {
   return (await res.json()).token;
 }
 
-function svg(tag, attrs) {
-  const node = document.createElementNS(SVG, tag);
-  for (const [k, v] of Object.entries(attrs)) node.setAttribute(k, v);
-  return node;
+const mb = (bytes) => bytes / (1024 * 1024);
+
+function duration(s) {
+  const d = Math.floor(s / 86400), h = Math.floor((s % 86400) / 3600), m = Math.floor((s % 3600) / 60);
+  return d ? `${d} d ${h} h` : h ? `${h} h ${m} min` : m ? `${m} min` : `${Math.floor(s)} s`;
 }
 
 function card(node) {
-  const figures = el("dl", "", "figures");
-  const chart = svg("svg", { viewBox: `0 0 ${POINTS} 40`, preserveAspectRatio: "none", class: "chart" });
-  chart.append(svg("polyline", { class: "in" }), svg("polyline", { class: "out" }));
-  const legend = el("p", "", "legend");
-  legend.append(el("span", "in/s", "in"), el("span", "out/s", "out"));
   const box = el("article", "", "process", { node });
-  box.append(el("h2", node), figures, chart, legend);
+  const charts = {
+    msgs: lineChart("Messages", "msg/s"),
+    lag: lineChart("Event-loop lag", "ms"),
+    mem: lineChart("Memory", "MB"),
+  };
+  const chartRow = el("div", "", "charts");
+  chartRow.append(...Object.values(charts).map((c) => c.figure));
+  box.append(el("h2", node), el("p", "", "where muted"), el("dl", "", "figures"), chartRow);
+  board.querySelector(".empty")?.remove();
   board.append(box);
-  return box;
+  return { card: box, charts };
 }
 
-function figure(list, label, value) {
-  list.append(el("dt", label), el("dd", String(value)));
-}
-
-function draw(box, rates) {
-  const top = Math.max(1, ...rates.flatMap((r) => [r.in, r.out]));
-  const line = (key) => rates.map((r, i) => `${i},${(40 - (r[key] / top) * 38).toFixed(1)}`).join(" ");
-  box.querySelector("polyline.in").setAttribute("points", line("in"));
-  box.querySelector("polyline.out").setAttribute("points", line("out"));
+function figures(list, pairs) {
+  list.replaceChildren(...pairs.map(([label, value]) => {
+    const item = el("div", "", "figure");
+    item.append(el("dt", label), el("dd", String(value)));
+    return item;
+  }));
 }
 
 function update({ data }) {
+  const now = Date.now();
   const seen = new Set();
   for (const p of data.processes) {
     seen.add(p.node);
-    const s = series.get(p.node) ?? { last: null, rates: [], card: card(p.node) };
-    series.set(p.node, s);
+    let s = series.get(p.node);
+    if (!s) {
+      s = { last: null, points: { in: [], out: [], lag: [], mem: [] }, ...card(p.node) };
+      series.set(p.node, s);
+    }
     const dt = s.last ? p.uptime_s - s.last.uptime_s : 0;
     if (s.last && dt < 0.5) continue; // about the same sample again (another process's feed)
     const rate = (key) => (dt > 0 ? Math.max(0, (p[key] - s.last[key]) / dt) : 0);
-    const now = { in: rate("messages_in"), out: rate("messages_out") };
-    s.rates = [...s.rates, now].slice(-POINTS);
+    const sample = { in: rate("messages_in"), out: rate("messages_out"), lag: p.loop_lag_ms ?? 0, mem: mb(p.rss_bytes) };
+    for (const key of Object.keys(s.points)) {
+      s.points[key] = [...s.points[key], { t: now, v: sample[key] }].filter((q) => q.t >= now - WINDOW_MS);
+    }
     s.last = p;
-    const list = s.card.querySelector("dl");
-    list.replaceChildren();
-    figure(list, "connections", p.connections);
-    figure(list, "subscriptions", p.subscriptions);
-    figure(list, "in/s", now.in.toFixed(1));
-    figure(list, "out/s", now.out.toFixed(1));
-    draw(s.card, s.rates);
+    s.card.querySelector(".where").textContent =
+      `host ${p.host ?? "?"} · pid ${p.pid} · version ${p.version ?? "?"} · up ${duration(p.uptime_s)}`;
+    figures(s.card.querySelector("dl"), [
+      ["connections", p.connections],
+      ["subscriptions", p.subscriptions],
+      ["in/s", sample.in.toFixed(1)],
+      ["out/s", sample.out.toFixed(1)],
+      ["loop lag", `${sample.lag.toFixed(1)} ms`],
+      ["memory", `${sample.mem.toFixed(0)} MB`],
+    ]);
+    s.charts.msgs.draw([{ name: "in", cls: "in", points: s.points.in }, { name: "out", cls: "out", points: s.points.out }], WINDOW_MS);
+    s.charts.lag.draw([{ name: "lag", cls: "lag", points: s.points.lag }], WINDOW_MS);
+    s.charts.mem.draw([{ name: "RSS", cls: "mem", points: s.points.mem }], WINDOW_MS);
   }
   for (const [node, s] of series) {
     if (!seen.has(node)) { s.card.remove(); series.delete(node); }
   }
+  const sum = (key) => data.processes.reduce((n, p) => n + (p[key] || 0), 0);
+  figures(totals, [
+    ["processes", data.processes.length],
+    ["hosts", new Set(data.processes.map((p) => p.host)).size],
+    ["connections", sum("connections")],
+    ["subscriptions", sum("subscriptions")],
+  ]);
 }
 
 const sb = new Switchboard("/ws", { token });
+const fail = errorLine(document.getElementById("error"), sb);
 showState(sb, document.getElementById("state"));
 sb.on("error", fail);
 sb.connect().catch(fail);

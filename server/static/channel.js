@@ -1,49 +1,90 @@
 // A channel's live page: recent history, then live messages exactly once, who is here, a
 // composer. History and the subscription meet without a gap: the subscription starts `since`
-// the position the history ended at.
+// the position the history ended at. Messages typed while disconnected wait, shown as pending,
+// and go out in order once connected again.
 import { Switchboard } from "./switchboard.js";
-import { el, errorLine, showState } from "./ui.js";
+import { authorOf, el, errorLine, showState, timeOf } from "./ui.js";
 
 const HISTORY = 50;
-const channel = document.querySelector(".channel").dataset.channel;
+const section = document.querySelector(".channel");
+const channel = section.dataset.channel;
+const withPresence = section.dataset.presence === "yes";
 const messages = document.getElementById("messages");
 const people = document.getElementById("presence");
 const notice = document.getElementById("notice");
+const composer = document.getElementById("composer");
 const input = document.getElementById("text");
-const fail = errorLine(document.getElementById("error"));
-const names = new Map(); // user id -> display name, from presence
+const clients = new Map(); // client id -> { user, name }, from presence and join/leave
+const pending = []; // { data, row } typed while not connected, oldest first
+
+const sb = new Switchboard("/ws");
+const fail = errorLine(document.getElementById("error"), sb);
+showState(sb, document.getElementById("state"));
+sb.on("error", fail);
+
+function emptyState() {
+  if (!messages.querySelector("li:not(.empty)")) {
+    messages.replaceChildren(el("li", "No messages yet. Say hello!", "empty"));
+  }
+}
+
+function row(who, text, ts, extra = {}) {
+  const li = el("li", "", "", extra);
+  const head = el("span", "", "meta");
+  head.append(el("span", who, "who"), ts ? timeOf(ts) : el("span", "pending…", "when"));
+  li.append(head, el("span", text, "text"));
+  return li;
+}
+
+function textOf(data) {
+  return typeof data?.text === "string" ? data.text : JSON.stringify(data);
+}
 
 function show(pub) {
-  const who = pub.info ? names.get(pub.info.user) ?? pub.info.user ?? "anonymous" : "server";
-  const text = typeof pub.data?.text === "string" ? pub.data.text : JSON.stringify(pub.data);
-  const li = el("li", "", "", { offset: pub.offset });
-  li.append(el("span", who, "who"), el("span", text, "text"));
-  messages.append(li);
+  messages.querySelector("li.empty")?.remove();
+  const li = row(authorOf(pub), textOf(pub.data), pub.ts, { offset: pub.offset });
+  messages.insertBefore(li, messages.querySelector("li.pending")); // pending ones stay last
   messages.scrollTop = messages.scrollHeight;
 }
 
-function person(client, user, name) {
-  return el("li", name ?? user ?? "anonymous", "", { client, user: user ?? "" });
+// -- presence: one line per person, however many tabs they have open --------------------------
+
+function renderPresence() {
+  if (!withPresence) return;
+  const people_ = new Map(); // user (or client id for anonymous ones) -> { name, tabs }
+  for (const [client, { user, name }] of clients) {
+    const key = user ? `u:${user}` : `c:${client}`;
+    const entry = people_.get(key) ?? { user, name: name ?? user ?? "anonymous", tabs: 0 };
+    entry.tabs += 1;
+    people_.set(key, entry);
+  }
+  const rows = [...people_.values()]
+    .sort((a, b) => a.name.localeCompare(b.name))
+    .map(({ user, name, tabs }) => {
+      const li = el("li", name, "", { user: user ?? "" });
+      if (tabs > 1) li.append(el("span", ` · ${tabs} tabs`, "muted"));
+      return li;
+    });
+  people.replaceChildren(...(rows.length ? rows : [el("li", "Nobody here yet.", "empty")]));
 }
 
 async function refreshPresence() {
-  const { clients } = await sb.presence(channel);
-  const rows = Object.entries(clients).map(([client, { user, name }]) => {
-    if (user && name) names.set(user, name);
-    return person(client, user, name);
-  });
-  people.replaceChildren(...rows);
+  if (!withPresence) return;
+  const { clients: found } = await sb.presence(channel);
+  clients.clear();
+  for (const [client, info] of Object.entries(found)) clients.set(client, info);
+  renderPresence();
 }
 
 function someoneJoined({ client, user }) {
-  if (!people.querySelector(`[data-client="${CSS.escape(client)}"]`)) {
-    people.append(person(client, user, names.get(user)));
-  }
-  refreshPresence().catch(() => {}); // only for the display name
+  if (!clients.has(client)) clients.set(client, { user, name: null });
+  renderPresence();
+  refreshPresence().catch(() => {}); // for the display name
 }
 
 function someoneLeft({ client }) {
-  people.querySelector(`[data-client="${CSS.escape(client)}"]`)?.remove();
+  clients.delete(client);
+  renderPresence();
 }
 
 function recovered({ recovered: complete }) {
@@ -52,17 +93,46 @@ function recovered({ recovered: complete }) {
   refreshPresence().catch(() => {});
 }
 
-const sb = new Switchboard("/ws");
-showState(sb, document.getElementById("state"));
-sb.on("error", fail);
+// -- sending, and keeping what was typed while disconnected --------------------------------
 
-document.getElementById("composer").addEventListener("submit", async (ev) => {
-  ev.preventDefault();
+async function send(data, row_) {
   try {
-    await sb.publish(channel, { text: input.value });
-    input.value = "";
-  } catch (err) { fail(err); }
+    await sb.publish(channel, data);
+    row_?.remove();
+    return true;
+  } catch (err) {
+    if (err.code === "unavailable") return false; // not connected after all: keep it pending
+    row_?.remove();
+    fail(err);
+    return true;
+  }
+}
+
+async function flushPending() {
+  while (pending.length && sb.state === "connected") {
+    const next = pending[0];
+    if (!(await send(next.data, next.row))) return;
+    pending.shift();
+  }
+  emptyState();
+}
+
+composer?.addEventListener("submit", async (ev) => {
+  ev.preventDefault();
+  const data = { text: input.value };
+  input.value = "";
+  if (sb.state === "connected" && !pending.length && (await send(data, null))) return;
+  messages.querySelector("li.empty")?.remove();
+  const waiting = row("you", data.text, null, { pending: "yes" });
+  waiting.classList.add("pending");
+  waiting.title = "Sent when the connection is back";
+  messages.append(waiting);
+  pending.push({ data, row: waiting });
+  messages.scrollTop = messages.scrollHeight;
+  flushPending();
 });
+
+// -- joining ------------------------------------------------------------------------------
 
 let subscription = null; // the subscription, once asked for: it then survives reconnects by itself
 
@@ -73,7 +143,7 @@ async function join() {
   try {
     const recent = await sb.history(channel, { limit: HISTORY, reverse: true });
     if (subscription) return;
-    messages.replaceChildren();
+    messages.querySelectorAll("li:not(.pending)").forEach((li) => li.remove());
     recent.publications.reverse().forEach(show);
     since = { offset: recent.offset, epoch: recent.epoch };
   } catch (err) {
@@ -83,8 +153,14 @@ async function join() {
   if (subscription) return;
   subscription = sb.subscribe(channel, show, { since, onJoin: someoneJoined, onLeave: someoneLeft, onRecovery: recovered });
   await subscription;
+  emptyState();
   await refreshPresence().catch((err) => { if (err.code !== "disabled") throw err; });
 }
 
-sb.on("state", (state) => { if (state === "connected" && !subscription) join().catch(fail); });
+sb.on("state", (state) => {
+  if (state !== "connected") return;
+  if (!subscription) join().catch(fail);
+  setTimeout(flushPending, 0); // after the library's resubscribe, which is sent first
+
+});
 sb.connect().catch(fail);

@@ -1,11 +1,10 @@
 // Home: the channels this server knows of with live subscriber counts, from the sys:channels
-// feed, and a box to open any channel.
+// feed (counted with presence_stats on the server), and a box to open any channel.
 import { Switchboard } from "./switchboard.js";
 import { el, errorLine, showState } from "./ui.js";
 
 const feed = document.querySelector(".home").dataset.feed;
 const list = document.getElementById("channels");
-const fail = errorLine(document.getElementById("error"));
 
 const channelUrl = (name) => `/channels/${encodeURIComponent(name)}`;
 
@@ -17,7 +16,7 @@ function render({ data }) {
     li.append(link, el("span", `${subscribers} here`, "count"));
     return li;
   });
-  list.replaceChildren(...items);
+  list.replaceChildren(...(items.length ? items : [el("li", "No channels yet: open one below.", "empty")]));
 }
 
 document.getElementById("open").addEventListener("submit", (ev) => {
@@ -26,6 +25,7 @@ document.getElementById("open").addEventListener("submit", (ev) => {
 });
 
 const sb = new Switchboard("/ws");
+const fail = errorLine(document.getElementById("error"), sb);
 showState(sb, document.getElementById("state"));
 sb.on("error", fail);
 sb.connect().catch(fail);

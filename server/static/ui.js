@@ -1,5 +1,6 @@
-// What every live page shares: making elements from data (never HTML), the connection badge,
-// error lines. Data goes in with textContent only, so nothing a user typed is ever markup.
+// What every live page shares: making elements from data (never HTML), the connection badge
+// with its "Reconnect now" button, error lines, times. Data goes in with textContent only, so
+// nothing a user typed is ever markup.
 
 /** A new element with `text` as its text and optional class and data attributes. */
 export function el(tag, text = "", className = "", data = {}) {
@@ -10,8 +11,9 @@ export function el(tag, text = "", className = "", data = {}) {
   return node;
 }
 
-/** Keep the #state badge saying "connected", "reconnecting in N s" or "offline". */
-export function showState(sb, badge) {
+/** Keep the #state badge saying "connected", "reconnecting in N s" or "offline", and offer
+ *  `button` ("Reconnect now") whenever the page is not connected. */
+export function showState(sb, badge, button = document.getElementById("reconnect")) {
   let countdown = null;
   const render = (state, until) => {
     badge.dataset.state = state;
@@ -25,13 +27,39 @@ export function showState(sb, badge) {
     const until = Date.now() + (info.retryInMs || 0);
     render(state, until);
     if (info.retryInMs > 1000) countdown = setInterval(() => render(state, until), 250);
+    if (button) button.hidden = state === "connected" || (state !== "disconnected" && !info.retryInMs);
+  });
+  button?.addEventListener("click", () => {
+    button.hidden = true;
+    // Waiting to retry: retry at once. Given up (e.g. signed out elsewhere): start again.
+    if (sb.state === "disconnected") sb.connect().catch(() => {});
+    else sb.check();
   });
 }
 
-/** Show errors in `line` (a hidden <p>): what the server said, code first. */
-export function errorLine(line) {
+/** Show errors in `line` (a hidden <p>): what the server said, code first. With `sb`, the
+ *  line clears when the connection is back, so a stale error does not linger. */
+export function errorLine(line, sb = null) {
+  sb?.on("state", (state) => { if (state === "connected") { line.hidden = true; line.textContent = ""; } });
   return (err) => {
     line.hidden = false;
     line.textContent = `${err.code ?? "error"}: ${err.message}`;
   };
+}
+
+/** A publication's time as a <time>: "14:05" today, "3 Mar 14:05" otherwise. */
+export function timeOf(ts) {
+  const when = new Date(ts);
+  const today = new Date().toDateString() === when.toDateString();
+  const hm = when.toLocaleTimeString([], { hour: "2-digit", minute: "2-digit" });
+  const node = el("time", today ? hm : `${when.toLocaleDateString([], { day: "numeric", month: "short" })} ${hm}`);
+  node.dateTime = when.toISOString();
+  node.title = when.toLocaleString();
+  return node;
+}
+
+/** The name to show for a publication's author. */
+export function authorOf(pub) {
+  if (!pub.info) return "server";
+  return pub.info.name || pub.info.user || "anonymous";
 }
