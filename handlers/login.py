@@ -17,8 +17,6 @@ from server import sessions
 from server.login.base import LoginError, StoreDown
 from server.login.dev import DevProvider
 from server.login.flow import FLOW_TTL_S, Flow
-from server.login.service import Login
-from server.node import Node
 from server.protocol import Close, ProtocolError
 from server.store.base import StoreUnavailable
 
@@ -30,10 +28,6 @@ CALLBACK_ARGS = ("state", "code", "error")
 
 
 class LoginBase(PageHandler):
-    def initialize(self, node: Node, login: Login) -> None:  # type: ignore[override]
-        super().initialize(node)
-        self.login = login
-
     @property
     def ttl_s(self) -> float:
         return self.node.config.auth.session_ttl_s

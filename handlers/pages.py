@@ -8,6 +8,7 @@ from urllib.parse import urlsplit
 import tornado.web
 
 from server.config import Config
+from server.login.service import Login
 from server.node import Node
 
 CSP = (
@@ -54,8 +55,11 @@ def content_security_policy(config: Config) -> str:
 
 
 class PageHandler(tornado.web.RequestHandler):
-    def initialize(self, node: Node) -> None:
+    """Every page: the node, the login service (who is signed in, how to sign in) and headers."""
+
+    def initialize(self, node: Node, login: Login) -> None:
         self.node = node
+        self.login = login
 
     def set_default_headers(self) -> None:
         self.set_header("Content-Security-Policy", self.settings.get("csp", CSP))

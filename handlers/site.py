@@ -14,8 +14,6 @@ import tornado.web
 
 from handlers.pages import PageHandler
 from server import auth, protocol, sessions, statsfeed
-from server.login.service import Login
-from server.node import Node
 from server.protocol import ProtocolError
 from server.store.base import StoreUnavailable, User
 
@@ -39,12 +37,7 @@ MESSAGES = {
 class SitePage(PageHandler):
     """A page that knows who is signed in (None while the store is down: pages still work)."""
 
-    user: User | None
-
-    def initialize(self, node: Node, login: Login) -> None:  # type: ignore[override]
-        super().initialize(node)
-        self.login = login
-        self.user = None
+    user: User | None = None
 
     async def prepare(self) -> None:
         try:
