@@ -7,6 +7,7 @@ the protocol (limits, permissions, error replies) lives here and is tested witho
 from __future__ import annotations
 
 import asyncio
+import enum
 import logging
 import secrets
 import time
@@ -28,6 +29,14 @@ log = logging.getLogger("switchboard.client")
 Handler = Callable[["Connection", Command], Awaitable[Any]]
 
 
+class State(enum.Enum):
+    """Where a connection is in its life: commands run only while OPEN."""
+
+    OPEN = "open"
+    CLOSING = "closing"  # told to go (disconnect push and close sent), socket still there
+    GONE = "gone"  # the socket closed: out of the hub, presence and timers dropped
+
+
 class Connection:
     __slots__ = (
         "id",
@@ -41,8 +50,7 @@ class Connection:
         "_publish_bucket",
         "alive",
         "_strikes",
-        "_closed",
-        "_gone",
+        "state",
         "_expiry",
         "__weakref__",
     )
@@ -65,8 +73,7 @@ class Connection:
         self._bucket = TokenBucket(limits.command_rate, limits.command_burst)
         self._publish_bucket: TokenBucket | None = None  # made at the first publish
         self._strikes: StrikeCounter | None = None  # made at the first strike: most never
-        self._closed = False
-        self._gone = False
+        self.state = State.OPEN
         #: Set by any frame or pong from the client; the keep-alive sweep resets it.
         self.alive = True
         self._expiry: asyncio.TimerHandle | None = None
@@ -96,9 +103,9 @@ class Connection:
 
     async def closed(self) -> None:
         """The socket is gone (or going): drop every subscription, presence entry and timer."""
-        if self._gone:
+        if self.state is State.GONE:
             return
-        self._gone = self._closed = True
+        self.state = State.GONE
         if self._expiry is not None:
             self._expiry.cancel()
         await self.node.client_gone(self)
@@ -112,9 +119,9 @@ class Connection:
         self, code: int, reason: str, reconnect: bool, delay_ms: int | None = None
     ) -> None:
         """Tell the client why (and, reconnecting, how long to wait), then close with `code`."""
-        if self._closed:
+        if self.state is not State.OPEN:
             return
-        self._closed = True
+        self.state = State.CLOSING
         # Policy closes (4xxx) are worth an operator's eye; shutdown's 1001 for everyone is not.
         log.log(
             logging.INFO if code >= 4000 else logging.DEBUG,
@@ -143,7 +150,7 @@ class Connection:
 
     def handle(self, frame: str | bytes) -> Awaitable[None] | None:
         """Handle one frame; returns an awaitable when the command needs I/O."""
-        if self._closed:
+        if self.state is not State.OPEN:
             return None
         self.alive = True
         self.node.stats.received += 1
@@ -175,7 +182,7 @@ class Connection:
     def control_frame(self) -> None:
         """A WebSocket ping or pong from the client: it costs a command, so a flood of them
         is closed with 4008 like a flood of commands."""
-        if self._closed:
+        if self.state is not State.OPEN:
             return
         self.alive = True
         if not self._bucket.take():
@@ -208,7 +215,7 @@ class Connection:
 
     def _refuse(self, cmd_id: int | None, code: Code, message: str) -> None:
         """Reply with an error; malformed frames count as strikes towards a 4008 close."""
-        if self._closed:
+        if self.state is not State.OPEN:
             return
         self.send_json(protocol.reply_error(cmd_id, code, message))
         if code not in (Code.BAD_REQUEST, Code.UNKNOWN_OP):
@@ -245,7 +252,7 @@ class Connection:
         if len(self.node.hub.channels_of(self)) >= self.node.config.limits.max_subscriptions:
             raise ProtocolError(Code.LIMIT_EXCEEDED, "too many subscriptions")
         result, pos = await self.node.subscribe(self, channel, since)
-        if self._closed:
+        if self.state is not State.OPEN:
             return
         self.send_json(protocol.reply_ok(cmd.id, result))
         self.node.release(self, channel, pos)
