@@ -3,28 +3,30 @@ checks a deployment must pass. Import from here."""
 
 from __future__ import annotations
 
+from server.config.auth import (
+    GOOGLE_ISSUER,
+    SESSION_TTL_S,
+    AuthConfig,
+    DevAuthConfig,
+    GitHubConfig,
+    OidcConfig,
+)
+from server.config.base import ConfigError
 from server.config.checks import check_deployment, check_dev_host, estimated_bits, is_placeholder
 from server.config.loader import ENV_PREFIX, from_dict, load
 from server.config.schema import (
     EMBEDDED,
-    GOOGLE_ISSUER,
     MIN_SECRET_BITS,
     PLACEHOLDER_PREFIX,
     PUBLISH_MODES,
     SECTIONS,
     SECURE_COOKIES,
-    SESSION_TTL_S,
     ApiConfig,
-    AuthConfig,
     Config,
-    ConfigError,
-    DevAuthConfig,
-    GitHubConfig,
     LimitsConfig,
     MetricsConfig,
     MongoConfig,
     NamespaceConfig,
-    OidcConfig,
     RedisConfig,
     SecurityConfig,
     ServerConfig,

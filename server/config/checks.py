@@ -6,11 +6,8 @@ from __future__ import annotations
 import math
 from collections.abc import Hashable, Sequence
 
-from server.config.schema import (
-    MIN_SECRET_BITS,
-    Config,
-    ConfigError,
-)
+from server.config.base import ConfigError
+from server.config.schema import MIN_SECRET_BITS, Config
 
 
 def _secrets(cfg: Config) -> tuple[tuple[str, str, str], ...]:

@@ -14,22 +14,17 @@ from dataclasses import dataclass, fields
 from pathlib import Path
 from typing import Any, get_type_hints
 
-from server.config.checks import _refuse_placeholders, check_deployment
-from server.config.schema import (
+from server.config.auth import (
     GOOGLE_ISSUER,
-    SECTIONS,
     SESSION_TTL_S,
     AuthConfig,
-    Config,
-    ConfigError,
     DevAuthConfig,
     GitHubConfig,
-    MongoConfig,
-    NamespaceConfig,
     OidcConfig,
-    _check,
-    url_database,
 )
+from server.config.base import ConfigError, _check
+from server.config.checks import _refuse_placeholders, check_deployment
+from server.config.schema import SECTIONS, Config, MongoConfig, NamespaceConfig, url_database
 
 ENV_PREFIX = "SWITCHBOARD_"
 
