@@ -15,7 +15,7 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 
 from bench.chaos_services import MongoService, RedisService, Switchboard
-from server.cluster import MIN_LIFETIME_S
+from server.process.cluster import MIN_LIFETIME_S
 
 FAULTS = ("kill", "hup", "redis-data", "redis-empty", "mongo")
 
@@ -49,7 +49,7 @@ async def inject(fault: str, target: Target) -> None:
 
 async def old_enough(target: Target) -> None:
     """Wait until every worker has run long enough that the parent replaces one that dies
-    (a worker dying straight after its start stops everything: server/cluster.py)."""
+    (a worker dying straight after its start stops everything: server/process/cluster.py)."""
     margin = MIN_LIFETIME_S + 0.5
     while True:
         workers = target.switchboard.workers()

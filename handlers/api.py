@@ -8,10 +8,11 @@ from typing import Any
 import tornado.web
 
 from handlers.base import ApiHandler, JsonHandler
-from server import admin, auth, directory, metrics, openapi, protocol, stats
+from server import admin, auth, openapi, protocol
 from server.broker.base import BrokerUnavailable
 from server.extras import Extras
 from server.node import Node
+from server.observe import directory, metrics, stats
 from server.presence.stats import presence_stats
 from server.protocol import Close, Code, ProtocolError
 
@@ -81,7 +82,7 @@ class PresenceStatsHandler(ApiHandler):
 
 
 class ChannelsHandler(ApiHandler):
-    """Channels with subscribers anywhere (server/directory.py), for admins and backends."""
+    """Channels with subscribers anywhere (server/observe/directory.py), for admins and backends."""
 
     async def get(self) -> None:
         query = self.get_query_argument("q", "")

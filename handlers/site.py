@@ -13,7 +13,8 @@ import orjson
 import tornado.web
 
 from handlers.pages import PageHandler
-from server import auth, protocol, sessions, statsfeed
+from server import auth, protocol, sessions
+from server.observe import statsfeed
 from server.protocol import ProtocolError
 from server.store.base import StoreUnavailable, User
 

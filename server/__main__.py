@@ -18,11 +18,13 @@ from collections.abc import Callable, Sequence
 
 import tornado.netutil
 
-from server import admission, assets, cluster, logs, metrics
+from server import assets
 from server import config as config_mod
 from server.app import build_node, make_app, make_server
 from server.config import Config, ConfigError
-from server.drain import drain
+from server.observe import metrics
+from server.process import admission, cluster, logs
+from server.process.drain import drain
 from server.store.embedded import EmbeddedError, EmbeddedMongo
 from server.store.mongo import prepare_store
 from server.store.schema import SchemaTooNew

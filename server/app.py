@@ -11,24 +11,26 @@ import tornado.httpserver
 import tornado.web
 
 from handlers import api, login, pages, site, ws
-from server import assets, logs, metrics
-from server.admission import Admission, default_max_sockets
+from server import assets
 from server.broker import redis_conn
 from server.broker.base import Broker
 from server.broker.memory import MemoryBroker
 from server.broker.redis import RedisBroker
 from server.config import Config
 from server.extras import Extras
-from server.httpserver import GuardedHTTPServer
 from server.hub import Hub
 from server.keepalive import KeepAlive
 from server.login.service import Login
-from server.looplag import LoopLag
 from server.node import Client, Node
+from server.observe import metrics
+from server.observe.looplag import LoopLag
+from server.observe.statsfeed import StatsFeed
 from server.presence.base import Presence
 from server.presence.memory import MemoryPresence
 from server.presence.redis import RedisPresence
-from server.statsfeed import StatsFeed
+from server.process import logs
+from server.process.admission import Admission, default_max_sockets
+from server.process.httpserver import GuardedHTTPServer
 from server.store.base import Store
 from server.store.memory import MemoryStore
 from server.store.mongo import MongoStore
@@ -75,7 +77,7 @@ BODY_OVERHEAD = 512 * 1024
 
 def make_server(app: tornado.web.Application, config: Config) -> GuardedHTTPServer:
     """The HTTP server: admission control, timeouts, proxy headers only from trusted proxies,
-    request bodies capped near one publication (server/httpserver.py)."""
+    request bodies capped near one publication (server/process/httpserver.py)."""
     sc = config.server
     admission = Admission(config.limits, sc.max_sockets or default_max_sockets())
     return GuardedHTTPServer(

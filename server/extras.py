@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING, Any
 from server import admin
 from server.broker import redis_conn
 from server.config import Config
-from server.directory import Directory, RedisClient
+from server.observe.directory import Directory, RedisClient
 from server.position import Position
 from server.webhooks import service as webhooks
 

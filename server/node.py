@@ -25,12 +25,12 @@ import tornado.ioloop
 from server import protocol, recovery
 from server.broker.base import Backlogged, Broker, BrokerUnavailable
 from server.config import Config, NamespaceConfig
-from server.drain import Drainable
 from server.hub import Hub, Subscriber
+from server.observe.stats import Stats
 from server.position import Position, new_epoch
 from server.presence.base import Presence
+from server.process.drain import Drainable
 from server.protocol import Code, ProtocolError
-from server.stats import Stats
 from server.store.base import Store, StoreConflict
 from server.unavailable import Unavailable
 from server.ws import frame as wsframe

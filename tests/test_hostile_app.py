@@ -14,7 +14,7 @@ import tornado.httpclient
 
 from handlers.pages import content_security_policy
 from server import auth
-from server.statsfeed import MAX_LISTED, StatsFeed
+from server.observe.statsfeed import MAX_LISTED, StatsFeed
 from tests.support import (
     TOKEN_SECRET,
     RunningServer,

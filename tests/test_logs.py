@@ -18,7 +18,7 @@ import pytest
 import tornado.httpclient
 import tornado.websocket
 
-from server.logs import JsonFormatter, TextFormatter, formatter
+from server.process.logs import JsonFormatter, TextFormatter, formatter
 from tests.support import http
 
 

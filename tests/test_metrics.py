@@ -20,7 +20,7 @@ from prometheus_client.metrics_core import Metric
 from prometheus_client.openmetrics.parser import text_string_to_metric_families as parse_om
 from prometheus_client.parser import text_string_to_metric_families as parse_text
 
-from server import metrics
+from server.observe import metrics
 from tests.fixtures.server_processes import ServerProcess
 from tests.support import API_KEY, RunningServer, WsClient, make_config, start_server, ws_open
 

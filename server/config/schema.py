@@ -38,7 +38,7 @@ class ServerConfig:
     # Hostile clients (docs/security.md): timeouts, the socket cap, proxies trusted.
     idle_timeout_s: float = 30.0
     body_timeout_s: float = 30.0
-    max_sockets: int = 0  # 0: the open-files limit minus a reserve (server/admission.py)
+    max_sockets: int = 0  # 0: the open-files limit minus a reserve (server/process/admission.py)
     trusted_proxies: tuple[str, ...] = ()
 
     def validate(self) -> None:

@@ -30,7 +30,7 @@ from server.webhooks.tracker import Tracker
 
 log = logging.getLogger("switchboard.webhooks")
 
-#: Channels of Switchboard's own feeds (server/statsfeed.py) make no events.
+#: Channels of Switchboard's own feeds (server/observe/statsfeed.py) make no events.
 INTERNAL_NAMESPACE = "sys"
 _TYPES = {
     (USER, True): events.USER_ONLINE,

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import asyncio
 
-from server.stats import Stats
+from server.observe.stats import Stats
 
 INTERVAL_S = 0.1
 WINDOW_S = 1.0

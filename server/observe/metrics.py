@@ -7,7 +7,7 @@ of them. Gauges that differ per process (connections, memory, ...) carry a `node
 leave the scrape when their process dies; counters and histograms are summed over processes,
 so they never go backwards when a worker is restarted.
 
-Hot paths never touch this module: counters are plain ints (server/stats.py) copied into the
+Hot paths never touch this module: counters are plain ints (server/observe/stats.py) copied into the
 metrics once a second and on every scrape, and histograms are observed once per publication,
 command or history write, never per delivery.
 """

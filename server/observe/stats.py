@@ -1,6 +1,6 @@
 """Process figures: plain counters on the hot path, read out for /api/stats and /metrics.
 
-Counters are plain ints, read out at scrape time (server/metrics.py). Latencies go into
+Counters are plain ints, read out at scrape time (server/observe/metrics.py). Latencies go into
 Prometheus histograms, observed once per publication, command or history write, never per
 delivery: a fan-out to 10,000 subscribers costs one observation.
 """
@@ -54,9 +54,9 @@ class Stats:
         self.connections_total = 0
         self.refused = 0
         self.started = time.time()
-        self.loop_lag_ms = 0.0  # the worst of the last second (server/looplag.py)
+        self.loop_lag_ms = 0.0  # the worst of the last second (server/observe/looplag.py)
         self._process = psutil.Process(os.getpid())
-        # Registered by server/metrics.py (one process) or read from its files (several).
+        # Registered by server/observe/metrics.py (one process) or read from its files (several).
         self.lag = Histogram(
             "switchboard_delivery_lag_seconds",
             "From a publication's acceptance to its frame queued to this process's subscribers "

@@ -1,7 +1,7 @@
 """Tornado's HTTPServer with admission control, timeouts and proxy headers from proxies only.
 
 What it adds (see docs/security.md):
-- Every accepted socket is counted (server/admission.py). At `[server] max_sockets` the
+- Every accepted socket is counted (server/process/admission.py). At `[server] max_sockets` the
   listening sockets leave the event loop, so the kernel's backlog holds further connects
   instead of the process spinning on them; they come back once the count has fallen a little.
   An `accept` that fails for want of descriptors or memory (EMFILE, ENFILE, ENOBUFS, ENOMEM)
@@ -33,7 +33,7 @@ from tornado.http1connection import HTTP1Connection
 from tornado.ioloop import IOLoop, PeriodicCallback
 from tornado.iostream import IOStream, StreamClosedError, UnsatisfiableReadError
 
-from server.admission import SWEEP_S, Admission, CountedSocket, Networks
+from server.process.admission import SWEEP_S, Admission, CountedSocket, Networks
 
 #: Connections accepted per readable event before other work gets a turn (Tornado's 128).
 ACCEPT_BATCH = 128

@@ -1,0 +1,2 @@
+"""Running a process: the supervisor of --processes, accepting under limits, draining on
+stop, logging."""
