@@ -14,6 +14,7 @@ from server.broker import redis_conn
 from server.broker.base import Broker
 from server.broker.memory import MemoryBroker
 from server.broker.redis import RedisBroker
+from server.codec import Transcoder
 from server.config import Config
 from server.hub import Hub
 from server.keepalive import KeepAlive
@@ -89,7 +90,7 @@ def make_app(node: Node) -> tornado.web.Application:
             (r"/login/([A-Za-z0-9_-]+)", login.StartHandler, nl),
             (r"/login/([A-Za-z0-9_-]+)/callback", login.CallbackHandler, nl),
             (r"/logout", login.LogoutHandler, nl),
-            (r"/ws", ws.WebSocketHandler, {**n, "flusher": Flusher()}),
+            (r"/ws", ws.WebSocketHandler, {**n, "flusher": Flusher(), "transcoder": Transcoder()}),
             (r"/api/publish", api.PublishHandler, n),
             (r"/api/broadcast", api.BroadcastHandler, n),
             (channel + "/history", api.HistoryHandler, n),
