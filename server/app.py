@@ -8,7 +8,7 @@ from __future__ import annotations
 import tornado.httpserver
 import tornado.web
 
-from handlers import api, login, site, ws
+from handlers import api, login, site, sse, ws
 from server import assets, logs, metrics
 from server.broker import redis_conn
 from server.broker.base import Broker
@@ -23,6 +23,7 @@ from server.node import Node
 from server.presence.base import Presence
 from server.presence.memory import MemoryPresence
 from server.presence.redis import RedisPresence
+from server.sse.registry import Sessions
 from server.statsfeed import StatsFeed
 from server.store.base import Store
 from server.store.memory import MemoryStore
@@ -91,6 +92,7 @@ def make_app(node: Node) -> tornado.web.Application:
             (r"/login/([A-Za-z0-9_-]+)/callback", login.CallbackHandler, nl),
             (r"/logout", login.LogoutHandler, nl),
             (r"/ws", ws.WebSocketHandler, {**n, "flusher": Flusher(), "transcoder": Transcoder()}),
+            (r"/sse", sse.EventStreamHandler, {**n, "sessions": Sessions(node)}),
             (r"/api/publish", api.PublishHandler, n),
             (r"/api/broadcast", api.BroadcastHandler, n),
             (channel + "/history", api.HistoryHandler, n),

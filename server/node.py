@@ -113,6 +113,8 @@ class Node:
         self.hole_wait_s = recovery.HOLE_WAIT_S
         self._services: list[Service] = []
         self._background: set[asyncio.Future[Any]] = set()
+        #: Handlers of control messages by `op`, beyond `disconnect` (server/sse/ adds one).
+        self.control_handlers: dict[str, Callable[[dict[str, Any]], None]] = {}
 
     async def start(self) -> None:
         await self.store.start()
@@ -275,6 +277,8 @@ class Node:
                         str(msg.get("reason", "")),
                         bool(msg.get("reconnect", False)),
                     )
+        elif (handler := self.control_handlers.get(str(msg.get("op")))) is not None:
+            handler(msg)
 
     def on_reconnected(self) -> None:
         """The broker came back: every channel with local subscribers may have missed some.
