@@ -78,13 +78,17 @@ def node(script: str, stdin: str = "") -> str:
     return done.stdout
 
 
-READ = "const input = JSON.parse(await new Promise((r) => { let s = ''; process.stdin.on('data', (d) => s += d).on('end', () => r(s)); }));"
+READ = (
+    "const input = JSON.parse(await new Promise((r) => { let s = '';"
+    " process.stdin.on('data', (d) => (s += d)).on('end', () => r(s)); }));"
+)
 
 
 def test_encodes_json_values_to_the_bytes_ormsgpack_makes() -> None:
     out = node(
         READ
-        + "console.log(JSON.stringify(input.map((v) => Buffer.from(mp.encode(v)).toString('hex'))));",
+        + "const hex = (v) => Buffer.from(mp.encode(v)).toString('hex');"
+        + "console.log(JSON.stringify(input.map(hex)));",
         json.dumps(CORPUS),
     )
     got = json.loads(out)
