@@ -1,4 +1,5 @@
-"""The SSE fallback's HTTP half: `GET /sse` streams a session's frames, `POST /sse` its commands.
+"""The SSE fallback's HTTP half: `GET /sse` streams a session's frames, `POST /sse` carries its
+commands, `DELETE /sse` ends it.
 
 Protocol v1 unchanged, over plain HTTP for networks whose proxies refuse WebSocket upgrades
 (docs/protocol.md, "SSE transport"). The session itself is server/sse/; each Connection is the
@@ -54,7 +55,7 @@ class EventStreamHandler(JsonHandler):
 
     def options(self) -> None:
         """A CORS preflight, for the POSTs of an allowed other site."""
-        self.set_header("Access-Control-Allow-Methods", "GET, POST")
+        self.set_header("Access-Control-Allow-Methods", "GET, POST, DELETE")
         self.set_header(
             "Access-Control-Allow-Headers", f"{SESSION_HEADER}, Content-Type, Last-Event-ID"
         )
@@ -168,6 +169,21 @@ class EventStreamHandler(JsonHandler):
         else:
             self.set_status(202)
             self.finish()
+
+
+    async def delete(self) -> None:
+        """The client is done with the session: it ends now, not after its grace period."""
+        sid = self.request.headers.get(SESSION_HEADER, "")
+        try:
+            found = await self.sessions.hang_up(sid) if sid else False
+        except BrokerUnavailable:
+            self.fail(Code.UNAVAILABLE, "the session's process cannot be reached", 503)
+            return
+        if not found:
+            self.fail(Code.NOT_FOUND, "no such session (it ended)", 404)
+            return
+        self.set_status(204)
+        self.finish()
 
 
 class Response:

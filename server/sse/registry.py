@@ -81,13 +81,29 @@ class Sessions:
         await self.node.broker.publish_control(orjson.dumps(message))
         return True
 
+    async def hang_up(self, sid: str) -> bool:
+        """End a session because its client said so; False if it is gone (or never was)."""
+        session = self._sessions.get(sid)
+        if session is not None:
+            session.hang_up()
+            return True
+        if self.is_local(sid):
+            return False
+        await self.node.broker.publish_control(
+            orjson.dumps({"op": CONTROL_OP, "session": sid, "end": True})
+        )
+        return True
+
     def _on_control(self, msg: dict[str, Any]) -> None:
         sid, frames = msg.get("session"), msg.get("frames")
-        if not isinstance(sid, str) or not isinstance(frames, list):
-            return
-        session = self._sessions.get(sid)
+        session = self._sessions.get(sid) if isinstance(sid, str) else None
         if session is None:
             return  # another process's, or gone: its client finds out by its stream
+        if msg.get("end") is True:
+            session.hang_up()
+            return
+        if not isinstance(frames, list):
+            return
         if not session.post([str(f).encode() for f in frames]):
             log.info("commands forwarded to a full SSE session dropped: client too slow")
             session.too_slow()

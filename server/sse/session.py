@@ -121,6 +121,12 @@ class Session:
             self._write(events.close(code, reason))
         self._on_end(self)
 
+    def hang_up(self) -> None:
+        """The client ended the session (`DELETE /sse`), as a WebSocket client closes."""
+        self.close(1000, "client closed")
+        if self.conn is not None:
+            self._spawn(self.conn.closed())
+
     def too_slow(self) -> None:
         if self.conn is not None:
             self.conn.disconnect(Close.TOO_SLOW, "client too slow", True)
