@@ -170,7 +170,6 @@ class EventStreamHandler(JsonHandler):
             self.set_status(202)
             self.finish()
 
-
     async def delete(self) -> None:
         """The client is done with the session: it ends now, not after its grace period."""
         sid = self.request.headers.get(SESSION_HEADER, "")

@@ -21,7 +21,8 @@ from tests.fixtures.browser import ROOT, ServerProcess, unused_port
 
 START = """async ({ channel, options }) => {
   const { Switchboard } = await import("/static/switchboard.js");
-  const log = (window.log = { states: [], pubs: [], data: [], errors: [], recoveries: [], joins: [] });
+  const log = (window.log = { states: [], pubs: [], data: [], errors: [] });
+  Object.assign(log, { recoveries: [], joins: [] });
   const sb = (window.sb = new Switchboard("/ws", options));
   sb.on("state", (s) => log.states.push(s));
   sb.on("error", (e) => log.errors.push([e.code, e.message]));
@@ -104,7 +105,10 @@ def test_behind_a_proxy_refusing_upgrades_the_client_falls_back_to_sse(
     server.publish(channel, {"from": "api", "text": "naïve ☃"})
     ack = page.evaluate(f"sb.publish({channel!r}, {{ from: 'page' }})")
     assert wait_pubs(page, 2) == [1, 2] and ack["offset"] == 2
-    assert page.evaluate("window.log.data") == [{"from": "api", "text": "naïve ☃"}, {"from": "page"}]
+    assert page.evaluate("window.log.data") == [
+        {"from": "api", "text": "naïve ☃"},
+        {"from": "page"},
+    ]
     # Presence and joins with a WebSocket client of the same server (not behind the proxy).
     other = new_page()
     other_hello = start_client(other, server.url, channel)
