@@ -135,7 +135,9 @@ class Worker:
     async def open_client(self, name: str, channel: str | None) -> Client:
         """Connect, and subscribe when `channel` is given; the client's tag is its checker."""
         t0 = time.perf_counter()
-        client = await connect(self.urls(name), self.on_pub, self.source(), self.p.connect_timeout)
+        client = await connect(
+            self.urls(name), self.on_pub, self.source(), self.p.connect_timeout, self.p.encoding
+        )
         self.connect_hist.add_many([(time.perf_counter() - t0) * 1e6])
         if channel is not None:
             client.tag = []
@@ -267,6 +269,9 @@ class Worker:
             + self.churn_frames
             + sum(c.frames for c in (pubs.clients if pubs else []))
         )
+        # What the subscribers received: their frames and the bytes those carried.
+        held_frames = sum(c.frames for c in self.holders)
+        held_bytes = sum(c.payload_bytes for c in self.holders)
         self.send(
             "result",
             self.plan.index,
@@ -274,6 +279,8 @@ class Worker:
                 "delivered": self.delivered,
                 "pings": self.pings,
                 "frames": frames,
+                "held_frames": held_frames,
+                "held_payload_bytes": held_bytes,
                 "hist": self.hist.to_sparse(),
                 "cpu_s": cpu,
                 "wall_s": wall,
