@@ -2,6 +2,9 @@
 
 Why picows + orjson: measured cheapest per received frame (bench/README.md). Frames are handled in
 the picows callback itself, with no task or queue per message; commands resolve futures by `id`.
+With `encoding="msgpack"` it offers the `switchboard.msgpack` subprotocol and speaks MessagePack
+in binary frames (ormsgpack); `payload_bytes` counts what each frame carried, for bytes per
+delivery in either encoding.
 """
 
 from __future__ import annotations
@@ -14,14 +17,18 @@ from itertools import count
 from typing import Any
 
 import orjson
+import ormsgpack
 from picows import WSFrame, WSListener, WSMsgType, WSTransport, ws_connect
 
 #: Linux IP_BIND_ADDRESS_NO_PORT: pick the source port at connect(), per destination, not at bind().
 _IP_BIND_ADDRESS_NO_PORT = getattr(socket, "IP_BIND_ADDRESS_NO_PORT", 24)
 
 _TEXT = WSMsgType.TEXT
+_BINARY = WSMsgType.BINARY
 _CLOSE = WSMsgType.CLOSE
 _loads = orjson.loads
+_unpackb = ormsgpack.unpackb
+MSGPACK = "switchboard.msgpack"
 
 PubHandler = Callable[["Client", dict[str, Any]], None]
 
@@ -37,14 +44,16 @@ class CommandError(Exception):
 class Client(WSListener):
     """A WSListener that speaks protocol v1. `on_pub` is called for every pub push."""
 
-    def __init__(self, on_pub: PubHandler | None = None) -> None:
+    def __init__(self, on_pub: PubHandler | None = None, binary: bool = False) -> None:
         self.on_pub = on_pub
+        self.binary = binary  # commands as MessagePack binary frames
         self.transport: WSTransport | None = None
         self.hello: asyncio.Future[dict[str, Any]] = asyncio.get_running_loop().create_future()
         self.closed: asyncio.Future[int | None] = asyncio.get_running_loop().create_future()
         self._ids = count(1)
         self._pending: dict[int, asyncio.Future[Any]] = {}
         self.frames = 0
+        self.payload_bytes = 0
         self.tag: Any = None  # the owner's per-connection state (e.g. its OffsetChecker)
         self.name = ""  # the owner's name for it (its token's subject)
         self.epoch: str | None = None  # the subscribed channel's epoch, from the reply
@@ -59,7 +68,17 @@ class Client(WSListener):
         # the hot path (one call per delivery): a text frame holding a pub push
         if frame.msg_type is _TEXT:
             self.frames += 1
+            self.payload_bytes += frame.payload_size
             msg = _loads(frame.get_payload_as_memoryview())
+            if msg.get("push") == "pub":
+                if self.on_pub is not None:
+                    self.on_pub(self, msg)
+            else:
+                self._other(msg)
+        elif frame.msg_type is _BINARY:  # the same, in MessagePack
+            self.frames += 1
+            self.payload_bytes += frame.payload_size
+            msg = _unpackb(frame.get_payload_as_bytes())
             if msg.get("push") == "pub":
                 if self.on_pub is not None:
                     self.on_pub(self, msg)
@@ -109,7 +128,11 @@ class Client(WSListener):
         cmd_id = next(self._ids)
         fut: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
         self._pending[cmd_id] = fut
-        self.transport.send(WSMsgType.TEXT, orjson.dumps({"id": cmd_id, "op": op, **fields}))
+        cmd = {"id": cmd_id, "op": op, **fields}
+        if self.binary:
+            self.transport.send(WSMsgType.BINARY, ormsgpack.packb(cmd))
+        else:
+            self.transport.send(WSMsgType.TEXT, orjson.dumps(cmd))
         return fut
 
     @property
@@ -138,16 +161,30 @@ def _socket_factory(source: str) -> Callable[[Any], socket.socket]:
 
 
 async def connect(
-    url: str, on_pub: PubHandler | None = None, source: str | None = None, timeout: float = 10.0
+    url: str,
+    on_pub: PubHandler | None = None,
+    source: str | None = None,
+    timeout: float = 10.0,
+    encoding: str = "json",
 ) -> Client:
     """Open a connection (bound to `source` if given) and wait for the server's hello push."""
+    binary = encoding == "msgpack"
+    headers = {"Sec-WebSocket-Protocol": MSGPACK} if binary else None
 
     async def go() -> Client:
         factory = _socket_factory(source) if source else None
-        _, client = await ws_connect(
-            lambda: Client(on_pub), url, socket_factory=factory, websocket_handshake_timeout=timeout
+        transport, client = await ws_connect(
+            lambda: Client(on_pub, binary),
+            url,
+            socket_factory=factory,
+            websocket_handshake_timeout=timeout,
+            extra_headers=headers,
         )
         assert isinstance(client, Client)
+        agreed = transport.response.headers.get("Sec-WebSocket-Protocol")
+        if binary and agreed != MSGPACK:
+            client.close()
+            raise ConnectionError(f"the server did not agree to {MSGPACK} (it said {agreed!r})")
         try:
             await client.hello
         except BaseException:

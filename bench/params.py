@@ -17,6 +17,7 @@ from typing import Any
 from urllib.parse import urlsplit
 
 SCENARIOS = ("hold", "fanout", "echo", "churn")
+ENCODINGS = ("json", "msgpack")
 #: Open sockets one worker process may hold: below the 20,000-fd hard limit, with headroom.
 CONNS_PER_WORKER = 18_000
 MAX_CONNECTIONS = 200_000
@@ -58,6 +59,7 @@ class Params:
     plot_path: str | None = None
     quiet: bool = False
     subscribe: bool = False
+    encoding: str = "json"
     extra: dict[str, Any] = field(default_factory=dict)
 
     @property
@@ -169,6 +171,12 @@ def build_parser() -> argparse.ArgumentParser:
         action="store_true",
         help="hold: subscribe every connection to a channel (of --channels)",
     )
+    ap.add_argument(
+        "--encoding",
+        choices=ENCODINGS,
+        default="json",
+        help="json, or msgpack: the switchboard.msgpack subprotocol (binary frames)",
+    )
     return ap
 
 
@@ -203,6 +211,7 @@ def parse_params(argv: list[str] | None = None) -> Params:
         plot_path=a.plot_path,
         quiet=a.quiet,
         subscribe=a.subscribe,
+        encoding=a.encoding,
     )
     validate(p)
     if p.workers == 0:

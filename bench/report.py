@@ -75,6 +75,8 @@ def build(p: Params, c: Collected) -> dict[str, Any]:
             "cpu_s": round(cpu, 3),
             "frames": frames,
             "cpu_us_per_frame": round(cpu / frames * 1e6, 2) if frames else None,
+            "encoding": p.encoding,
+            "payload_bytes_per_delivery": _per(c.results, "held_payload_bytes", "held_frames"),
             "cores": round(cpu / wall, 3),
             "cores_per_100k_deliveries_s": round((cpu / wall) / (rate / 1e5), 3) if rate else None,
             "max_loop_lag_ms": round(
@@ -213,3 +215,9 @@ def summary(doc: dict[str, Any]) -> str:
             + (f" (stats: {s['stats_error']})" if s.get("stats_error") else "")
         )
     return "\n".join(lines)
+
+
+def _per(results: dict[Any, dict[str, Any]], amount: str, count: str) -> float | None:
+    """Sum of `amount` over sum of `count` across workers (older workers report neither)."""
+    total = sum(r.get(count, 0) for r in results.values())
+    return round(sum(r.get(amount, 0) for r in results.values()) / total, 1) if total else None

@@ -250,7 +250,7 @@ def echo(srv: Running, out: Outcome, sz: Sizes, outdir: Path, tag: str) -> None:
         client_cost(out, doc)
 
 
-def fanout_cost(subscribers: int, rate: float) -> Callable[..., None]:
+def fanout_cost(subscribers: int, rate: float, encoding: str = "json") -> Callable[..., None]:
     """Server CPU per delivery at one fixed load: the figure issue 8 compares."""
 
     def body(srv: Running, out: Outcome, sz: Sizes, outdir: Path, tag: str) -> None:
@@ -258,6 +258,8 @@ def fanout_cost(subscribers: int, rate: float) -> Callable[..., None]:
         doc = load(
             [
                 "fanout",
+                "--encoding",
+                encoding,
                 "--url",
                 srv.ws_url,
                 "--subscribers",
@@ -285,9 +287,25 @@ def fanout_cost(subscribers: int, rate: float) -> Callable[..., None]:
                 "deliveries/s": doc["deliveries_per_s"],
                 "p99 ms": doc["latency_ms"]["p99"],
                 "lost": doc["lost"] + doc["duplicated"] + doc["reordered"],
+                "payload bytes per delivery": doc["client"]["payload_bytes_per_delivery"],
             }
             server_cost(out, doc)
             client_cost(out, doc)
+
+    return body
+
+
+def encodings_cost(subscribers: int, rate: float) -> Callable[..., None]:
+    """`fanout_cost` in JSON, then in MessagePack, on the same server: CPU and bytes per
+    delivery of each encoding, side by side (issue 17)."""
+
+    def body(srv: Running, out: Outcome, sz: Sizes, outdir: Path, tag: str) -> None:
+        for encoding in ("json", "msgpack"):
+            part = Outcome()
+            fanout_cost(subscribers, rate, encoding)(srv, part, sz, outdir, f"{tag}-{encoding}")
+            out.docs += part.docs
+            out.notes += part.notes
+            out.figures |= {f"{k} ({encoding})": v for k, v in part.figures.items()}
 
     return body
 
@@ -351,6 +369,14 @@ SCENARIOS = [
         baseline=False,
         no_baseline="Compare with `cost-1k-20` above: the same load on one process; bare "
         "Tornado has no cross-process fan-out. Redis's own CPU is not counted.",
+    ),
+    Scenario(
+        "cost-encodings",
+        "Server CPU and bytes per delivery, JSON then MessagePack, 1,000 subscribers × 20/s",
+        encodings_cost(1000, 20),
+        baseline=False,
+        no_baseline="Compare with `cost-1k-20` above (JSON, the same load); bare Tornado has "
+        "no MessagePack subprotocol.",
     ),
     Scenario(
         "hold-19900",

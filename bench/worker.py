@@ -148,7 +148,9 @@ class Worker:
         After a drain, `since` and `checker` resume the subscription where it stopped.
         """
         t0 = time.perf_counter()
-        client = await connect(self.urls(name), self.on_pub, self.source(), self.p.connect_timeout)
+        client = await connect(
+            self.urls(name), self.on_pub, self.source(), self.p.connect_timeout, self.p.encoding
+        )
         client.name = name
         self.connect_hist.add_many([(time.perf_counter() - t0) * 1e6])
         if channel is not None:
@@ -313,6 +315,9 @@ class Worker:
             + self.churn_frames
             + sum(c.frames for c in (pubs.clients if pubs else []))
         )
+        # What the subscribers received: their frames and the bytes those carried.
+        held_frames = sum(c.frames for c in self.holders)
+        held_bytes = sum(c.payload_bytes for c in self.holders)
         self.send(
             "result",
             self.plan.index,
@@ -320,6 +325,8 @@ class Worker:
                 "delivered": self.delivered,
                 "pings": self.pings,
                 "frames": frames,
+                "held_frames": held_frames,
+                "held_payload_bytes": held_bytes,
                 "hist": self.hist.to_sparse(),
                 "cpu_s": cpu,
                 "wall_s": wall,

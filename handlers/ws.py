@@ -9,9 +9,11 @@ import tornado.web
 
 from server import auth, sessions
 from server.client import Connection
+from server.codec import Transcoder
 from server.node import Node
 from server.protocol import Close
 from server.store.base import StoreUnavailable
+from server.ws import subprotocol
 from server.ws.handler import SocketHandler
 from server.ws.outbox import Flusher
 from server.ws.transport import Transport
@@ -20,9 +22,10 @@ from server.ws.transport import Transport
 class WebSocketHandler(SocketHandler):
     """Serves protocol v1 at /ws; see docs/protocol.md. The transport is server/ws/."""
 
-    def initialize(self, node: Node, flusher: Flusher) -> None:
+    def initialize(self, node: Node, flusher: Flusher, transcoder: Transcoder) -> None:
         self.node = node
         self.flusher = flusher
+        self.transcoder = transcoder
         self.max_pending_bytes = node.config.server.max_pending_bytes
         self.identity = auth.ANONYMOUS
         self.conn: Connection | None = None
@@ -66,8 +69,14 @@ class WebSocketHandler(SocketHandler):
         if found is not None:
             self.identity = sessions.identity(*found)
 
+    def select_subprotocol(self, subprotocols: list[str]) -> str | None:
+        """`switchboard.msgpack` or `switchboard.json` when offered; none means JSON."""
+        return subprotocol.select(subprotocols)
+
     def opened(self, transport: Transport) -> None:
-        self.conn = Connection(self.node, transport, self.identity)
+        chosen = self.selected_subprotocol
+        transport = subprotocol.wrap(transport, chosen, self.transcoder)
+        self.conn = Connection(self.node, transport, self.identity, subprotocol.parser(chosen))
         self.conn.open()
 
     def on_ping(self, data: bytes) -> None:

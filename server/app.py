@@ -10,12 +10,13 @@ import logging
 import tornado.httpserver
 import tornado.web
 
-from handlers import api, login, pages, site, ws
+from handlers import api, login, pages, site, sse, ws
 from server import assets
 from server.broker import redis_conn
 from server.broker.base import Broker
 from server.broker.memory import MemoryBroker
 from server.broker.redis import RedisBroker
+from server.codec import Transcoder
 from server.config import Config
 from server.extras import Extras
 from server.hub import Hub
@@ -31,6 +32,7 @@ from server.presence.redis import RedisPresence
 from server.process import logs
 from server.process.admission import Admission, default_max_sockets
 from server.process.httpserver import GuardedHTTPServer
+from server.sse.registry import Sessions
 from server.store.base import Store
 from server.store.memory import MemoryStore
 from server.store.mongo import MongoStore
@@ -113,7 +115,8 @@ def make_app(node: Node) -> tornado.web.Application:
             (r"/login/([A-Za-z0-9_-]+)", login.StartHandler, nl),
             (r"/login/([A-Za-z0-9_-]+)/callback", login.CallbackHandler, nl),
             (r"/logout", login.LogoutHandler, nl),
-            (r"/ws", ws.WebSocketHandler, {**n, "flusher": Flusher()}),
+            (r"/ws", ws.WebSocketHandler, {**n, "flusher": Flusher(), "transcoder": Transcoder()}),
+            (r"/sse", sse.EventStreamHandler, {**n, "sessions": Sessions(node)}),
             (r"/api/publish", api.PublishHandler, n),
             (r"/api/broadcast", api.BroadcastHandler, n),
             (channel + "/history", api.HistoryHandler, n),

@@ -46,6 +46,7 @@ class Connection:
         "node",
         "transport",
         "send",
+        "parse",
         "_bucket",
         "_publish_bucket",
         "alive",
@@ -60,12 +61,15 @@ class Connection:
         node: Node,
         transport: Transport,
         identity: Identity = ANONYMOUS,
+        parse: Callable[[str | bytes], Command] = protocol.parse_command,
     ) -> None:
         self.id = secrets.token_hex(8)
         self.node = node
         self.transport = transport
         #: Queue one encoded frame: one call per delivery (the transport's own bound method).
         self.send = transport.send
+        #: Decode one frame into a Command: JSON, or MessagePack (server.ws.subprotocol).
+        self.parse = parse
         self.identity = identity
         self.user = identity.user
         self.name = identity.name
@@ -155,7 +159,7 @@ class Connection:
         self.alive = True
         self.node.stats.received += 1
         try:
-            cmd = protocol.parse_command(frame)
+            cmd = self.parse(frame)
         except FrameError as exc:
             self._refuse(exc.cmd_id, Code.BAD_REQUEST, exc.message)
             return None

@@ -155,6 +155,8 @@ class Node:
         self._store_failed_at = -math.inf  # when a durable append last found the store down
         self._background: set[asyncio.Future[Any]] = set()
         self.extension: Extension | None = None
+        #: Handlers of control messages by `op`, beyond `disconnect` (server/sse/ adds one).
+        self.control_handlers: dict[str, Callable[[dict[str, Any]], None]] = {}
 
     async def start(self) -> None:
         await self.store.start()
@@ -347,6 +349,8 @@ class Node:
                         str(msg.get("reason", "")),
                         bool(msg.get("reconnect", False)),
                     )
+        elif (handler := self.control_handlers.get(str(msg.get("op")))) is not None:
+            handler(msg)
         elif self.extension is not None:
             self.extension.on_control(msg)
 

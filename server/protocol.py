@@ -169,14 +169,28 @@ def parse_command(frame: str | bytes) -> Command:
         raise FrameError(f"frame is not valid JSON: {exc.msg}") from None
     if not isinstance(obj, dict):
         raise FrameError("frame must be a JSON object")
-    cmd_id = obj.get("id")
-    if type(cmd_id) is not int or not 0 <= cmd_id <= MAX_ID:
-        raise FrameError("`id` must be a non-negative integer")
+    cmd_id = _command_id(obj)
     try:
         check_depth(obj, frame)
         check_exact(frame)
     except ValueError as exc:
         raise FrameError(str(exc), cmd_id) from None
+    return _with_op(obj, cmd_id)
+
+
+def command_of(obj: dict[str, Any]) -> Command:
+    """A Command from a frame another encoding decoded (server.codec): `id` and `op` checked."""
+    return _with_op(obj, _command_id(obj))
+
+
+def _command_id(obj: dict[str, Any]) -> int:
+    cmd_id = obj.get("id")
+    if type(cmd_id) is not int or not 0 <= cmd_id <= MAX_ID:
+        raise FrameError("`id` must be a non-negative integer")
+    return cmd_id
+
+
+def _with_op(obj: dict[str, Any], cmd_id: int) -> Command:
     op = obj.get("op")
     if not isinstance(op, str):
         raise FrameError("`op` must be a string", cmd_id)

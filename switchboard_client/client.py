@@ -60,7 +60,8 @@ class Client:
 
     `token` is a connection token (JWT) for the first connect; `get_token`, an async callable,
     is asked for a fresh one on every connect after it (on every connect when `token` is None),
-    so an expired token is replaced by reconnecting. Delays are in seconds.
+    so an expired token is replaced by reconnecting. Delays are in seconds. `encoding="msgpack"`
+    speaks MessagePack (binary frames) instead of JSON; the values are the same.
     """
 
     def __init__(
@@ -74,8 +75,11 @@ class Client:
         connect_timeout: float = 10.0,
         ping_timeout: float = 5.0,
         stable_after: float = 5.0,
+        encoding: Literal["json", "msgpack"] = "json",
     ) -> None:
         self.url = url
+        #: "msgpack": ask for MessagePack frames (the server's `switchboard.msgpack`)
+        self.encoding = encoding
         self.state: State = "disconnected"
         #: the server's hello on the current (or last) connection
         self.hello: Hello | None = None
@@ -192,7 +196,7 @@ class Client:
             return self._backoff.next()
         try:
             conn = await Connection.open(
-                with_token(self.url, token), self._connect_timeout, self._on_push
+                with_token(self.url, token), self._connect_timeout, self._on_push, self.encoding
             )
         except InvalidURI as exc:
             self._give_up(SwitchboardError("bad_request", str(exc)))

@@ -1,5 +1,8 @@
 """One WebSocket connection to the server: commands out, replies matched by id, pushes on.
 
+Frames are JSON text, or MessagePack binary when the client asked for the `switchboard.msgpack`
+subprotocol and the server agreed (docs/protocol.md, "Subprotocols").
+
 Replies are handled synchronously in the read loop, in frame order. That matters for
 `subscribe`: its reply must take effect before the next frame (maybe the channel's next
 publication) is read, or a publication could slip between the recovered ones and the live ones.
@@ -13,8 +16,10 @@ from collections.abc import Callable
 from typing import Any
 
 import orjson
+import ormsgpack
 from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import ConnectionClosed
+from websockets.typing import Subprotocol
 
 from switchboard_client.errors import ConnectionLost, SwitchboardError
 from switchboard_client.types import Hello
@@ -24,11 +29,20 @@ ReplyHandler = Callable[[dict[str, Any] | ConnectionLost], None]
 PushHandler = Callable[[dict[str, Any]], None]
 
 DEAD = 4000  # the close code this client reports for a connection it declared dead
+MSGPACK = Subprotocol("switchboard.msgpack")
+JSON = Subprotocol("switchboard.json")
+
+
+def decode(raw: str | bytes) -> Any:
+    """A frame's message: binary frames are MessagePack, text frames JSON."""
+    return ormsgpack.unpackb(raw) if isinstance(raw, bytes) else orjson.loads(raw)
 
 
 class Connection:
     def __init__(self, ws: ClientConnection, hello: Hello, on_push: PushHandler) -> None:
         self.ws = ws
+        #: "msgpack" when the server agreed to the MessagePack subprotocol, else "json"
+        self.encoding = "msgpack" if ws.subprotocol == MSGPACK else "json"
         self.hello = hello
         self._on_push = on_push
         self._pending: dict[int, ReplyHandler] = {}
@@ -38,14 +52,21 @@ class Connection:
         self.disconnect_push: dict[str, Any] | None = None
 
     @classmethod
-    async def open(cls, url: str, timeout: float, on_push: PushHandler) -> Connection:
+    async def open(
+        cls, url: str, timeout: float, on_push: PushHandler, encoding: str = "json"
+    ) -> Connection:
         """Connect and wait for the server's hello, all within `timeout` seconds."""
         async with asyncio.timeout(timeout):
             ws = await connect(
-                url, open_timeout=None, ping_interval=None, close_timeout=2, max_size=None
+                url,
+                open_timeout=None,
+                ping_interval=None,
+                close_timeout=2,
+                max_size=None,
+                subprotocols=[MSGPACK, JSON] if encoding == "msgpack" else None,
             )
             try:
-                hello = orjson.loads(await ws.recv())
+                hello = decode(await ws.recv())
             except BaseException:
                 ws.transport.abort()
                 raise
@@ -61,7 +82,11 @@ class Connection:
         cmd_id = next(self._ids)
         self._pending[cmd_id] = on_reply
         try:
-            await self.ws.send(orjson.dumps({"id": cmd_id, "op": op, **fields}), text=True)
+            cmd = {"id": cmd_id, "op": op, **fields}
+            if self.encoding == "msgpack":
+                await self.ws.send(ormsgpack.packb(cmd))
+            else:
+                await self.ws.send(orjson.dumps(cmd), text=True)
         except ConnectionClosed:
             self._pending.pop(cmd_id, None)
             raise ConnectionLost() from None
@@ -104,8 +129,8 @@ class Connection:
 
     def _receive(self, raw: str | bytes) -> None:
         try:
-            msg = orjson.loads(raw)
-        except orjson.JSONDecodeError:
+            msg = decode(raw)
+        except (ValueError, TypeError):  # JSONDecodeError is a ValueError
             return
         if not isinstance(msg, dict):
             return

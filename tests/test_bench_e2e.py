@@ -228,3 +228,33 @@ def test_every_publication_refused_fails_naming_the_refusal(tmp_path: Path) -> N
     assert doc["lost"] == 0 and doc["published"] > 0
     assert f"FAIL: PUBLICATIONS REFUSED: {doc['published']} of {doc['published']} sent" in output
     assert "error:forbidden" in output and "FAIL: NOTHING DELIVERED" in output
+
+
+def test_both_encodings_report_bytes_per_delivery(tmp_path: Path) -> None:
+    """`--encoding msgpack` delivers everything in binary frames, and fewer bytes than JSON."""
+    per_delivery = {}
+    with started_switchboard() as srv:
+        for encoding in ("json", "msgpack"):
+            rc, doc, output = run_load(
+                [
+                    "fanout",
+                    "--url",
+                    srv.ws_url,
+                    "--encoding",
+                    encoding,
+                    "--subscribers",
+                    "50",
+                    "--rate",
+                    "20",
+                    "--duration",
+                    "1.5",
+                    "--channel-prefix",
+                    "bench:",
+                ],
+                tmp_path,
+            )
+            assert_clean(rc, doc, output)
+            assert doc["delivered"] == doc["published"] * 50
+            assert doc["client"]["encoding"] == encoding
+            per_delivery[encoding] = doc["client"]["payload_bytes_per_delivery"]
+    assert 0 < per_delivery["msgpack"] < per_delivery["json"], per_delivery

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import asyncio
-from typing import Any
+from typing import Any, Literal
 
 import pytest
 
@@ -16,8 +16,15 @@ from tests.support import API_KEY, TOKEN_SECRET, RunningServer, make_config, sta
 
 
 @pytest.mark.asyncio
-async def test_subscribe_publish_history_presence(app: RunningServer) -> None:
-    async with Client(app.ws_url) as a, Client(app.ws_url) as b:
+@pytest.mark.parametrize(
+    ("enc_a", "enc_b"), [("json", "json"), ("msgpack", "json"), ("json", "msgpack")]
+)
+async def test_subscribe_publish_history_presence(
+    app: RunningServer, enc_a: Literal["json", "msgpack"], enc_b: Literal["json", "msgpack"]
+) -> None:
+    """Either client in either encoding: the same values arrive."""
+    async with Client(app.ws_url, encoding=enc_a) as a, Client(app.ws_url, encoding=enc_b) as b:
+        assert a._conn is not None and a._conn.encoding == enc_a
         seen = Seen(a)
         joins: list[JoinLeave] = []
         sub = await a.subscribe("lobby", on_publication=seen.publication, on_join=joins.append)

@@ -10,6 +10,7 @@ import os
 import signal
 import time
 from collections.abc import Callable
+from typing import Literal
 
 import pytest
 import tornado.netutil
@@ -33,17 +34,19 @@ def server_side(app: RunningServer) -> list[Connection]:
 
 
 @pytest.mark.asyncio
+@pytest.mark.parametrize("encoding", ["json", "msgpack"])
 async def test_publications_made_while_the_server_was_down_arrive_once_in_order(
-    mongo_url: str,
+    mongo_url: str, encoding: Literal["json", "msgpack"]
 ) -> None:
     mongo = fresh_config(mongo_url)
     cfg = make_config(mongo={"url": mongo.url, "database": mongo.database})
     first = await start_server(cfg)
     second: RunningServer | None = None
     try:
-        async with Client(first.ws_url, min_delay=MIN_S, max_delay=MAX_S) as sb:
+        async with Client(first.ws_url, min_delay=MIN_S, max_delay=MAX_S, encoding=encoding) as sb:
             seen = Seen(sb)
             await sb.subscribe("news", on_publication=seen.publication)
+            assert sb._conn is not None and sb._conn.encoding == encoding
             for n in range(3):
                 await sb.publish("news", n)
             await eventually(lambda: len(seen.data("news")) == 3)

@@ -4,8 +4,8 @@ Why: every accepted socket is a file descriptor, and a process that runs out of 
 accept, answer /healthz, or reach Redis and MongoDB. So the process counts every socket it
 accepts (HTTP and WebSocket alike) against `[server] max_sockets`, and each address against
 `[limits] sockets_per_ip` and `[limits] connects_per_ip_per_s` (a token bucket with
-`connects_per_ip_burst`). The HTTP server (server/process/httpserver.py) asks here before it serves a
-connection; a socket gives its place back when it is closed, whoever closes it.
+`connects_per_ip_burst`). The HTTP server (server/process/httpserver.py) asks here before it
+serves a connection; a socket gives its place back when it is closed, whoever closes it.
 
 IPv6 addresses count by their /64: one client commonly holds a whole /64.
 

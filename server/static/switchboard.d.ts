@@ -87,8 +87,21 @@ export type TokenSource =
   | null
   | (() => string | null | undefined | PromiseLike<string | null | undefined>);
 
+/** A way to the server: a WebSocket, or Server-Sent Events with POSTed commands. */
+export type TransportName = "websocket" | "sse";
+
+/** The encoding of frames over WebSocket (SSE is always JSON). */
+export type Encoding = "json" | "msgpack";
+
 export interface SwitchboardOptions {
   token?: TokenSource;
+  /** Tried in turn until one gets the server's hello (default ["websocket", "sse"]);
+   *  the one that worked is tried first on the next connect. */
+  transports?: TransportName[];
+  /** "msgpack": MessagePack binary frames over WebSocket (default "json"). */
+  encoding?: Encoding;
+  /** The SSE endpoint (default: the URL with its last path segment "ws" replaced by "sse"). */
+  sseUrl?: string | URL | null;
   /** First backoff window (default 500); doubles per failed attempt. */
   minDelayMs?: number;
   /** Cap of the backoff window (default 20,000). */
@@ -151,6 +164,8 @@ export declare class Switchboard {
   readonly state: State;
   /** The server's hello on the current (or last) connection. */
   readonly hello: Hello | null;
+  /** The transport that carried the last hello, or null before the first. */
+  readonly transport: TransportName | null;
 
   /** Listen to an event; returns a function that stops listening. */
   on(event: "state", fn: (state: State, info: StateInfo) => void): () => void;

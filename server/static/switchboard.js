@@ -9,6 +9,12 @@
 // It reconnects by itself (exponential backoff with full jitter, capped), except when the
 // server said not to; it notices a dead connection by unanswered pings; and it resubscribes
 // every channel with `since`, so each publication reaches the page once and in order.
+//
+// Transports: WebSocket first, then Server-Sent Events with POSTed commands where a proxy
+// refuses the upgrade (`transports: ["websocket", "sse"]`, the default; `["sse"]` forces SSE).
+// `encoding: "msgpack"` asks for MessagePack frames over WebSocket (SSE is always JSON).
+
+import { SseTransport, WebSocketTransport } from "./transports.js";
 
 /** An error reply or a local failure; `code` is one of the protocol's error codes. */
 export class SwitchboardError extends Error {
@@ -30,6 +36,9 @@ const DEFAULTS = {
   connectTimeoutMs: 10000, // no hello by then: give up on this attempt
   pingTimeoutMs: 5000, // a ping unanswered this long means the connection is dead
   stableAfterMs: 5000, // a connection that lived this long resets the backoff
+  transports: ["websocket", "sse"], // tried in turn until one gets the server's hello
+  encoding: "json", // or "msgpack": MessagePack frames over WebSocket
+  sseUrl: null, // default: the URL with its last path segment "ws" replaced by "sse"
 };
 
 function deferred() {
@@ -69,11 +78,16 @@ export class Switchboard {
     this.options = { ...DEFAULTS, ...options };
     this.state = "disconnected";
     this.hello = null;
+    this.transport = null; // "websocket" or "sse": what carries the current connection
     this._listeners = new Map();
     this._pending = new Map(); // command id -> deferred
     this._subs = new Map(); // channel -> Subscription
     this._nextId = 1;
-    this._ws = null;
+    this._ws = null; // the transport in use (server/static/transports.js)
+    this._helloOn = null; // the transport that got the last hello
+    this._next = 0; // index in options.transports of the transport to try first
+    this._tried = 0; // transports tried in this attempt
+    this._token = null; // this attempt's token
     this._wanted = false; // connect() called and close() not since
     this._attempt = 0;
     this._timers = {};
@@ -139,36 +153,56 @@ export class Switchboard {
 
   async _open() {
     this._setState(this.hello ? "reconnecting" : "connecting", { retryInMs: 0 });
-    let url;
     try {
-      url = await this._wsUrl();
+      const { token } = this.options;
+      this._token = typeof token === "function" ? await token() : token;
     } catch (err) {
       this._emit("error", new SwitchboardError("unauthorized", `no token: ${err.message}`));
       this._retry();
       return;
     }
     if (!this._wanted) return;
-    const ws = new WebSocket(url);
-    this._ws = ws;
-    this._lastPush = null;
-    this._timer("connect", this.options.connectTimeoutMs,
-      () => this._lost(ws, { code: 4000, reason: "no hello in time" }));
-    ws.onmessage = (ev) => this._receive(ws, ev.data);
-    ws.onclose = (ev) => this._lost(ws, ev);
+    this._tried = 0;
+    this._start();
   }
 
-  async _wsUrl() {
-    const u = new URL(this.url, location.href);
-    if (u.protocol === "http:") u.protocol = "ws:";
-    if (u.protocol === "https:") u.protocol = "wss:";
-    const { token } = this.options;
-    const value = typeof token === "function" ? await token() : token;
-    if (value) u.searchParams.set("token", value);
+  /** Open the transport `_next` names; `_lost` moves on to the next one if it gets no hello. */
+  _start() {
+    const names = this.options.transports;
+    const name = names[this._next % names.length];
+    const handlers = {
+      onMessage: (msg) => this._receive(transport, msg),
+      onClose: (ev) => this._lost(transport, ev),
+    };
+    const url = this._urlFor(name);
+    const transport = name === "sse" ? new SseTransport(url, handlers)
+      : new WebSocketTransport(url, handlers, { encoding: this.options.encoding });
+    this._ws = transport;
+    this._tried += 1;
+    this._lastPush = null;
+    this._timer("connect", this.options.connectTimeoutMs,
+      () => this._lost(transport, { code: 4000, reason: "no hello in time" }));
+  }
+
+  _urlFor(name) {
+    let u;
+    if (name === "sse" && this.options.sseUrl) {
+      u = new URL(this.options.sseUrl, location.href);
+    } else {
+      u = new URL(this.url, location.href);
+      if (name === "sse") u.pathname = u.pathname.replace(/\/ws\/?$/, "/sse");
+    }
+    const secure = u.protocol === "https:" || u.protocol === "wss:";
+    if (name === "sse") u.protocol = secure ? "https:" : "http:";
+    else u.protocol = secure ? "wss:" : "ws:";
+    if (this._token) u.searchParams.set("token", this._token);
     return u.toString();
   }
 
   _hello(msg) {
     this._clear("connect");
+    this._helloOn = this._ws;
+    this.transport = this._ws.name;
     this.hello = msg;
     this._helloAt = Date.now();
     this._setState("connected");
@@ -200,6 +234,11 @@ export class Switchboard {
     const push = this._lastPush;
     this._dropSocket(4000, "connection lost");
     if (!this._wanted) return;
+    if (ws !== this._helloOn && !push && this._tried < this.options.transports.length) {
+      this._next += 1; // it never got a hello (a proxy refused it?): try the next one now
+      this._start();
+      return;
+    }
     const renewable = code === 4001 && typeof this.options.token === "function";
     const retry = push ? push.reconnect || renewable : !FINAL_CLOSES.has(code) || renewable;
     if (retry) {
@@ -243,10 +282,7 @@ export class Switchboard {
     const err = new SwitchboardError("unavailable", "connection closed");
     for (const pending of this._pending.values()) pending.reject(err);
     this._pending.clear();
-    if (ws) {
-      ws.onmessage = ws.onclose = null;
-      if (ws.readyState <= WebSocket.OPEN) ws.close(code === 1000 ? 1000 : 4000, reason);
-    }
+    if (ws) ws.close(code, reason);
   }
 
   _timer(name, ms, fn) {
@@ -262,10 +298,8 @@ export class Switchboard {
 
   // -- frames -------------------------------------------------------------------------------
 
-  _receive(ws, data) {
-    if (ws !== this._ws) return;
-    let msg;
-    try { msg = JSON.parse(data); } catch { return; }
+  _receive(ws, msg) {
+    if (ws !== this._ws || msg === null || typeof msg !== "object") return;
     if (msg.id !== undefined) {
       const pending = this._pending.get(msg.id);
       if (!pending) return;
@@ -303,7 +337,7 @@ export class Switchboard {
     const id = this._nextId++;
     const pending = deferred();
     this._pending.set(id, pending);
-    this._ws.send(JSON.stringify({ id, op, ...fields }));
+    this._ws.send({ id, op, ...fields });
     return pending.promise;
   }
 

@@ -4,6 +4,8 @@ Server frames are never masked, so one encoded frame serves every subscriber of 
 
 >>> text(b"hi")
 b'\\x81\\x02hi'
+>>> bytes(text_payload(text(b"hi")))
+b'hi'
 >>> close(1000, "bye")
 b'\\x88\\x05\\x03\\xe8bye'
 >>> parse_close(b"\\x03\\xe7")
@@ -60,6 +62,14 @@ def text(payload: bytes) -> bytes:
     if n < 65536:
         return b"\x81\x7e" + struct.pack("!H", n) + payload
     return b"\x81\x7f" + struct.pack("!Q", n) + payload
+
+
+def text_payload(frame: bytes) -> memoryview | None:
+    """The payload of a text frame built by `text`, or None for any other frame (pings)."""
+    if not frame or frame[0] != 0x81:
+        return None
+    n = frame[1]
+    return memoryview(frame)[2 if n < 126 else 4 if n == 126 else 10 :]
 
 
 def close(code: int | None, reason: str | None = None) -> bytes:

@@ -26,6 +26,11 @@ const sb = new Switchboard("/ws", {
 });
 new Switchboard(new URL("wss://example.com/ws"), { token: "jwt" });
 new Switchboard("/ws", { token: () => null });
+new Switchboard("/ws", { transports: ["sse"], encoding: "msgpack", sseUrl: "/events" });
+// @ts-expect-error: only the transports there are
+new Switchboard("/ws", { transports: ["long-polling"] });
+// @ts-expect-error: only the encodings there are
+new Switchboard("/ws", { encoding: "cbor" });
 // @ts-expect-error: a token is a string or a function returning one
 new Switchboard("/ws", { token: 42 });
 // @ts-expect-error: options are checked
@@ -42,6 +47,8 @@ stop();
 
 async function main(): Promise<void> {
   const hello = await sb.connect();
+  const via: "websocket" | "sse" | null = sb.transport;
+  lines.push(via ?? "none");
   lines.push(hello.client, hello.user ?? "anonymous", String(hello.ping_interval));
 
   const page: HistoryResult<Chat> = await sb.history<Chat>("chat:lobby", { limit: 50 });
