@@ -30,12 +30,16 @@ from typing import Any
 
 from bench.client import Client, connect, error_cause
 from bench.fdlimit import raise_nofile
-from bench.holder import reconnect, reconnect_delay_s
+from bench.holder import backoff_s, reconnect, reconnect_delay_s
 from bench.params import parse_addresses
 from bench.procinfo import children
 from bench.servers import ServerFailed, started_redis, started_switchboard
 
 Accept = tuple[float, str]  # when the hello arrived, and the node that sent it
+
+
+#: Closes after which a client does not come back (unauthorized, forbidden, policy).
+FINAL_CLOSES = (4001, 4003, 4008)
 
 
 @dataclass(frozen=True)
@@ -81,10 +85,16 @@ class Fleet:
         if self.stopping:
             return
         delay = reconnect_delay_s(client.disconnect_push)
+        code = client.closed.result()
         if delay is None:
-            self.errors[f"closed:{client.closed.result()}"] += 1
-            return
-        self.errors["drained"] += 1
+            self.errors[f"closed:{code}"] += 1
+            if client.disconnect_push is not None or code in FINAL_CLOSES:
+                return
+            # Closed without a word (its worker ended before the close handshake): reconnect
+            # with backoff, as the browser client does.
+            delay = backoff_s(0)
+        else:
+            self.errors["drained"] += 1
         again = reconnect(self.open_one, delay, lambda: self.stopping, self.errors)
         task = asyncio.ensure_future(again)
         self._tasks.add(task)
