@@ -401,7 +401,6 @@ class Node:
             self._last.pop(channel, None)
             return
         if not complete:
-            self._last.pop(channel, None)
             self._end_subscriptions(channel, RESUBSCRIBE)
             return
         for offset, body in pubs:
@@ -416,7 +415,6 @@ class Node:
                 log.warning(
                     "%s: %s does not follow %s after recovery", channel, (epoch, offset), last
                 )
-                self._last.pop(channel, None)
                 self._end_subscriptions(channel, RESUBSCRIBE)
                 return
             last = (epoch, offset)
@@ -443,6 +441,8 @@ class Node:
                 del self._stored_events[channel]
 
     def _end_subscriptions(self, channel: str, reason: str) -> None:
+        """End every local subscription of `channel`: nothing here is delivered from now on."""
+        self._last.pop(channel, None)
         frame = wsframe.text(protocol.unsubscribed_push(channel, reason))
         for client in self.hub.subscribers(channel):
             client.send(frame)
