@@ -18,7 +18,7 @@ from typing import Any
 
 import orjson
 import ormsgpack
-from picows import WSFrame, WSListener, WSMsgType, WSTransport, ws_connect
+from picows import WSCloseCode, WSFrame, WSListener, WSMsgType, WSTransport, ws_connect
 
 #: Linux IP_BIND_ADDRESS_NO_PORT: pick the source port at connect(), per destination, not at bind().
 _IP_BIND_ADDRESS_NO_PORT = getattr(socket, "IP_BIND_ADDRESS_NO_PORT", 24)
@@ -141,7 +141,8 @@ class Client(WSListener):
 
     def close(self) -> None:
         if self.transport is not None:
-            self.transport.send_close()
+            # picows's default close code is 0, which RFC 6455 forbids (the server answers 1002).
+            self.transport.send_close(WSCloseCode.OK)
             self.transport.disconnect()
 
 
