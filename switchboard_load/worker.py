@@ -16,14 +16,14 @@ from functools import partial
 from multiprocessing.connection import Connection
 from typing import Any
 
-from bench.checker import DeliveryTotals, OffsetChecker
-from bench.client import Client, connect, error_cause
-from bench.fdlimit import raise_nofile
-from bench.holder import reconnect, reconnect_delay_s, since_of, subscribe_retrying
-from bench.params import Params
-from bench.publisher import HttpPublishers, Publishers
-from bench.stats import Histogram
-from bench.tokens import UrlMaker
+from switchboard_load.checker import DeliveryTotals, OffsetChecker
+from switchboard_load.client import Client, connect, error_cause
+from switchboard_load.fdlimit import raise_nofile
+from switchboard_load.holder import reconnect, reconnect_delay_s, since_of, subscribe_retrying
+from switchboard_load.params import Params
+from switchboard_load.publisher import HttpPublishers, Publishers
+from switchboard_load.stats import Histogram
+from switchboard_load.tokens import UrlMaker
 
 _now = time.time
 
