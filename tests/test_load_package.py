@@ -47,6 +47,11 @@ def test_the_load_tester_imports_nothing_from_bench() -> None:
     assert not offending
 
 
+def test_no_file_of_the_load_tester_passes_400_lines() -> None:
+    long = {p.name: n for p in PACKAGE.glob("*.py") if (n := len(p.read_text().splitlines())) > 400}
+    assert not long
+
+
 def _script() -> Path:
     return Path(sysconfig.get_path("scripts")) / "switchboard-load"
 
