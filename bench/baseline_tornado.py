@@ -27,7 +27,7 @@ from tornado.httpserver import HTTPServer
 from tornado.web import Application, RequestHandler
 from tornado.websocket import WebSocketClosedError, WebSocketHandler
 
-from bench.fdlimit import raise_nofile
+from switchboard_load.fdlimit import raise_nofile
 
 
 class Channel:

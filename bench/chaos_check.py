@@ -1,10 +1,10 @@
 """The chaos scenario's checker: what each fault did to acknowledged publications.
 
-Why a checker of its own: bench/checker.py follows one subscription in O(1) per delivery; here a
-subscriber lives through reconnects and `recovered: false` reports, and every loss must be told
-apart as reported (the client was told `recovered: false` for that gap) or silent, and charged to
-the fault during which the publication was acknowledged. It works on plain records, after the
-run, so a unit test can feed it exactly the history it wants.
+Why a checker of its own: switchboard_load/checker.py follows one subscription in O(1) per
+delivery; here a subscriber lives through reconnects and `recovered: false` reports, and every
+loss must be told apart as reported (the client was told `recovered: false` for that gap) or
+silent, and charged to the fault during which the publication was acknowledged. It works on
+plain records, after the run, so a unit test can feed it exactly the history it wants.
 
 Per window (one fault, from its injection until the next one) it counts: publish attempts,
 acknowledgements, refusals (by code) and publications never acknowledged (which are not lost);

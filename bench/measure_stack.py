@@ -139,12 +139,12 @@ async def _run_picows(
 
 
 async def _run_bench_client(url: str, clients: int, per_client: int, _parse: Any) -> None:
-    """The load tester's own path: bench.client.Client and the worker's delivery hot path."""
+    """The load tester's own path: switchboard_load's Client and the worker's delivery hot path."""
     from types import SimpleNamespace
 
-    from bench.checker import OffsetChecker
-    from bench.client import Client
-    from bench.worker import Worker
+    from switchboard_load.checker import OffsetChecker
+    from switchboard_load.client import Client
+    from switchboard_load.worker import Worker
 
     done = asyncio.get_running_loop().create_future()
     sink = SimpleNamespace(delivered=0, latencies=[])
@@ -191,7 +191,7 @@ CANDIDATES: dict[str, tuple[Callable[..., Any], Callable[[bytes], Any], bool]] =
     "picows+orjson+uvloop": (_run_picows, _orjson_parse, True),
     "picows+fastparse+uvloop": (_run_picows, parse_pub, True),
     "picows+uvloop, no parsing": (_run_picows, _no_parse, True),
-    "bench.client + worker hot path (uvloop)": (_run_bench_client, _no_parse, True),
+    "switchboard_load client + worker hot path (uvloop)": (_run_bench_client, _no_parse, True),
     "picows+orjson+uvloop, no aiofastnet": (
         partial(_run_picows, aiofastnet=False),
         _orjson_parse,

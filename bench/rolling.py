@@ -28,12 +28,12 @@ from collections import Counter, defaultdict
 from dataclasses import asdict, dataclass
 from typing import Any
 
-from bench.client import Client, connect, error_cause
-from bench.fdlimit import raise_nofile
-from bench.holder import backoff_s, reconnect, reconnect_delay_s
-from bench.params import parse_addresses
 from bench.procinfo import children
 from bench.servers import ServerFailed, started_redis, started_switchboard
+from switchboard_load.client import Client, connect, error_cause
+from switchboard_load.fdlimit import raise_nofile
+from switchboard_load.holder import backoff_s, reconnect, reconnect_delay_s
+from switchboard_load.params import parse_addresses
 
 Accept = tuple[float, str]  # when the hello arrived, and the node that sent it
 

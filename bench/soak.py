@@ -2,7 +2,7 @@
 sampling the server every `--sample` s (10) into a JSON document and a PNG.
 
 It starts Redis, the embedded MongoDB-compatible server and `python -m server --processes 2`
-(as bench.chaos does), runs `python -m bench.load churn` against them (held subscribers over
+(as bench.chaos does), runs `python -m switchboard_load churn` against them (held subscribers over
 channels with history and presence, publications through the HTTP API, connections opened and
 closed at `--churn-rate`), and meanwhile samples: RSS and open files of every worker (/proc),
 connections (GET /api/stats), each worker's event-loop lag and the p99 delivery latency
@@ -58,7 +58,7 @@ class SoakParams:
 
 def load_command(p: SoakParams, sb: Switchboard, out: Path) -> list[str]:
     return [
-        *(sys.executable, "-m", "bench.load", "churn", "--url", sb.ws_url, "--quiet"),
+        *(sys.executable, "-m", "switchboard_load", "churn", "--url", sb.ws_url, "--quiet"),
         *("--api-url", sb.http_url, "--api-key", API_KEY, "--channel-prefix", "chaos:"),
         *("--subscribers", str(p.subscribers), "--channels", str(p.channels)),
         *("--rate", str(p.rate), "--churn-rate", str(p.churn_rate)),

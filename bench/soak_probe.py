@@ -14,7 +14,7 @@ import contextlib
 import time
 from typing import Any
 
-from bench.client import Client, connect
+from switchboard_load.client import Client, connect
 
 PING_EVERY_S = 0.5
 

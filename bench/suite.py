@@ -23,10 +23,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from bench.coordinator import RunFailed
-from bench.load import run as run_load
-from bench.params import ParamError, parse_params
-from bench.report import failures
 from bench.servers import (
     API_KEY,
     ROOT,
@@ -37,6 +33,10 @@ from bench.servers import (
     started_redis,
     started_switchboard,
 )
+from switchboard_load.cli import run as run_load
+from switchboard_load.coordinator import RunFailed
+from switchboard_load.params import ParamError, parse_params
+from switchboard_load.report import failures
 
 P99_LIMIT_MS = 250.0
 SOURCES = "127.0.0.2-127.0.0.9"
@@ -79,7 +79,7 @@ class Sizes:
 
 
 def load(argv: list[str], out: Outcome, outdir: Path, tag: str) -> dict[str, Any] | None:
-    """One bench.load run; its document is kept, its failures become notes."""
+    """One load-tester run; its document is kept, its failures become notes."""
     argv = argv + ["--json", str(outdir / f"{tag}.json"), "--plot", str(outdir / f"{tag}.png")]
     try:
         doc = run_load(parse_params(argv))

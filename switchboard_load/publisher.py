@@ -16,7 +16,7 @@ from typing import Any
 
 import orjson
 
-from bench.client import Client, error_cause
+from switchboard_load.client import Client, error_cause
 
 #: Publications awaiting their reply, per publisher: bounded so a slow server cannot grow memory.
 MAX_IN_FLIGHT = 1000

@@ -18,9 +18,9 @@ from pathlib import Path
 
 import pytest
 
-from bench.client import CommandError, connect
-from bench.holder import reconnect_delay_s, subscribe_retrying
 from bench.servers import API_KEY, started_switchboard
+from switchboard_load.client import CommandError, connect
+from switchboard_load.holder import reconnect_delay_s, subscribe_retrying
 from tests.fixtures.server_processes import ServerProcess
 from tests.redis_server import RedisProcess
 
@@ -61,7 +61,7 @@ def test_a_rolling_restart_under_fanout_loses_no_publication_and_no_subscriber(
     with started_switchboard(2, redis_url, mongo_url=mongo_url, env=env) as srv:
         load = subprocess.Popen(
             [
-                *(sys.executable, "-m", "bench.load", "fanout", "--url", srv.ws_url),
+                *(sys.executable, "-m", "switchboard_load", "fanout", "--url", srv.ws_url),
                 *("--api-url", srv.http_url, "--api-key", API_KEY, "--channel-prefix", "bench:"),
                 *("--subscribers", "120", "--channels", "3", "--rate", "30"),
                 *("--duration", "12", "--drain", "10", "--quiet", "--json", str(out)),

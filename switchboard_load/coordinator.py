@@ -15,11 +15,11 @@ from dataclasses import dataclass, field
 from multiprocessing.connection import Connection, wait
 from typing import Any, cast
 
-from bench.params import Params
-from bench.progress import Progress
-from bench.serverstats import stats_url, try_cpu, try_memory
-from bench.stats import Histogram
-from bench.worker import WorkerPlan, worker_main
+from switchboard_load.params import Params
+from switchboard_load.progress import Progress
+from switchboard_load.serverstats import stats_url, try_cpu, try_memory
+from switchboard_load.stats import Histogram
+from switchboard_load.worker import WorkerPlan, worker_main
 
 #: A worker whose CPU use over a second exceeds this share of a core is saturated.
 SATURATED_CPU = 0.9

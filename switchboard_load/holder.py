@@ -18,7 +18,7 @@ from collections import Counter
 from collections.abc import Awaitable, Callable
 from typing import Any
 
-from bench.client import Client, CommandError, error_cause
+from switchboard_load.client import Client, CommandError, error_cause
 
 #: Backoff of a retried subscribe or reconnect: the window doubles from the first to the cap.
 RETRY_FIRST_S = 0.1

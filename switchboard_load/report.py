@@ -12,10 +12,10 @@ import time
 from collections import Counter
 from typing import Any
 
-from bench.checker import DeliveryTotals
-from bench.coordinator import Collected
-from bench.params import Params
-from bench.stats import Histogram
+from switchboard_load.checker import DeliveryTotals
+from switchboard_load.coordinator import Collected
+from switchboard_load.params import Params
+from switchboard_load.stats import Histogram
 
 
 def build(p: Params, c: Collected) -> dict[str, Any]:

@@ -1,4 +1,4 @@
-"""Command line of `python -m bench.load`: scenario parameters, parsed and checked before
+"""Command line of `switchboard-load`: scenario parameters, parsed and checked before
 anything runs.
 
 Why checks here: a load tester must only ever hit the addresses it is given, and a loopback-only
@@ -128,7 +128,7 @@ def default_workers(p: Params) -> int:
 
 def build_parser() -> argparse.ArgumentParser:
     ap = argparse.ArgumentParser(
-        prog="python -m bench.load",
+        prog="switchboard-load",
         description="Load-test a Switchboard server over protocol v1 (loopback targets only).",
     )
     ap.add_argument("scenario", choices=SCENARIOS)

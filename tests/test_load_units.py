@@ -6,13 +6,13 @@ import random
 
 import pytest
 
-from bench.checker import DeliveryTotals, OffsetChecker
-from bench.coordinator import make_plans
-from bench.params import ParamError, parse_addresses, parse_params
-from bench.report import failures
-from bench.serverstats import cpu_seconds, memory, stats_url
-from bench.stats import Histogram, percentile
-from bench.tokens import UrlMaker, with_token
+from switchboard_load.checker import DeliveryTotals, OffsetChecker
+from switchboard_load.coordinator import make_plans
+from switchboard_load.params import ParamError, parse_addresses, parse_params
+from switchboard_load.report import failures
+from switchboard_load.serverstats import cpu_seconds, memory, stats_url
+from switchboard_load.stats import Histogram, percentile
+from switchboard_load.tokens import UrlMaker, with_token
 
 URL = "ws://127.0.0.1:9/ws"
 

@@ -20,7 +20,7 @@ def run_load(
 ) -> tuple[int, dict[str, Any], str]:
     out = tmp_path / "result.json"
     proc = subprocess.run(
-        [sys.executable, "-m", "bench.load", *args, "--json", str(out)],
+        [sys.executable, "-m", "switchboard_load", *args, "--json", str(out)],
         capture_output=True,
         text=True,
         timeout=timeout,

@@ -1,4 +1,4 @@
-"""`python -m bench.load SCENARIO --url ws://127.0.0.1:8000/ws [options]`: run one load scenario.
+"""`switchboard-load SCENARIO --url ws://127.0.0.1:8000/ws [options]`: run one load scenario.
 
 Exit status: 0 when the run completed and the delivery check held; 2 when any publication was lost,
 doubled, reordered or refused by the server, when nothing was delivered, or when delivery could not
@@ -11,10 +11,10 @@ import json
 import sys
 from typing import Any
 
-from bench.coordinator import Coordinator, RunFailed
-from bench.params import ParamError, Params, parse_params
-from bench.progress import Progress
-from bench.report import build, failures, summary
+from switchboard_load.coordinator import Coordinator, RunFailed
+from switchboard_load.params import ParamError, Params, parse_params
+from switchboard_load.progress import Progress
+from switchboard_load.report import build, failures, summary
 
 
 def run(p: Params) -> dict[str, Any]:
@@ -26,7 +26,7 @@ def run(p: Params) -> dict[str, Any]:
         with open(p.json_path, "w") as f:
             json.dump(doc, f, indent=2)
     if p.plot_path:
-        from bench.plot import plot
+        from switchboard_load.plot import plot
 
         plot(doc, p.plot_path)
     return doc
@@ -36,12 +36,12 @@ def main(argv: list[str] | None = None) -> int:
     try:
         p = parse_params(argv)
     except ParamError as exc:
-        print(f"bench.load: {exc}", file=sys.stderr)
+        print(f"switchboard-load: {exc}", file=sys.stderr)
         return 1
     try:
         doc = run(p)
     except RunFailed as exc:
-        print(f"bench.load: run failed: {exc}", file=sys.stderr)
+        print(f"switchboard-load: run failed: {exc}", file=sys.stderr)
         return 1
     print(summary(doc))
     for w in doc["client"]["warnings"][:3]:
