@@ -5,6 +5,8 @@ The one module in server/ that imports handlers/.
 
 from __future__ import annotations
 
+from typing import Any
+
 import tornado.httpserver
 import tornado.web
 
@@ -26,6 +28,7 @@ from server.statsfeed import StatsFeed
 from server.store.base import Store
 from server.store.memory import MemoryStore
 from server.store.mongo import MongoStore
+from server.ws.listener import UpgradeServer
 from server.ws.outbox import Flusher
 
 
@@ -58,14 +61,20 @@ def build_node(config: Config) -> Node:
     return Node(config, Hub(), broker, build_store(config), presence)
 
 
+#: The application setting that lists the endpoints make_server upgrades directly.
+UPGRADES = "websocket_upgrades"
 #: Room in an HTTP API body beyond one publication: a broadcast's list of 1,000 channels.
 BODY_OVERHEAD = 512 * 1024
 
 
 def make_server(app: tornado.web.Application, config: Config) -> tornado.httpserver.HTTPServer:
-    """The HTTP server: proxy headers trusted, request bodies capped near one publication."""
-    return tornado.httpserver.HTTPServer(
-        app, xheaders=True, max_body_size=config.server.max_message_bytes + BODY_OVERHEAD
+    """The HTTP server: proxy headers trusted, request bodies capped near one publication,
+    plain WebSocket upgrades answered without Tornado's handler (server/ws/listener.py)."""
+    return UpgradeServer(
+        app,
+        xheaders=True,
+        max_body_size=config.server.max_message_bytes + BODY_OVERHEAD,
+        upgrades=app.settings.get(UPGRADES, {}),
     )
 
 
@@ -76,6 +85,8 @@ def make_app(node: Node) -> tornado.web.Application:
     node.attach(StatsFeed(node))
     node.attach(KeepAlive(node.hub, config.server.ping_interval_s))
     n = {"node": node}
+    endpoint = ws.Endpoint(node, Flusher())
+    upgrades: dict[str, Any] = {UPGRADES: {"/ws": endpoint}}
     nl = {**n, "login": Login(config, node.store)}
     channel = r"/api/channels/([^/]+)"
     return tornado.web.Application(
@@ -89,7 +100,7 @@ def make_app(node: Node) -> tornado.web.Application:
             (r"/login/([A-Za-z0-9_-]+)", login.StartHandler, nl),
             (r"/login/([A-Za-z0-9_-]+)/callback", login.CallbackHandler, nl),
             (r"/logout", login.LogoutHandler, nl),
-            (r"/ws", ws.WebSocketHandler, {**n, "flusher": Flusher()}),
+            (r"/ws", ws.WebSocketHandler, {"endpoint": endpoint}),
             (r"/api/publish", api.PublishHandler, n),
             (r"/api/broadcast", api.BroadcastHandler, n),
             (channel + "/history", api.HistoryHandler, n),
@@ -115,4 +126,5 @@ def make_app(node: Node) -> tornado.web.Application:
         compress_response=False,
         log_function=logs.access_log,
         debug=False,
+        **upgrades,
     )

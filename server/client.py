@@ -136,6 +136,18 @@ class Connection:
                 max(delay, 0.0), self.disconnect, Close.UNAUTHORIZED, "token expired", False
             )
 
+    # -- the transport's callbacks (server.ws.transport.Peer) -----------------------------------
+
+    def on_pong(self) -> None:
+        self.alive = True
+
+    def on_closed(self) -> None:
+        self.node.spawn(self.closed())
+
+    def too_slow(self) -> None:
+        """The client stopped reading: its unsent bytes passed max_pending_bytes."""
+        self.disconnect(Close.TOO_SLOW, "client too slow", True)
+
     # -- commands -----------------------------------------------------------------------------
 
     def handle(self, frame: str | bytes) -> Awaitable[None] | None:
@@ -163,6 +175,8 @@ class Connection:
             self._refuse(cmd.id, Code.UNKNOWN_OP, f"unknown op {cmd.op!r}")
             return None
         return self._run(handler, cmd)
+
+    on_message = handle
 
     async def _run(self, handler: Handler, cmd: Command) -> None:
         started = time.perf_counter()

@@ -94,11 +94,12 @@ async def test_recovery_wrong_epoch_is_not_recovered(ws_connect):
 
 
 async def test_recovery_beyond_history_is_incomplete(ws_connect):
-    a = await ws_connect()
+    a, p = await ws_connect(), await ws_connect()
     epoch = (await a.ok("subscribe", channel="chat-ish"))["epoch"]
     # The default namespace keeps 100, plus its unstored window (100) for recovery's sake.
+    # Two publishers: one would pass the command burst (200) when the server answers fast.
     for i in range(205):
-        await a.ok("publish", channel="chat-ish", data=i)
+        await (a if i % 2 else p).ok("publish", channel="chat-ish", data=i)
     b = await ws_connect()
     r = await b.ok("subscribe", channel="chat-ish", since={"offset": 1, "epoch": epoch})
     assert r["recovered"] is False
