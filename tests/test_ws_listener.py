@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import doctest
 import gc
 import os
 import socket
@@ -233,3 +234,8 @@ def test_the_handshake_reads_only_what_it_understands() -> None:
     no_key = handshake.Request.parse(good.replace(b"Sec-WebSocket-Key", b"X-Key"))
     assert no_key is not None and not handshake.upgradable(no_key)
     assert handshake.accept_value("dGhlIHNhbXBsZSBub25jZQ==") == "s3pPLMBiTxaQ9kYGzzhZRbK+xOo="
+
+
+@pytest.mark.filterwarnings("ignore::pytest.PytestWarning")
+def test_the_handshake_docstring_example() -> None:
+    assert doctest.testmod(handshake).failed == 0

@@ -10,7 +10,7 @@ included; so this path never refuses anything itself.
 ...                   b"Sec-WebSocket-Version: 13\\r\\n\\r\\n")
 >>> r.path, r.query, upgradable(r)
 ('/ws', 'token=abc', True)
->>> response(r)[-32:]
+>>> response(r)[-37:]
 b'ept: s3pPLMBiTxaQ9kYGzzhZRbK+xOo=\\r\\n\\r\\n'
 """
 
