@@ -19,6 +19,7 @@ from server.limits import StrikeCounter, TokenBucket
 from server.node import Node
 from server.position import Position
 from server.protocol import Close, Code, Command, FrameError, ProtocolError
+from server.replies import Replies, Slot
 from server.ws import frame as wsframe
 from server.ws.transport import Transport
 
@@ -42,6 +43,7 @@ class Connection:
         "_closed",
         "_gone",
         "_expiry",
+        "_replies",
         "__weakref__",
     )
 
@@ -67,6 +69,8 @@ class Connection:
         #: Set by any frame or pong from the client; the keep-alive sweep resets it.
         self.alive = True
         self._expiry: asyncio.TimerHandle | None = None
+        #: Replies held in command order while pipelined commands run (made at the first one).
+        self._replies: Replies | None = None
 
     @property
     def session(self) -> str | None:
@@ -162,18 +166,20 @@ class Connection:
             self._refuse(exc.cmd_id, Code.BAD_REQUEST, exc.message)
             return None
         if not self._bucket.take():
-            self.send_json(
-                protocol.reply_error(cmd.id, Code.LIMIT_EXCEEDED, "command rate exceeded")
-            )
+            self._answer(protocol.reply_error(cmd.id, Code.LIMIT_EXCEEDED, "command rate exceeded"))
             self.disconnect(Close.POLICY, "command rate exceeded", True)
             return None
         if cmd.op == "ping":
-            self.send_json(protocol.reply_ok(cmd.id, {}))
+            self._answer(protocol.reply_ok(cmd.id, {}))
             return None
         handler = _HANDLERS.get(cmd.op)
         if handler is None:
             self._refuse(cmd.id, Code.UNKNOWN_OP, f"unknown op {cmd.op!r}")
             return None
+        if cmd.op in _PIPELINED:
+            return self._start(handler, cmd)
+        if self._replies is not None and self._replies.running:
+            return self._after_running(handler, cmd)
         return self._run(handler, cmd)
 
     on_message = handle
@@ -194,12 +200,53 @@ class Connection:
             self.alive = True  # pongs are not read while a command runs: it was busy, not dead
             self.node.stats.observe_command(cmd.op, time.perf_counter() - started)
 
+    # -- pipelining: publishes run at once; replies keep command order ----------------------
+
+    def _start(self, handler: Handler, cmd: Command) -> Awaitable[None] | None:
+        """Run a command alongside those still running; the reader waits only past the limit."""
+        replies = self._replies
+        if replies is None:
+            replies = self._replies = Replies(self.send, MAX_RUNNING)
+        slot = replies.start()
+        self.node.spawn(self._run_in(replies, slot, handler, cmd))
+        return replies.room() if replies.full else None
+
+    async def _run_in(self, replies: Replies, slot: Slot, handler: Handler, cmd: Command) -> None:
+        started = time.perf_counter()
+        try:
+            reply = protocol.reply_ok(cmd.id, await handler(self, cmd))
+        except ProtocolError as exc:
+            reply = protocol.reply_error(cmd.id, exc.code, exc.message)
+            self._strike(exc.code)
+        except Exception:
+            log.exception("command %s failed", cmd.op, extra={"client": self.id})
+            reply = protocol.reply_error(cmd.id, Code.INTERNAL, "internal error")
+        self.node.stats.observe_command(cmd.op, time.perf_counter() - started)
+        replies.finish(slot, wsframe.text(reply))
+
+    async def _after_running(self, handler: Handler, cmd: Command) -> None:
+        """A command that changes the connection's state (auth, subscriptions) runs alone:
+        after the pipelined ones before it, and before any after it."""
+        assert self._replies is not None
+        await self._replies.idle()
+        await self._run(handler, cmd)
+
+    def _answer(self, payload: bytes) -> None:
+        """A reply known at once: in line behind the replies of commands still running."""
+        if self._replies is not None:
+            self._replies.reply(wsframe.text(payload))
+        else:
+            self.send_json(payload)
+
     def _refuse(self, cmd_id: int | None, code: Code, message: str) -> None:
         """Reply with an error; malformed frames count as strikes towards a 4008 close."""
         if self._closed:
             return
-        self.send_json(protocol.reply_error(cmd_id, code, message))
-        if code not in (Code.BAD_REQUEST, Code.UNKNOWN_OP):
+        self._answer(protocol.reply_error(cmd_id, code, message))
+        self._strike(code)
+
+    def _strike(self, code: Code) -> None:
+        if self._closed or code not in (Code.BAD_REQUEST, Code.UNKNOWN_OP):
             return
         if self._strikes is None:
             self._strikes = StrikeCounter(self.node.config.limits.malformed_per_minute)
@@ -265,6 +312,13 @@ class Connection:
         auth.check_subscribe(self.identity, channel, self.node.namespace(channel))
         return await self.node.presence_of(channel)
 
+
+#: Commands that may run while others of the connection run: publishes (a channel's are
+#: numbered in the order they came: the node's batches). Every other command runs alone, after
+#: those before it, so it sees what they did (a history after a publish includes it).
+_PIPELINED = frozenset(("publish",))
+#: Commands of one connection running at once, at most; past it the connection is not read.
+MAX_RUNNING = 1000
 
 _HANDLERS: dict[str, Handler] = {
     "auth": Connection.op_auth,

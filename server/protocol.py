@@ -190,7 +190,7 @@ def reply_error(cmd_id: int | None, code: Code, message: str) -> bytes:
     return orjson.dumps({"error": err} if cmd_id is None else {"id": cmd_id, "error": err})
 
 
-def pub_body(channel: str, data: Any, info: dict[str, str] | None, ts_ms: int) -> bytes:
+def pub_body(channel: str, data: Any, info: dict[str, str | None] | None, ts_ms: int) -> bytes:
     """The JSON of a publication without `offset`: encoded once by whoever publishes."""
     pub: dict[str, Any] = {"channel": channel, "data": data}
     if info is not None:

@@ -38,6 +38,28 @@ redis.call(ARGV[2], KEYS[2], offset .. ':' .. epoch .. ':' .. ARGV[1])
 return {offset, epoch}
 """
 
+# ARGV: publish command, window, ttl in ms, then the bodies. Publishes as many of the bodies as
+# the window allows, in order. Returns {first offset, epoch, how many}; {-1, epoch} when none
+# fits the window; nil to be seeded.
+PUBLISH_MANY = """
+local h = redis.call('HMGET', KEYS[1], 'epoch', 'offset', 'stored')
+local epoch = h[1]
+if not epoch then return false end
+local n = #ARGV - 3
+if h[3] then
+  local room = tonumber(h[3]) + tonumber(ARGV[2]) - tonumber(h[2])
+  if room <= 0 then return {-1, epoch} end
+  if room < n then n = room end
+end
+local last = redis.call('HINCRBY', KEYS[1], 'offset', n)
+redis.call('PEXPIRE', KEYS[1], ARGV[3])
+local first = last - n + 1
+for i = 1, n do
+  redis.call(ARGV[1], KEYS[2], (first + i - 1) .. ':' .. epoch .. ':' .. ARGV[3 + i])
+end
+return {first, epoch, n}
+"""
+
 # ARGV: offset, epoch, how far the store holds the channel (empty: no history), ttl in ms.
 SEED = """
 if redis.call('EXISTS', KEYS[1]) == 1 then return 0 end
@@ -150,6 +172,32 @@ class RedisBroker(Broker):
         if res[0] == -1:
             raise Backlogged(f"{window} publications of {channel} are not stored yet")
         return Position(int(res[0]), res[1].decode())
+
+    async def publish_many(
+        self, channel: str, bodies: list[bytes], window: int, ttl_s: float
+    ) -> list[Position] | None:
+        """Several publications of one channel in one script: one round trip, in order."""
+        if len(bodies) == 1:
+            pos = await self.publish(channel, bodies[0], window, ttl_s)
+            return None if pos is None else [pos]
+        self._require_link()
+        res = await self._call(
+            "EVAL",
+            PUBLISH_MANY,
+            2,
+            self._pos_key(channel),
+            self._redis_channel(channel),
+            self._dialect.publish,
+            window,
+            int(ttl_s * 1000),
+            *bodies,
+        )
+        if res is None:
+            return None
+        if res[0] == -1:
+            raise Backlogged(f"{window} publications of {channel} are not stored yet")
+        first, epoch, n = int(res[0]), res[1].decode(), int(res[2])
+        return [Position(first + i, epoch) for i in range(n)]
 
     async def position(self, channel: str) -> Position | None:
         offset, epoch = await self._call("HMGET", self._pos_key(channel), "offset", "epoch")
