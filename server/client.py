@@ -109,6 +109,10 @@ class Connection:
             payload = protocol.dumps(payload)
         self.send(wsframe.text(payload))
 
+    def _reply(self, payload: bytes) -> None:
+        """Send a reply: the client is waiting for it, so the transport sends it at once."""
+        self.transport.reply(wsframe.text(payload))
+
     def disconnect(
         self, code: int, reason: str, reconnect: bool, delay_ms: int | None = None
     ) -> None:
@@ -195,7 +199,7 @@ class Connection:
             self._refuse(cmd.id, Code.INTERNAL, "internal error")
         else:
             if result is not None:
-                self.send_json(protocol.reply_ok(cmd.id, result))
+                self._reply(protocol.reply_ok(cmd.id, result))
         finally:
             self.alive = True  # pongs are not read while a command runs: it was busy, not dead
             self.node.stats.observe_command(cmd.op, time.perf_counter() - started)
@@ -206,7 +210,7 @@ class Connection:
         """Run a command alongside those still running; the reader waits only past the limit."""
         replies = self._replies
         if replies is None:
-            replies = self._replies = Replies(self.send, MAX_RUNNING)
+            replies = self._replies = Replies(self.transport.reply, MAX_RUNNING)
         slot = replies.start()
         self.node.spawn(self._run_in(replies, slot, handler, cmd))
         return replies.room() if replies.full else None
@@ -224,11 +228,15 @@ class Connection:
         self.node.stats.observe_command(cmd.op, time.perf_counter() - started)
         replies.finish(slot, wsframe.text(reply))
 
+    async def settled(self) -> None:
+        """Done once every command received so far has its reply queued."""
+        if self._replies is not None:
+            await self._replies.idle()
+
     async def _after_running(self, handler: Handler, cmd: Command) -> None:
         """A command that changes the connection's state (auth, subscriptions) runs alone:
         after the pipelined ones before it, and before any after it."""
-        assert self._replies is not None
-        await self._replies.idle()
+        await self.settled()
         await self._run(handler, cmd)
 
     def _answer(self, payload: bytes) -> None:
@@ -236,7 +244,7 @@ class Connection:
         if self._replies is not None:
             self._replies.reply(wsframe.text(payload))
         else:
-            self.send_json(payload)
+            self._reply(payload)
 
     def _refuse(self, cmd_id: int | None, code: Code, message: str) -> None:
         """Reply with an error; malformed frames count as strikes towards a 4008 close."""
@@ -263,7 +271,7 @@ class Connection:
                 self.node.config.security.token_secret, cmd.args.get("token")
             )
         except TokenError as exc:
-            self.send_json(protocol.reply_error(cmd.id, Code.UNAUTHORIZED, str(exc)))
+            self._reply(protocol.reply_error(cmd.id, Code.UNAUTHORIZED, str(exc)))
             self.disconnect(Close.UNAUTHORIZED, str(exc), False)
             return None
         self.identity = identity
@@ -282,7 +290,7 @@ class Connection:
         result, pos = await self.node.subscribe(self, channel, since)
         if self._closed:
             return
-        self.send_json(protocol.reply_ok(cmd.id, result))
+        self._reply(protocol.reply_ok(cmd.id, result))
         self.node.release(self, channel, pos)
 
     async def op_unsubscribe(self, cmd: Command) -> dict[str, Any]:

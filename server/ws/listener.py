@@ -108,9 +108,7 @@ class UpgradeServer(tornado.httpserver.HTTPServer):
             return
         started = time.perf_counter()
         sock.recv(req.size)  # the head only: frames sent behind it are read by the WebSocket
-        # Nagle's algorithm stays on, as on Tornado's WebSocket connections after their
-        # handshake: small frames written while the client has not acknowledged the last ones
-        # leave together, which saves the kernel most of its per-frame work under load.
+        # Nagle's algorithm stays on: see server/ws/outbox.py.
         ws = WebSocket(
             sock, loop, endpoint.flusher, endpoint.max_message_bytes, endpoint.max_pending_bytes
         )

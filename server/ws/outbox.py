@@ -10,6 +10,13 @@ more is queued except the rest of a frame the kernel took only part of (so the c
 by at most one frame, which is in memory anyway), and the close frame follows that last whole
 frame.
 
+Nagle's algorithm stays on (as on Tornado's WebSocket connections after their handshake): a
+push written while the client has not acknowledged the last one waits for that ACK and leaves
+with whatever followed, which saves the kernel most of its per-frame work in a fan-out. A reply
+is different: the client waits for it, and may wait for it before acknowledging anything, so a
+flush that carries one pushes it out at once (TCP_NODELAY set and cleared: the kernel sends
+what it held).
+
 Memory: an idle connection holds no list and no buffer. One frame queued is held as itself;
 a second makes a list; a write the kernel took whole leaves nothing behind.
 """
@@ -23,6 +30,7 @@ import socket
 ACCEPTING = 0x1  # frames are accepted: no close frame queued, no overflow
 WRITING = 0x2  # bytes wait in `_unsent` and write interest is registered
 CLOSED = 0x4  # the socket is closed: nothing more is read or written
+URGENT = 0x8  # this iteration's frames include a reply: TCP must not hold them back
 
 
 class Outbox:
@@ -61,13 +69,20 @@ class Outbox:
         else:
             self._frames = [queued, data]
 
+    def reply(self, data: bytes) -> None:
+        """Queue a frame the client is waiting for: this iteration's frames leave at once."""
+        if self._flags & ACCEPTING:
+            self.send(data)
+            self._flags |= URGENT
+
     def flush(self) -> None:
         """Write what this iteration queued; called by the Flusher (or before a close)."""
         queued = self._frames
         if queued is None:
             return
         self._frames = None
-        if not self._flags & ACCEPTING:
+        flags = self._flags
+        if not flags & ACCEPTING:
             return
         data = queued if isinstance(queued, bytes) else b"".join(queued)
         if self._unsent is not None:
@@ -79,8 +94,20 @@ class Outbox:
             sent = 0
         except OSError:  # the peer is gone: the read side notices and closes
             return
+        if flags & URGENT:
+            self._flags = flags & ~URGENT
+            self._push()
         if sent != len(data):
             self._keep(queued, data, sent)
+
+    def _push(self) -> None:
+        """Have TCP send what Nagle's algorithm holds back now (and keep the algorithm on)."""
+        sock = self.sock
+        try:
+            sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+            sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 0)
+        except OSError:  # the peer is gone: the read side notices and closes
+            pass
 
     def _keep(self, queued: bytes | list[bytes], data: bytes, sent: int) -> None:
         """Hold what the kernel did not take, within the cap (never cutting a frame)."""

@@ -21,6 +21,9 @@ class Transport(Protocol):
     def send(self, frame: bytes) -> None:
         """Queue one encoded WebSocket frame (see server.ws.frame)."""
 
+    def reply(self, frame: bytes) -> None:
+        """Queue a frame the client is waiting for (a reply): it leaves without delay."""
+
     def close(self, code: int, reason: str) -> None:
         """Close with `code` after every frame queued so far."""
 
