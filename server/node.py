@@ -111,6 +111,8 @@ class Node:
         #: Publications held while a channel is brought up to date: (offset, epoch, body).
         self._resyncing: dict[str, list[tuple[int, str, bytes]]] = {}
         self._resync_slots = asyncio.Semaphore(RESYNC_CONCURRENCY)
+        #: Channels being seeded now, and the position each will have.
+        self._seeding: dict[str, asyncio.Future[Position]] = {}
         #: Publications waiting for their channel's batch at the broker to come back.
         self._sequencing: dict[str, list[tuple[bytes, asyncio.Future[Position]]]] = {}
         self._emptied = asyncio.Event()  # set when the last client left
@@ -159,10 +161,23 @@ class Node:
         return ns
 
     async def position(self, channel: str) -> Position:
+        seeding = self._seeding.get(channel)
+        if seeding is not None:  # its skipped offsets are not void yet: wait for them
+            return await asyncio.shield(seeding)
         pos = await _guard(self.broker.position(channel))
         return pos if pos is not None else await self._seed(channel, self.namespace(channel))
 
     async def _seed(self, channel: str, ns: NamespaceConfig) -> Position:
+        """Seed the channel once however many ask at the same time (a restart's reconnecting
+        subscribers all find it unseeded): they share one seed, and none reads the position
+        before the skipped offsets are void, so none waits for them as holes."""
+        seeding = self._seeding.get(channel)
+        if seeding is None:
+            seeding = self._seeding[channel] = asyncio.ensure_future(self._seed_now(channel, ns))
+            seeding.add_done_callback(lambda _: self._seeding.pop(channel, None))
+        return await asyncio.shield(seeding)
+
+    async def _seed_now(self, channel: str, ns: NamespaceConfig) -> Position:
         """Give the broker a position for a channel it knows nothing of, from the store.
 
         A channel with history continues past every offset the broker may have handed out
