@@ -241,7 +241,7 @@ def run(clients: int, workers: int, channels: int, missed: int) -> dict[str, Any
         server.proc.kill()
         server.proc.wait(30)
         mongo.stop()
-    live = sorted(t for r in results for t in r["live_at"])
+    live: list[float] = sorted(t for r in results for t in r["live_at"])
 
     def at(q: float) -> float:
         return round(live[min(len(live) - 1, int(q * len(live)))] - killed, 3)
