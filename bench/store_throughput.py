@@ -152,7 +152,7 @@ def bench_node(seconds: float) -> None:
                 )
         finally:
             child.stop()
-        from secantus import SecantusDBServer
+        from secantus import SecantusDBServer  # type: ignore[import-untyped]
 
         inproc = SecantusDBServer(port=0, storage_path=str(Path(tmp) / "inproc"))
         inproc.start()
@@ -246,7 +246,8 @@ class Conn:
         reply = await fut
         if "error" in reply:
             raise RuntimeError(reply["error"])
-        return reply["result"]
+        result: dict[str, Any] = reply["result"]
+        return result
 
     async def close(self) -> None:
         self.ws.close()

@@ -9,6 +9,8 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+from collections.abc import Iterator
+from typing import Any
 
 import pytest
 from hypothesis import HealthCheck, given, settings
@@ -85,15 +87,16 @@ class Recorder(Transport):
         self.closed = code
 
 
-def payload(frame: bytes) -> dict:
+def payload(frame: bytes) -> dict[str, Any]:
     """Decode one server frame (our own encoder: 2, 4 or 10 header bytes)."""
     n = frame[1]
     start = 2 if n < 126 else 4 if n == 126 else 10
-    return json.loads(frame[start:])
+    decoded: dict[str, Any] = json.loads(frame[start:])
+    return decoded
 
 
 @pytest.fixture(scope="module")
-def loop():
+def loop() -> Iterator[asyncio.AbstractEventLoop]:
     loop = asyncio.new_event_loop()
     yield loop
     loop.close()
@@ -101,7 +104,7 @@ def loop():
 
 @settings(max_examples=400, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(frames=st.lists(raw_frames, min_size=1, max_size=8))
-def test_hostile_frames(loop, frames):
+def test_hostile_frames(loop: asyncio.AbstractEventLoop, frames: list[bytes]) -> None:
     node = build_node(make_config())
 
     async def run() -> None:

@@ -187,7 +187,7 @@ async def test_tornado_keeps_nothing_of_an_upgraded_connection(server: RunningSe
     """Neither path leaves a handler, request or stream behind once the socket is handed over."""
     plain = await upgrade(server.port, head(server.port))
     split = await upgrade(server.port, head(server.port), split=True)
-    for sock, _, frames in (plain, split):
+    for _, _, frames in (plain, split):
         assert (await frames.json())["push"] == "hello"
     gc.collect()
     kept = [

@@ -1,4 +1,4 @@
-"""server/ws/reader.py on a socket, behind /ws: dispatch, ordering, closing handshake."""
+"""server/ws/websocket.py on a socket, behind /ws: dispatch, ordering, closing handshake."""
 
 from __future__ import annotations
 
