@@ -167,19 +167,16 @@ class Connection:
         try:
             cmd = protocol.parse_command(frame)
         except FrameError as exc:
-            self._refuse(exc.cmd_id, Code.BAD_REQUEST, exc.message)
-            return None
+            return self._refuse(exc.cmd_id, Code.BAD_REQUEST, exc.message)
         if not self._bucket.take():
             self._answer(protocol.reply_error(cmd.id, Code.LIMIT_EXCEEDED, "command rate exceeded"))
-            self.disconnect(Close.POLICY, "command rate exceeded", True)
-            return None
+            return self._close_after_replies(Close.POLICY, "command rate exceeded", True)
         if cmd.op == "ping":
             self._answer(protocol.reply_ok(cmd.id, {}))
             return None
         handler = _HANDLERS.get(cmd.op)
         if handler is None:
-            self._refuse(cmd.id, Code.UNKNOWN_OP, f"unknown op {cmd.op!r}")
-            return None
+            return self._refuse(cmd.id, Code.UNKNOWN_OP, f"unknown op {cmd.op!r}")
         if cmd.op in _PIPELINED:
             return self._start(handler, cmd)
         if self._replies is not None and self._replies.running:
@@ -190,19 +187,22 @@ class Connection:
 
     async def _run(self, handler: Handler, cmd: Command) -> None:
         started = time.perf_counter()
+        closing = None
         try:
             result = await handler(self, cmd)
         except ProtocolError as exc:
-            self._refuse(cmd.id, exc.code, exc.message)
+            closing = self._refuse(cmd.id, exc.code, exc.message)
         except Exception:
             log.exception("command %s failed", cmd.op, extra={"client": self.id})
-            self._refuse(cmd.id, Code.INTERNAL, "internal error")
+            closing = self._refuse(cmd.id, Code.INTERNAL, "internal error")
         else:
             if result is not None:
                 self._reply(protocol.reply_ok(cmd.id, result))
         finally:
             self.alive = True  # pongs are not read while a command runs: it was busy, not dead
             self.node.stats.observe_command(cmd.op, time.perf_counter() - started)
+        if closing is not None:
+            await closing
 
     # -- pipelining: publishes run at once; replies keep command order ----------------------
 
@@ -217,16 +217,20 @@ class Connection:
 
     async def _run_in(self, replies: Replies, slot: Slot, handler: Handler, cmd: Command) -> None:
         started = time.perf_counter()
+        code = None
         try:
             reply = protocol.reply_ok(cmd.id, await handler(self, cmd))
         except ProtocolError as exc:
             reply = protocol.reply_error(cmd.id, exc.code, exc.message)
-            self._strike(exc.code)
+            code = exc.code
         except Exception:
             log.exception("command %s failed", cmd.op, extra={"client": self.id})
             reply = protocol.reply_error(cmd.id, Code.INTERNAL, "internal error")
         self.node.stats.observe_command(cmd.op, time.perf_counter() - started)
         replies.finish(slot, wsframe.text(reply))
+        closing = self._strike(code) if code is not None else None
+        if closing is not None:
+            await closing
 
     async def settled(self) -> None:
         """Done once every command received so far has its reply queued."""
@@ -246,20 +250,36 @@ class Connection:
         else:
             self._reply(payload)
 
-    def _refuse(self, cmd_id: int | None, code: Code, message: str) -> None:
-        """Reply with an error; malformed frames count as strikes towards a 4008 close."""
+    def _refuse(self, cmd_id: int | None, code: Code, message: str) -> Awaitable[None] | None:
+        """Reply with an error; malformed frames count as strikes towards a 4008 close (an
+        awaitable: the close waits for the replies before it)."""
         if self._closed:
-            return
+            return None
         self._answer(protocol.reply_error(cmd_id, code, message))
-        self._strike(code)
+        return self._strike(code)
 
-    def _strike(self, code: Code) -> None:
+    def _strike(self, code: Code) -> Awaitable[None] | None:
         if self._closed or code not in (Code.BAD_REQUEST, Code.UNKNOWN_OP):
-            return
+            return None
         if self._strikes is None:
             self._strikes = StrikeCounter(self.node.config.limits.malformed_per_minute)
         if self._strikes.strike():
-            self.disconnect(Close.POLICY, "too many malformed frames", False)
+            return self._close_after_replies(Close.POLICY, "too many malformed frames", False)
+        return None
+
+    def _close_after_replies(
+        self, code: int, reason: str, reconnect: bool
+    ) -> Awaitable[None] | None:
+        """Disconnect for a policy breach, after the replies of the commands before it; until
+        then nothing more is read (the reader waits for the awaitable)."""
+        if self._replies is None or not self._replies.running:
+            self.disconnect(code, reason, reconnect)
+            return None
+        return self._disconnect_when_settled(code, reason, reconnect)
+
+    async def _disconnect_when_settled(self, code: int, reason: str, reconnect: bool) -> None:
+        await self.settled()
+        self.disconnect(code, reason, reconnect)
 
     # -- ops ----------------------------------------------------------------------------------
 

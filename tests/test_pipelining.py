@@ -20,7 +20,7 @@ import pytest_asyncio
 
 from server import client
 from tests.support import RunningServer, make_config, start_server
-from tests.ws_support import ServerFrames, frame, send, ws_socket
+from tests.ws_support import ServerFrames, close_frame, frame, send, ws_socket
 
 pytestmark = pytest.mark.asyncio
 LIMITS = {"command_rate": 1e6, "command_burst": 10**6}
@@ -157,3 +157,22 @@ async def test_errors_keep_their_place_in_line(server: RunningServer) -> None:
     ]
     await asyncio.sleep(0)
     sock.close()
+
+
+async def test_over_the_rate_the_replies_before_come_first_then_the_close() -> None:
+    running = await start_server(make_config(limits={"command_rate": 1, "command_burst": 5}))
+    try:
+        sock, frames = await connect(running)
+        await send(sock, b"".join(cmd(i, "publish", channel="r", data=i) for i in range(1, 9)))
+        seen = [await read(frames) for _ in range(7)]
+        assert [m.get("id") for m in seen[:6]] == [1, 2, 3, 4, 5, 6]
+        assert all("result" in m for m in seen[:5])
+        assert seen[5]["error"]["code"] == "limit_exceeded"
+        assert seen[6]["push"] == "disconnect" and seen[6]["code"] == 4008
+        opcode, payload = await frames.next()
+        assert (opcode, payload[:2]) == (0x8, b"\x0f\xa8")  # close 4008
+        await send(sock, close_frame(4008))
+        await frames.eof()
+        sock.close()
+    finally:
+        await running.stop()
