@@ -15,6 +15,7 @@ from collections.abc import AsyncIterator
 from typing import Any, cast
 
 import orjson
+import ormsgpack
 import pytest
 import pytest_asyncio
 
@@ -176,3 +177,50 @@ async def test_over_the_rate_the_replies_before_come_first_then_the_close() -> N
         sock.close()
     finally:
         await running.stop()
+
+
+async def test_a_ping_frame_flood_closes_after_the_replies_before_it() -> None:
+    """WebSocket pings cost a command (Connection.control_frame); over the rate, the replies of
+    the publishes still running come first, then the disconnect push and the close."""
+    running = await start_server(make_config(limits={"command_rate": 1, "command_burst": 5}))
+    try:
+        sock, frames = await connect(running)
+        publishes = b"".join(cmd(i, "publish", channel="p", data=i) for i in range(1, 4))
+        ping = b"\x89\x80" + bytes(4)  # a masked ping frame, empty payload
+        await send(sock, publishes + ping * 10)
+        seen: list[dict[str, Any]] = []
+        while True:
+            opcode, payload = await frames.next()
+            if opcode == 0x8:
+                assert payload[:2] == b"\x0f\xa8"  # close 4008
+                break
+            if opcode == 0x1:
+                seen.append(orjson.loads(payload))
+        assert [m.get("id") for m in seen[:3]] == [1, 2, 3]
+        assert all("result" in m for m in seen[:3])
+        assert seen[3]["push"] == "disconnect" and seen[3]["code"] == 4008
+        sock.close()
+    finally:
+        await running.stop()
+
+
+async def test_pipelined_publishes_over_msgpack_keep_their_order(server: RunningServer) -> None:
+    """The `switchboard.msgpack` subprotocol: the same ordered replies, as binary frames."""
+    sock = await ws_socket(server.port, "/ws", subprotocol="switchboard.msgpack")
+    frames = ServerFrames(sock)
+    opcode, payload = await frames.next()
+    assert opcode == 0x2 and ormsgpack.unpackb(payload)["push"] == "hello"
+    burst = b"".join(
+        frame(0x2, ormsgpack.packb({"id": i, "op": "publish", "channel": "mp", "data": i}))
+        for i in range(1, 101)
+    )
+    await send(sock, burst)
+    replies = []
+    for _ in range(100):
+        opcode, payload = await frames.next()
+        assert opcode == 0x2
+        replies.append(ormsgpack.unpackb(payload))
+    assert [r["id"] for r in replies] == list(range(1, 101))
+    offsets = [r["result"]["offset"] for r in replies]
+    assert offsets == list(range(offsets[0], offsets[0] + 100))
+    sock.close()
