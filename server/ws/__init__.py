@@ -5,10 +5,12 @@
     websocket.py  one connection after the upgrade: socket, parser, outbox in one small object;
                   the receive loop (one `recv` per readable event) and the closing handshake
     outbox.py     per-connection writes, coalesced once per loop iteration, never cutting a frame
-    listener.py   an HTTPServer answering plain upgrades itself (no Tornado handler per connection)
+    listener.py   an HTTPServer answering plain upgrades itself (no Tornado handler per
+                  connection); server/process/httpserver.py admits connections before it
     handshake.py  the opening handshake read from the first bytes: what the listener may answer
     transport.py  `Transport` (send, reply, close) and `Peer` (what a WebSocket reports)
-    handler.py    the Tornado path (refusals, sessions, subprotocols), handing over after the 101
+    handler.py    the Tornado path (refusals, sessions), handing over after the 101
+    subprotocol.py  switchboard.json / switchboard.msgpack: chosen the same on both paths
     seam.py       every use of a Tornado private name (tests/test_ws_seam.py checks each one)
     echo.py       an echo endpoint on this exact transport, for conformance suites
 
