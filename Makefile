@@ -16,6 +16,7 @@ INSTALL := $(UV) pip install --quiet --python $(PY)
 RUN_STAMP := $(VENV)/.run-installed
 DEV_STAMP := $(VENV)/.dev-installed
 TS_STAMP := tools/ts/node_modules/.installed
+BENCH_NODE_STAMP := bench/node/node_modules/.installed
 LOCK_ARGS ?=
 UV_COMPILE := $(UV) pip compile pyproject.toml --python-version 3.11 --quiet $(LOCK_ARGS)
 
@@ -73,7 +74,13 @@ $(TS_STAMP): tools/ts/package.json tools/ts/package-lock.json
 	npm ci --prefix tools/ts --no-audit --no-fund
 	touch $(TS_STAMP)
 
-bench: setup services
+# ws from npm, pinned by bench/node/package-lock.json: the Node.js baseline (bench/node/server.js).
+$(BENCH_NODE_STAMP): bench/node/package.json bench/node/package-lock.json
+	@command -v npm >/dev/null || { echo "npm not found: install Node.js 20"; exit 1; }
+	npm ci --prefix bench/node --no-audit --no-fund
+	touch $(BENCH_NODE_STAMP)
+
+bench: setup services $(BENCH_NODE_STAMP)
 	$(PY) -m bench.suite
 
 # Re-resolve the locks from pyproject.toml: pins already in them are kept unless pyproject.toml
@@ -88,4 +95,4 @@ soak: setup services
 	$(PY) -m bench.soak $(ARGS)
 
 clean:
-	rm -rf $(VENV) .pytest_cache .hypothesis tools/ts/node_modules
+	rm -rf $(VENV) .pytest_cache .hypothesis tools/ts/node_modules bench/node/node_modules

@@ -21,8 +21,12 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from server import assets
+from switchboard_load.fdlimit import raise_nofile
 
 ROOT = Path(__file__).resolve().parent.parent
+NODE_DIR = ROOT / "bench" / "node"
+#: Cores the servers run on (`taskset -c` syntax), when set; the tester's are its own variable.
+SERVER_CPUS = "BENCH_SERVER_CPUS"
 API_KEY = "bench-api-key-0123456789"
 TOKEN_SECRET = "bench-token-secret-0123456789-abcdefghij"
 #: Switchboard namespace the bench uses: history on (the product's real cost), no presence or
@@ -106,9 +110,17 @@ def started(
     timeout: float = 30.0,
     ready_path: str | None = None,
 ) -> Iterator[Running]:
-    """Run `argv` until the block ends; its output goes to a log file kept for the message."""
+    """Run `argv` until the block ends; its output goes to a log file kept for the message.
+
+    The server gets the whole open-file limit (one socket is one fd) and, with
+    BENCH_SERVER_CPUS (e.g. `0`), runs on those cores only (`taskset`), so a tester
+    pinned to the others (BENCH_TESTER_CPUS) does not take its CPU time.
+    """
     tmp = Path(tempfile.mkdtemp(prefix=f"bench-{name}-"))
     log = tmp / "server.log"
+    cpus = os.environ.get(SERVER_CPUS)
+    if cpus and name != "redis":
+        argv = ["taskset", "-c", cpus, *argv]
     with open(log, "wb") as out:
         proc = subprocess.Popen(
             argv,
@@ -117,6 +129,7 @@ def started(
             cwd=ROOT,
             env={**os.environ, **(env or {})},
             start_new_session=True,
+            preexec_fn=raise_nofile,
         )
     r = Running(name, port, proc, log)
     try:
@@ -159,6 +172,30 @@ ONE_ADDRESS = {
     "SWITCHBOARD_LIMITS_PUBLISH_BYTES_PER_S": "1000000000",
     "SWITCHBOARD_LIMITS_PUBLISH_BYTES_BURST": "1000000000",
 }
+
+
+@contextmanager
+def started_node() -> Iterator[Running]:
+    """The bare Node.js + ws server (bench/node/server.js), with the bench's API key and token
+    secret; `make bench` installs its one dependency (npm ci --prefix bench/node)."""
+    node = shutil.which("node")
+    if node is None:
+        raise ServerFailed("node is not installed: the Node.js baseline needs Node.js 20")
+    if not (NODE_DIR / "node_modules" / "ws").is_dir():
+        raise ServerFailed("ws is not installed: run `npm ci --prefix bench/node` (make bench)")
+    port = free_port()
+    argv = [
+        node,
+        str(NODE_DIR / "server.js"),
+        "--port",
+        str(port),
+        "--api-key",
+        API_KEY,
+        "--token-secret",
+        TOKEN_SECRET,
+    ]
+    with started("node", argv, port) as r:
+        yield r
 
 
 @contextmanager

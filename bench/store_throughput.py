@@ -1,11 +1,15 @@
 """Durable publishing and recovery with the MongoDB store: how fast, and what group commit buys.
 
-Three measurements, each against a fresh embedded MongoDB-compatible server:
+Four measurements, each against a fresh embedded MongoDB-compatible server:
+- ceiling: documents/s the embedded server inserts with `insert_many` into a collection with
+  the publications collection's indexes (server/store/schema.py): every durable publication
+  is one such document, so no batching goes past this;
 - node: acknowledged publishes/s through Node.publish in this process (no sockets), with the
   embedded server in a child process (as `python -m server` runs it) or in this process, to show
   what its threads cost the IOLoop;
 - server: acknowledged publishes/s into a history namespace of one real `python -m server`
-  process, from WebSocket clients in this process, with and without group commit;
+  process, from WebSocket clients in this process (their publishes pipelined: the server runs a
+  connection's publishes at once), with and without group commit;
 - recovery: 1,000 clients reconnect to that server and subscribe with `since`: time until every
   one has its missed publications.
 
@@ -99,11 +103,47 @@ async def node_rate(url: str, group_commit_ms: float, seconds: float) -> tuple[f
     return rate, lag
 
 
+async def insert_ceiling(url: str, batch: int = 1000, rounds: int = 3) -> float:
+    """Documents/s of unordered insert_many batches under the publications indexes."""
+    from datetime import UTC, datetime
+
+    from pymongo import AsyncMongoClient
+
+    from server.store import schema
+
+    client: AsyncMongoClient[dict[str, Any]] = AsyncMongoClient(url)
+    try:
+        coll = client[f"ceiling{time.time_ns()}"][schema.PUBLICATIONS]
+        await coll.create_indexes(schema.INDEXES[schema.PUBLICATIONS])
+        expire_at = datetime.fromtimestamp(time.time() + 3600, UTC)
+        start = time.perf_counter()
+        for r in range(rounds):
+            docs = [
+                {
+                    "channel": f"h:c{i % 20}",
+                    "epoch": "e",
+                    "offset": r * batch + i,
+                    "body": b'{"channel":"h:c","data":{"i":1},"ts":1}',
+                    "expire_at": expire_at,
+                }
+                for i in range(batch)
+            ]
+            await coll.insert_many(docs, ordered=False)
+        return rounds * batch / (time.perf_counter() - start)
+    finally:
+        await client.close()
+
+
 def bench_node(seconds: float) -> None:
     with tempfile.TemporaryDirectory() as tmp:
         child = EmbeddedMongo(Path(tmp) / "child")
         url = child.start()
         try:
+            ceiling = asyncio.run(insert_ceiling(url))
+            print(
+                f"ceiling: the embedded server inserts {ceiling:,.0f} documents/s under the "
+                "publications indexes (insert_many of 1,000, unordered)"
+            )
             for gc_ms in (0.0, 2.0):
                 rate, lag = asyncio.run(node_rate(url, gc_ms, seconds))
                 print(
@@ -216,11 +256,13 @@ class Conn:
         await self.reader
 
 
-async def server_rate(server: Server, seconds: float) -> float:
-    conns = [await Conn.open(server.ws_url) for _ in range(20)]
+async def server_rate(
+    server: Server, seconds: float, connections: int = 20, in_flight: int = 200
+) -> float:
+    conns = [await Conn.open(server.ws_url) for _ in range(connections)]
     rate = await drive(
-        lambda w, i: conns[w % 20].call("publish", channel=f"h:p{w % 20}", data={"i": i}),
-        200,
+        lambda w, i: conns[w % connections].call("publish", channel=f"h:p{w % 20}", data={"i": i}),
+        in_flight,
         seconds,
     )
     for c in conns:
@@ -270,11 +312,12 @@ def bench_server(seconds: float, clients: int) -> None:
             server = Server(Path(tmp), gc_ms)
             try:
                 asyncio.run(server.ready())
-                rate = asyncio.run(server_rate(server, seconds))
-                print(
-                    f"server process, group_commit_ms={gc_ms:g}: {rate:,.0f} acknowledged "
-                    "publishes/s (20 connections, 200 in flight, 20 channels)"
-                )
+                for conns, in_flight in ((20, 200), (1, 1000)):
+                    rate = asyncio.run(server_rate(server, seconds, conns, in_flight))
+                    print(
+                        f"server process, group_commit_ms={gc_ms:g}: {rate:,.0f} acknowledged "
+                        f"publishes/s ({conns} connection(s), {in_flight} in flight, 20 channels)"
+                    )
                 if gc_ms:
                     elapsed, ok = asyncio.run(recovery(server, clients, 20))
                     print(

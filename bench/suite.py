@@ -1,11 +1,15 @@
-"""`python -m bench.suite` (`make bench`): every benchmark scenario against Switchboard and the
-bare-Tornado baseline, in the same run, written up as docs/benchmarks.md.
+"""`python -m bench.suite` (`make bench`): every benchmark scenario against Switchboard and two
+baselines, bare Tornado and bare Node.js + ws, in the same run, written up as docs/benchmarks.md.
 
-Why both in one run: figures from a shared two-core machine move by tens of percent from one
-hour to the next; a ratio to bare Tornado measured minutes apart is what stays comparable.
+Why all in one run: figures from a shared two-core machine move by tens of percent from one
+hour to the next; a ratio to a baseline measured minutes apart is what stays comparable.
 
-    python -m bench.suite                          # everything (about 15 minutes)
+    python -m bench.suite                          # everything (about 25 minutes)
     python -m bench.suite --only fanout-1k --quick # one scenario, small and short
+    python -m bench.suite --only cost-1k-50,cost-1k-50-redis   # one comparison
+
+Cost scenarios (`pinned`) run the servers on core 0 and the tester (and Redis) on the others
+(`taskset`; BENCH_SERVER_CPUS), so the tester's work is not counted as the server's.
 """
 
 from __future__ import annotations
@@ -13,6 +17,7 @@ from __future__ import annotations
 import argparse
 import json
 import math
+import os
 import platform
 import subprocess
 import sys
@@ -26,10 +31,12 @@ from typing import Any
 from bench.servers import (
     API_KEY,
     ROOT,
+    SERVER_CPUS,
     TOKEN_SECRET,
     Running,
     ServerFailed,
     started_baseline,
+    started_node,
     started_redis,
     started_switchboard,
 )
@@ -40,6 +47,8 @@ from switchboard_load.report import failures
 
 P99_LIMIT_MS = 250.0
 SOURCES = "127.0.0.2-127.0.0.9"
+#: The baselines, by target name, as the write-up names them.
+BASELINES = {"baseline": "bare Tornado", "node": "Node ws"}
 
 
 @dataclass
@@ -56,15 +65,20 @@ class Scenario:
     name: str
     title: str
     body: Callable[[Running, Outcome, Sizes, Path, str], None]
-    #: Switchboard processes and Redis; the baseline always runs one process
+    #: Switchboard processes; above 1 (or with `redis`) they share a Redis. Baselines run one.
     processes: int = 1
     baseline: bool = True
     max_connections: int = 19_000
     #: why a scenario without a baseline has none
     no_baseline: str = (
-        "No baseline: one bare-Tornado process cannot hold this many sockets "
+        "No baseline: one bare-Tornado or Node process cannot hold this many sockets "
         "(20,000 fds per process)."
     )
+    redis: bool = False
+    #: servers on core 0, the tester and Redis on the others (machines with 2 cores or more)
+    pinned: bool = False
+    #: Switchboard's [mongo] url: memory (the default), or "" for the embedded server
+    mongo_url: str = "memory:"
 
 
 @dataclass(frozen=True)
@@ -105,11 +119,13 @@ def client_cost(out: Outcome, doc: dict[str, Any]) -> None:
 # -- scenario bodies ----------------------------------------------------------------------------
 
 
-def hold(count: int) -> Callable[[Running, Outcome, Sizes, Path, str], None]:
-    """Held connections, each authenticated by token and subscribed to one of 100 channels."""
+def hold(count: int, rate: int = 2000) -> Callable[[Running, Outcome, Sizes, Path, str], None]:
+    """Held connections, each authenticated by token and subscribed to one of 100 channels,
+    opened at `rate` per second (asked: the figure is what the server took)."""
 
     def body(srv: Running, out: Outcome, sz: Sizes, outdir: Path, tag: str) -> None:
         n = sz.n(count)
+        workers = max(1, math.ceil(n / 18_000), math.ceil(rate / 2500))
         doc = load(
             [
                 "hold",
@@ -118,7 +134,9 @@ def hold(count: int) -> Callable[[Running, Outcome, Sizes, Path, str], None]:
                 "--connections",
                 str(n),
                 "--connect-rate",
-                "2000",
+                str(rate),
+                "--workers",
+                str(workers),
                 "--duration",
                 str(sz.secs(10)),
                 "--api-key",
@@ -149,6 +167,7 @@ def hold(count: int) -> Callable[[Running, Outcome, Sizes, Path, str], None]:
                     v for k, v in doc["errors"].items() if k.startswith("connect:")
                 ),
                 "server bytes RSS per connection": doc["server"].get("bytes_per_connection"),
+                "server µs CPU per connection": doc["server"].get("cpu_us_per_connection"),
             }
 
     return body
@@ -251,10 +270,11 @@ def echo(srv: Running, out: Outcome, sz: Sizes, outdir: Path, tag: str) -> None:
 
 
 def fanout_cost(subscribers: int, rate: float, encoding: str = "json") -> Callable[..., None]:
-    """Server CPU per delivery at one fixed load: the figure issue 8 compares."""
+    """Server CPU per delivery at one fixed load: the figure issues 8 and 19 compare."""
 
     def body(srv: Running, out: Outcome, sz: Sizes, outdir: Path, tag: str) -> None:
         n = sz.n(subscribers)
+        workers = min(4, max(1, math.ceil(n / 18_000), math.ceil(n * rate / 60_000)))
         doc = load(
             [
                 "fanout",
@@ -266,6 +286,8 @@ def fanout_cost(subscribers: int, rate: float, encoding: str = "json") -> Callab
                 str(n),
                 "--rate",
                 str(rate),
+                "--workers",
+                str(workers),
                 "--channels",
                 "1",
                 "--duration",
@@ -308,6 +330,46 @@ def encodings_cost(subscribers: int, rate: float) -> Callable[..., None]:
             out.figures |= {f"{k} ({encoding})": v for k, v in part.figures.items()}
 
     return body
+
+
+def fast_publisher(srv: Running, out: Outcome, sz: Sizes, outdir: Path, tag: str) -> None:
+    """One WebSocket connection publishing as fast as the server acknowledges (at most 1,000
+    unanswered), to one channel with one subscriber."""
+    seconds = sz.secs(8)
+    doc = load(
+        [
+            "fanout",
+            "--url",
+            srv.ws_url,
+            "--subscribers",
+            "1",
+            "--publishers",
+            "1",
+            "--rate",
+            "40000",
+            "--channels",
+            "1",
+            "--duration",
+            str(seconds),
+            "--channel-prefix",
+            _prefix(srv),
+            "--api-key",
+            API_KEY,
+            "--quiet",
+        ],
+        out,
+        outdir,
+        tag,
+    )
+    if doc:
+        errors = sum(v for k, v in doc["errors"].items() if k.startswith("publish:error"))
+        out.figures |= {
+            "acknowledged publications/s": round((doc["published"] - errors) / seconds),
+            "deliveries/s": doc["deliveries_per_s"],
+            "p99 ms (publish to delivery)": doc["latency_ms"]["p99"],
+            "lost": doc["lost"] + doc["duplicated"] + doc["reordered"],
+        }
+        server_cost(out, doc, "publication")
 
 
 def churn(srv: Running, out: Outcome, sz: Sizes, outdir: Path, tag: str) -> None:
@@ -357,32 +419,56 @@ def _prefix(srv: Running) -> str:
 
 SCENARIOS = [
     Scenario(
-        "cost-1k-20",
-        "Server CPU per delivery, 1,000 subscribers × 20 publications/s",
-        fanout_cost(1000, 20),
+        "cost-1k-50",
+        "Server CPU per delivery, 1,000 subscribers × 50 publications/s",
+        fanout_cost(1000, 50),
+        pinned=True,
     ),
     Scenario(
-        "cost-1k-20-redis",
-        "Server CPU per delivery, 1,000 subscribers × 20/s, two processes with Redis",
-        fanout_cost(1000, 20),
+        "cost-10k-5",
+        "Server CPU per delivery, 10,000 subscribers × 5 publications/s",
+        fanout_cost(10_000, 5),
+        max_connections=10_500,
+        pinned=True,
+    ),
+    Scenario(
+        "cost-1k-50-redis",
+        "Server CPU per delivery, 1,000 subscribers × 50/s, two processes with Redis",
+        fanout_cost(1000, 50),
         processes=2,
         baseline=False,
-        no_baseline="Compare with `cost-1k-20` above: the same load on one process; bare "
-        "Tornado has no cross-process fan-out. Redis's own CPU is not counted.",
+        pinned=True,
+        no_baseline="Compare with `cost-1k-50` above: the same load on one process, pinned the "
+        "same way (both Switchboard processes on core 0); the baselines have no cross-process "
+        "fan-out. Redis's own CPU is not counted.",
+    ),
+    Scenario(
+        "p99-10k-10",
+        "Latency at 10,000 subscribers × 10 publications/s",
+        fanout_cost(10_000, 10),
+        max_connections=10_500,
     ),
     Scenario(
         "cost-encodings",
         "Server CPU and bytes per delivery, JSON then MessagePack, 1,000 subscribers × 20/s",
         encodings_cost(1000, 20),
         baseline=False,
-        no_baseline="Compare with `cost-1k-20` above (JSON, the same load); bare Tornado has "
-        "no MessagePack subprotocol.",
+        no_baseline="Its JSON half is `cost-1k-50` above at 20/s; the baselines have no "
+        "MessagePack subprotocol.",
     ),
     Scenario(
         "hold-19900",
         "19,900 held connections with tokens and subscriptions, one process",
         hold(19_900),
         max_connections=19_950,
+    ),
+    Scenario(
+        "connect-10k",
+        "Connection setup: 10,000 connections asked at 8,000/s, each with a token, hello and a "
+        "subscribe",
+        hold(10_000, rate=8000),
+        max_connections=10_500,
+        pinned=True,
     ),
     Scenario(
         "hold-40k-redis",
@@ -393,6 +479,14 @@ SCENARIOS = [
         max_connections=19_500,
     ),
     Scenario(
+        "publisher-redis",
+        "One WebSocket connection publishing through Redis (one process)",
+        fast_publisher,
+        redis=True,
+        baseline=False,
+        no_baseline="No baseline: the baselines acknowledge a publish without Redis.",
+    ),
+    Scenario(
         "fanout-1k",
         "Fan-out to 1,000 subscribers at rising rates",
         fanout_ramp(1000, [10, 20, 50, 100, 200, 400, 800]),
@@ -401,6 +495,7 @@ SCENARIOS = [
         "fanout-10k",
         "Fan-out to 10,000 subscribers at rising rates",
         fanout_ramp(10_000, [1, 2, 5, 10, 20, 40, 80]),
+        max_connections=10_500,
     ),
     Scenario("echo-100", "Echo (ping round trips) with 100 clients", echo),
     Scenario("churn-500", "Churn of 500 connections/s under fan-out", churn),
@@ -412,18 +507,40 @@ SCENARIOS = [
 
 @contextmanager
 def target(name: str, sc: Scenario) -> Iterator[Running]:
-    if name == "baseline":
-        with started_baseline() as srv:
-            yield srv
-    elif sc.processes > 1:
-        with (
-            started_redis() as url,
-            started_switchboard(sc.processes, url, sc.max_connections) as srv,
-        ):
-            yield srv
-    else:
-        with started_switchboard(max_connections=sc.max_connections) as srv:
-            yield srv
+    with pinned(sc.pinned):
+        if name == "baseline":
+            with started_baseline() as srv:
+                yield srv
+        elif name == "node":
+            with started_node() as srv:
+                yield srv
+        elif sc.processes > 1 or sc.redis:
+            with (
+                started_redis() as url,
+                started_switchboard(sc.processes, url, sc.max_connections, sc.mongo_url) as srv,
+            ):
+                yield srv
+        else:
+            with started_switchboard(
+                max_connections=sc.max_connections, mongo_url=sc.mongo_url
+            ) as srv:
+                yield srv
+
+
+@contextmanager
+def pinned(on: bool) -> Iterator[None]:
+    """Servers on core 0; this process (so the tester's workers, and Redis) on the others."""
+    cores = sorted(os.sched_getaffinity(0))
+    if not on or len(cores) < 2:
+        yield
+        return
+    os.environ[SERVER_CPUS] = str(cores[0])
+    os.sched_setaffinity(0, cores[1:])
+    try:
+        yield
+    finally:
+        os.environ.pop(SERVER_CPUS, None)
+        os.sched_setaffinity(0, cores)
 
 
 def run_scenario(sc: Scenario, name: str, sz: Sizes, outdir: Path) -> Outcome:
@@ -495,35 +612,39 @@ def render(results: dict[str, dict[str, Outcome]], sz: Sizes, started: float) ->
         f"{time.strftime('%Y-%m-%d %H:%M %Z', time.localtime(started))} "
         f"(commit {commit()}, {time.time() - started:.0f} s).",
         "",
-        f"Machine: {machine()}. Client (the load tester) and server share these cores.",
+        f"Machine: {machine()}. Client (the load tester) and server share these cores, except "
+        "in the cost scenarios, which run the servers on core 0 and the tester on the others.",
         "",
-        "Ratio = Switchboard ÷ bare Tornado (bench/baseline_tornado.py: one process, "
-        "`write_message` per subscriber, no history or auth), both measured in this run. "
-        "Switchboard runs `python -m server --dev` with an in-memory store, command rate limits "
-        "lifted, and namespace `bench` (history 100, no presence or join/leave).",
+        "Baselines, both measured in this run: bare Tornado (bench/baseline_tornado.py: one "
+        "process, `write_message` per subscriber, no history or auth) and bare Node.js + ws "
+        "(bench/node/server.js: one process, `ws.send` per subscriber, HS256 tokens checked, no "
+        "history). ÷ columns are Switchboard's figure divided by the baseline's. Switchboard runs "
+        "`python -m server --dev` with an in-memory store, command rate limits lifted, and "
+        "namespace `bench` (history 100, no presence or join/leave).",
         "",
     ]
     for sc in SCENARIOS:
         if sc.name not in results:
             continue
         r = results[sc.name]
-        sb, base = r.get("switchboard", Outcome()), r.get("baseline")
+        sb = r.get("switchboard", Outcome())
+        bases = [(BASELINES[n], r[n]) for n in BASELINES if n in r]
         lines += [f"## {sc.title} (`{sc.name}`)", ""]
-        keys = list(dict.fromkeys([*sb.figures, *(base.figures if base else {})]))
-        if base is not None:
-            lines += [
-                "| figure | Switchboard | bare Tornado | ratio |",
-                "| --- | ---: | ---: | ---: |",
-            ]
+        keys = list(dict.fromkeys([*sb.figures, *(k for _, o in bases for k in o.figures)]))
+        if bases:
+            head = ["figure", "Switchboard", *(t for t, _ in bases), *(f"÷ {t}" for t, _ in bases)]
+            lines += ["| " + " | ".join(head) + " |", "| --- |" + " ---: |" * (len(head) - 1)]
             for k in keys:
-                a, b = sb.figures.get(k), base.figures.get(k)
-                lines.append(f"| {k} | {fmt(a)} | {fmt(b)} | {ratio(a, b)} |")
+                a = sb.figures.get(k)
+                cells = [k, fmt(a), *(fmt(o.figures.get(k)) for _, o in bases)]
+                cells += [ratio(a, o.figures.get(k)) for _, o in bases]
+                lines.append("| " + " | ".join(cells) + " |")
         else:
             lines += ["| figure | Switchboard |", "| --- | ---: |"]
             lines += [f"| {k} | {fmt(sb.figures.get(k))} |" for k in keys]
             lines.append("")
             lines.append(sc.no_baseline)
-        notes = sb.notes + (base.notes if base else [])
+        notes = sb.notes + [n for _, o in bases for n in o.notes]
         if notes:
             lines += ["", "Notes:", ""] + [f"- {n}" for n in notes]
         lines.append("")
@@ -535,7 +656,11 @@ def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(prog="python -m bench.suite", description=__doc__.splitlines()[0])
     ap.add_argument("--only", default=",".join(names), help=f"comma list of: {', '.join(names)}")
     ap.add_argument("--quick", action="store_true", help="a tenth of the sizes, 2 s per run")
-    ap.add_argument("--targets", default="switchboard,baseline")
+    ap.add_argument(
+        "--targets",
+        default="switchboard,baseline,node",
+        help="comma list of: switchboard, baseline (bare Tornado), node (Node.js + ws)",
+    )
     ap.add_argument(
         "--output",
         help="markdown file (default docs/benchmarks.md for a full run, "
@@ -565,7 +690,7 @@ def main(argv: list[str] | None = None) -> int:
             continue
         results[sc.name] = {}
         for name in args.targets.split(","):
-            if name == "baseline" and not sc.baseline:
+            if name in BASELINES and not sc.baseline:
                 continue
             results[sc.name][name] = run_scenario(sc, name, sz, outdir)
             print(

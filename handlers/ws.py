@@ -1,36 +1,46 @@
-"""The WebSocket endpoint: a thin adapter between server/ws/ and server.client.Connection."""
+"""The WebSocket endpoint /ws: who may connect, and the Connection that speaks protocol v1.
+
+Two ways in, one result. `Endpoint.admit` serves the plain upgrades server/ws/listener.py
+answers itself (a token or no credentials); `WebSocketHandler` serves the rest through Tornado
+(a browser's session cookie, and every refusal: 401, 403, 503). Both end in `Endpoint.open`.
+"""
 
 from __future__ import annotations
 
+import re
 from typing import Any
-from urllib.parse import urlsplit
+from urllib.parse import parse_qs, urlsplit
 
 import tornado.web
 
 from server import auth, sessions
+from server.auth import Identity
 from server.client import Connection
 from server.codec import Transcoder
 from server.node import Node
-from server.protocol import Close
 from server.store.base import StoreUnavailable
 from server.ws import subprotocol
 from server.ws.handler import SocketHandler
+from server.ws.handshake import Request, cross_origin_allowed
 from server.ws.outbox import Flusher
-from server.ws.transport import Transport
+from server.ws.transport import Peer
+from server.ws.websocket import WebSocket
+
+#: A token as a JWT is written: what the fast path takes as it is (anything else: Tornado).
+_TOKEN = re.compile(r"[A-Za-z0-9_\-.]+")
 
 
-class WebSocketHandler(SocketHandler):
-    """Serves protocol v1 at /ws; see docs/protocol.md. The transport is server/ws/."""
+class Endpoint:
+    """Protocol v1 at /ws (docs/protocol.md); the transport is server/ws/."""
 
-    def initialize(self, node: Node, flusher: Flusher, transcoder: Transcoder) -> None:
+    def __init__(self, node: Node, flusher: Flusher, transcoder: Transcoder) -> None:
         self.node = node
         self.flusher = flusher
         self.transcoder = transcoder
+        self.max_message_bytes = node.config.server.max_message_bytes
         self.max_pending_bytes = node.config.server.max_pending_bytes
-        self.identity = auth.ANONYMOUS
-        self.conn: Connection | None = None
 
-    def check_origin(self, origin: str) -> bool:
+    def check_origin(self, origin: str, host: str) -> bool:
         """Same origin always; other origins only when listed in `allowed_origins`.
 
         A page on another site could otherwise open a socket that carries this site's cookies
@@ -39,26 +49,79 @@ class WebSocketHandler(SocketHandler):
         allowed = self.node.config.security.allowed_origins
         if "*" in allowed or origin in allowed:
             return True
-        return urlsplit(origin).netloc.lower() == self.request.host.lower()
+        return urlsplit(origin).netloc.lower() == host.lower()
+
+    def admit(self, req: Request) -> Identity | None:
+        """The identity of a plain upgrade, or None when Tornado's handler must answer it."""
+        node = self.node
+        if node.hub.client_count >= node.config.server.max_connections:
+            return None  # 503
+        host = req.headers["host"]
+        if not cross_origin_allowed(req, lambda origin: self.check_origin(origin, host)):
+            return None  # 403
+        token = None
+        if req.query:
+            args = parse_qs(req.query, keep_blank_values=True)
+            if args.keys() != {"token"}:
+                return None  # parameters only the handler knows of
+            token = args["token"][-1]
+            if not _TOKEN.fullmatch(token):
+                return None
+        if token is not None:
+            try:
+                return auth.verify_token(node.config.security.token_secret, token)
+            except auth.TokenError:
+                return None  # 401, with the reason
+        if sessions.COOKIE in req.headers.get("cookie", ""):
+            return None  # a session to look up in the store
+        return auth.ANONYMOUS
+
+    def select_subprotocol(self, offered: list[str]) -> str | None:
+        """`switchboard.msgpack` or `switchboard.json` when offered; none means JSON."""
+        return subprotocol.select(offered)
+
+    def open(self, ws: WebSocket, identity: Identity, chosen: str | None) -> Peer:
+        transport = subprotocol.wrap(ws, chosen, self.transcoder)
+        conn = Connection(self.node, transport, identity, subprotocol.parser(chosen))
+        conn.open()
+        return conn
+
+
+class WebSocketHandler(SocketHandler):
+    """/ws through Tornado: refusals, and browsers signed in by their session cookie."""
+
+    endpoint: Endpoint
+
+    def initialize(self, endpoint: Endpoint) -> None:
+        self.endpoint = endpoint
+        self.node = endpoint.node
+
+    def check_origin(self, origin: str) -> bool:
+        return self.endpoint.check_origin(origin, self.request.host)
+
+    def select_subprotocol(self, subprotocols: list[str]) -> str | None:
+        return self.endpoint.select_subprotocol(subprotocols)
 
     async def get(self, *args: Any, **kwargs: Any) -> None:
         if self.node.hub.client_count >= self.node.config.server.max_connections:
             self.node.stats.refused += 1
             raise tornado.web.HTTPError(503, reason="connection limit reached")
         token = self.get_query_argument("token", None)
+        identity = auth.ANONYMOUS
         if token is not None:
             try:
-                self.identity = auth.verify_token(self.node.config.security.token_secret, token)
+                identity = auth.verify_token(self.node.config.security.token_secret, token)
             except auth.TokenError as exc:
                 self.node.stats.refused += 1
                 self.set_status(401, reason="Unauthorized")
                 self.finish({"error": {"code": "unauthorized", "message": str(exc)}})
                 return
         else:
-            await self._identify_by_session()
+            identity = await self._identify_by_session()
+        self.admitted = identity
         await super().get(*args, **kwargs)
 
-    async def _identify_by_session(self) -> None:
+    async def _identify_by_session(self) -> Identity:
         """A browser's session cookie, if it names a live session, signs the connection in."""
         try:
             found = await sessions.current(
@@ -66,36 +129,4 @@ class WebSocketHandler(SocketHandler):
             )
         except StoreUnavailable:
             raise tornado.web.HTTPError(503, reason="session store unavailable") from None
-        if found is not None:
-            self.identity = sessions.identity(*found)
-
-    def select_subprotocol(self, subprotocols: list[str]) -> str | None:
-        """`switchboard.msgpack` or `switchboard.json` when offered; none means JSON."""
-        return subprotocol.select(subprotocols)
-
-    def opened(self, transport: Transport) -> None:
-        chosen = self.selected_subprotocol
-        transport = subprotocol.wrap(transport, chosen, self.transcoder)
-        self.conn = Connection(self.node, transport, self.identity, subprotocol.parser(chosen))
-        self.conn.open()
-
-    def on_ping(self, data: bytes) -> None:
-        if self.conn is not None:
-            self.conn.control_frame()  # pings count toward the command rate
-
-    def on_pong(self, data: bytes) -> None:
-        if self.conn is not None:
-            self.conn.control_frame()
-
-    def on_message(self, message: str | bytes) -> Any:
-        assert self.conn is not None
-        return self.conn.handle(message)
-
-    def on_close(self) -> None:
-        if self.conn is not None:
-            self.node.spawn(self.conn.closed())
-
-    def too_slow(self) -> None:
-        """The client stopped reading: its unsent bytes passed max_pending_bytes."""
-        if self.conn is not None:
-            self.conn.disconnect(Close.TOO_SLOW, "client too slow", True)
+        return auth.ANONYMOUS if found is None else sessions.identity(*found)

@@ -6,6 +6,7 @@ The one module in server/ that imports handlers/.
 from __future__ import annotations
 
 import logging
+from typing import Any
 
 import tornado.httpserver
 import tornado.web
@@ -73,13 +74,16 @@ def build_node(config: Config) -> Node:
     return node
 
 
+#: The application setting that lists the endpoints make_server upgrades directly.
+UPGRADES = "websocket_upgrades"
 #: Room in an HTTP API body beyond one publication: a broadcast's list of 1,000 channels.
 BODY_OVERHEAD = 512 * 1024
 
 
 def make_server(app: tornado.web.Application, config: Config) -> GuardedHTTPServer:
     """The HTTP server: admission control, timeouts, proxy headers only from trusted proxies,
-    request bodies capped near one publication (server/process/httpserver.py)."""
+    request bodies capped near one publication (server/process/httpserver.py); plain WebSocket
+    upgrades, once admitted, answered without Tornado's handler (server/ws/listener.py)."""
     sc = config.server
     admission = Admission(config.limits, sc.max_sockets or default_max_sockets())
     return GuardedHTTPServer(
@@ -89,6 +93,7 @@ def make_server(app: tornado.web.Application, config: Config) -> GuardedHTTPServ
         idle_connection_timeout=sc.idle_timeout_s,
         body_timeout=sc.body_timeout_s,
         max_body_size=sc.max_message_bytes + BODY_OVERHEAD,
+        upgrades=app.settings.get(UPGRADES, {}),
     )
 
 
@@ -100,6 +105,8 @@ def make_app(node: Node) -> tornado.web.Application:
     node.attach(KeepAlive(node.hub.clients, config.server.ping_interval_s))
     node.attach(LoopLag(node.stats))
     n = {"node": node}
+    endpoint = ws.Endpoint(node, Flusher(), Transcoder())
+    upgrades: dict[str, Any] = {UPGRADES: {"/ws": endpoint}}
     nl = {**n, "login": Login(config, node.store)}
     channel = r"/api/channels/([^/]+)"
     return tornado.web.Application(
@@ -115,7 +122,7 @@ def make_app(node: Node) -> tornado.web.Application:
             (r"/login/([A-Za-z0-9_-]+)", login.StartHandler, nl),
             (r"/login/([A-Za-z0-9_-]+)/callback", login.CallbackHandler, nl),
             (r"/logout", login.LogoutHandler, nl),
-            (r"/ws", ws.WebSocketHandler, {**n, "flusher": Flusher(), "transcoder": Transcoder()}),
+            (r"/ws", ws.WebSocketHandler, {"endpoint": endpoint}),
             (r"/sse", sse.EventStreamHandler, {**n, "sessions": Sessions(node)}),
             (r"/api/publish", api.PublishHandler, n),
             (r"/api/broadcast", api.BroadcastHandler, n),
@@ -148,4 +155,5 @@ def make_app(node: Node) -> tornado.web.Application:
         log_function=logs.access_log,
         log_throttle=logs.Throttle(logging.getLogger("tornado.access")),
         debug=False,
+        **upgrades,
     )

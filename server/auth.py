@@ -7,12 +7,14 @@ accepted: `alg: none` and every other algorithm are refused before the signature
 
 from __future__ import annotations
 
+import functools
 import time
 from dataclasses import dataclass
 from typing import Any
 
 import jwt
 
+from server import hs256
 from server.config import NamespaceConfig
 from server.protocol import Code, ProtocolError, personal_users, split_channel
 
@@ -58,9 +60,26 @@ def mint_token(
 
 
 def verify_token(secret: str, token: Any) -> Identity:
-    """Check a connection token and return the identity it carries, or raise TokenError."""
+    """Check a connection token and return the identity it carries, or raise TokenError.
+
+    The common shape takes the fast path (server/hs256.py); anything else, every refusal
+    included, is PyJWT's to judge.
+    """
     if not isinstance(token, str) or not token:
         raise TokenError("token must be a non-empty string")
+    claims = hs256.claims(_key(secret), token, LEEWAY_S)
+    if claims is None:
+        claims = _decode(secret, token)
+    return _identity(claims)
+
+
+@functools.lru_cache(maxsize=8)
+def _key(secret: str) -> bytes:
+    return secret.encode()
+
+
+def _decode(secret: str, token: str) -> dict[str, Any]:
+    """The claims of `token` as PyJWT reads them, or TokenError with PyJWT's reason."""
     try:
         header = jwt.get_unverified_header(token)
     except jwt.PyJWTError:
@@ -79,6 +98,10 @@ def verify_token(secret: str, token: Any) -> Identity:
         raise TokenError("token expired") from None
     except jwt.PyJWTError as exc:
         raise TokenError(f"invalid token: {exc}") from None
+    return claims
+
+
+def _identity(claims: dict[str, Any]) -> Identity:
     sub, name, chans, info = (claims.get(k) for k in ("sub", "name", "channels", "info"))
     if not isinstance(sub, str) or not sub:
         raise TokenError("token `sub` must be a non-empty string")

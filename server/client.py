@@ -21,6 +21,7 @@ from server.node import Node
 from server.position import Position
 from server.presence.stats import presence_stats
 from server.protocol import Close, Code, Command, FrameError, ProtocolError
+from server.replies import Replies, Slot
 from server.ws import frame as wsframe
 from server.ws.transport import Transport
 
@@ -53,6 +54,8 @@ class Connection:
         "_strikes",
         "state",
         "_expiry",
+        "_replies",
+        "_closing",
         "__weakref__",
     )
 
@@ -81,6 +84,10 @@ class Connection:
         #: Set by any frame or pong from the client; the keep-alive sweep resets it.
         self.alive = True
         self._expiry: asyncio.TimerHandle | None = None
+        #: Replies held in command order while pipelined commands run (made at the first one).
+        self._replies: Replies | None = None
+        #: A policy close waiting for those replies, once one is due.
+        self._closing: asyncio.Future[None] | None = None
 
     @property
     def session(self) -> str | None:
@@ -119,6 +126,10 @@ class Connection:
             payload = protocol.dumps(payload)
         self.send(wsframe.text(payload))
 
+    def _reply(self, payload: bytes) -> None:
+        """Send a reply: the client is waiting for it, so the transport sends it at once."""
+        self.transport.reply(wsframe.text(payload))
+
     def disconnect(
         self, code: int, reason: str, reconnect: bool, delay_ms: int | None = None
     ) -> None:
@@ -150,6 +161,21 @@ class Connection:
                 max(delay, 0.0), self.disconnect, Close.UNAUTHORIZED, "token expired", False
             )
 
+    # -- the transport's callbacks (server.ws.transport.Peer) -----------------------------------
+
+    def on_ping(self) -> None:
+        self.control_frame()  # pings count toward the command rate
+
+    def on_pong(self) -> None:
+        self.control_frame()
+
+    def on_closed(self) -> None:
+        self.node.spawn(self.closed())
+
+    def too_slow(self) -> None:
+        """The client stopped reading: its unsent bytes passed max_pending_bytes."""
+        self.disconnect(Close.TOO_SLOW, "client too slow", True)
+
     # -- commands -----------------------------------------------------------------------------
 
     def handle(self, frame: str | bytes) -> Awaitable[None] | None:
@@ -161,27 +187,28 @@ class Connection:
         try:
             cmd = self.parse(frame)
         except FrameError as exc:
-            self._refuse(exc.cmd_id, Code.BAD_REQUEST, exc.message)
-            return None
+            return self._refuse(exc.cmd_id, Code.BAD_REQUEST, exc.message)
         if not self._bucket.take():
-            self.send_json(
-                protocol.reply_error(cmd.id, Code.LIMIT_EXCEEDED, "command rate exceeded")
-            )
-            self.disconnect(Close.POLICY, "command rate exceeded", True)
-            return None
+            self._answer(protocol.reply_error(cmd.id, Code.LIMIT_EXCEEDED, "command rate exceeded"))
+            return self._close_after_replies(Close.POLICY, "command rate exceeded", True)
         if cmd.op == "ping":
-            self.send_json(protocol.reply_ok(cmd.id, {}))
+            self._answer(protocol.reply_ok(cmd.id, {}))
             return None
         if cmd.op == "publish" and not self._publish_budget(len(frame)):
-            self.send_json(
+            self._answer(
                 protocol.reply_error(cmd.id, Code.LIMIT_EXCEEDED, "publish bytes rate exceeded")
             )
             return None
         handler = _HANDLERS.get(cmd.op)
         if handler is None:
-            self._refuse(cmd.id, Code.UNKNOWN_OP, f"unknown op {cmd.op!r}")
-            return None
+            return self._refuse(cmd.id, Code.UNKNOWN_OP, f"unknown op {cmd.op!r}")
+        if cmd.op in _PIPELINED:
+            return self._start(handler, cmd)
+        if self._replies is not None and self._replies.running:
+            return self._after_running(handler, cmd)
         return self._run(handler, cmd)
+
+    on_message = handle
 
     def control_frame(self) -> None:
         """A WebSocket ping or pong from the client: it costs a command, so a flood of them
@@ -189,8 +216,8 @@ class Connection:
         if self.state is not State.OPEN:
             return
         self.alive = True
-        if not self._bucket.take():
-            self.disconnect(Close.POLICY, "command rate exceeded", True)
+        if not self._bucket.take():  # after the replies of pipelined commands, as in `handle`
+            self._close_after_replies(Close.POLICY, "command rate exceeded", True)
 
     def _publish_budget(self, size: int) -> bool:
         """Charge a publish frame's bytes to `[limits] publish_bytes_per_s` (with its burst)."""
@@ -203,31 +230,103 @@ class Connection:
 
     async def _run(self, handler: Handler, cmd: Command) -> None:
         started = time.perf_counter()
+        closing = None
         try:
             result = await handler(self, cmd)
         except ProtocolError as exc:
-            self._refuse(cmd.id, exc.code, exc.message)
+            closing = self._refuse(cmd.id, exc.code, exc.message)
         except Exception:
             log.exception("command %s failed", cmd.op, extra={"client": self.id})
-            self._refuse(cmd.id, Code.INTERNAL, "internal error")
+            closing = self._refuse(cmd.id, Code.INTERNAL, "internal error")
         else:
             if result is not None:
-                self.send_json(protocol.reply_ok(cmd.id, result))
+                self._reply(protocol.reply_ok(cmd.id, result))
         finally:
             self.alive = True  # pongs are not read while a command runs: it was busy, not dead
             self.node.stats.observe_command(cmd.op, time.perf_counter() - started)
+        if closing is not None:
+            await closing
 
-    def _refuse(self, cmd_id: int | None, code: Code, message: str) -> None:
-        """Reply with an error; malformed frames count as strikes towards a 4008 close."""
+    # -- pipelining: publishes run at once; replies keep command order ----------------------
+
+    def _start(self, handler: Handler, cmd: Command) -> Awaitable[None] | None:
+        """Run a command alongside those still running; the reader waits only past the limit."""
+        replies = self._replies
+        if replies is None:
+            replies = self._replies = Replies(self.transport.reply, MAX_RUNNING)
+        slot = replies.start()
+        self.node.spawn(self._run_in(replies, slot, handler, cmd))
+        return replies.room() if replies.full else None
+
+    async def _run_in(self, replies: Replies, slot: Slot, handler: Handler, cmd: Command) -> None:
+        started = time.perf_counter()
+        code = None
+        try:
+            reply = protocol.reply_ok(cmd.id, await handler(self, cmd))
+        except ProtocolError as exc:
+            reply = protocol.reply_error(cmd.id, exc.code, exc.message)
+            code = exc.code
+        except Exception:
+            log.exception("command %s failed", cmd.op, extra={"client": self.id})
+            reply = protocol.reply_error(cmd.id, Code.INTERNAL, "internal error")
+        self.node.stats.observe_command(cmd.op, time.perf_counter() - started)
+        replies.finish(slot, wsframe.text(reply))
+        closing = self._strike(code) if code is not None else None
+        if closing is not None:
+            await closing
+
+    async def settled(self) -> None:
+        """Done once every command received so far has its reply queued."""
+        if self._replies is not None:
+            await self._replies.idle()
+
+    async def _after_running(self, handler: Handler, cmd: Command) -> None:
+        """A command that changes the connection's state (auth, subscriptions) runs alone:
+        after the pipelined ones before it, and before any after it."""
+        await self.settled()
+        await self._run(handler, cmd)
+
+    def _answer(self, payload: bytes) -> None:
+        """A reply known at once: in line behind the replies of commands still running."""
+        if self._replies is not None:
+            self._replies.reply(wsframe.text(payload))
+        else:
+            self._reply(payload)
+
+    def _refuse(self, cmd_id: int | None, code: Code, message: str) -> Awaitable[None] | None:
+        """Reply with an error; malformed frames count as strikes towards a 4008 close (an
+        awaitable: the close waits for the replies before it)."""
         if self.state is not State.OPEN:
-            return
-        self.send_json(protocol.reply_error(cmd_id, code, message))
-        if code not in (Code.BAD_REQUEST, Code.UNKNOWN_OP):
-            return
+            return None
+        self._answer(protocol.reply_error(cmd_id, code, message))
+        return self._strike(code)
+
+    def _strike(self, code: Code) -> Awaitable[None] | None:
+        if self.state is not State.OPEN or code not in (Code.BAD_REQUEST, Code.UNKNOWN_OP):
+            return None
         if self._strikes is None:
             self._strikes = StrikeCounter(self.node.config.limits.malformed_per_minute)
         if self._strikes.strike():
-            self.disconnect(Close.POLICY, "too many malformed frames", False)
+            return self._close_after_replies(Close.POLICY, "too many malformed frames", False)
+        return None
+
+    def _close_after_replies(
+        self, code: int, reason: str, reconnect: bool
+    ) -> Awaitable[None] | None:
+        """Disconnect for a policy breach, after the replies of the commands before it; until
+        then nothing more is read (the reader waits for the awaitable)."""
+        if self._replies is None or not self._replies.running:
+            self.disconnect(code, reason, reconnect)
+            return None
+        if self._closing is None:  # one wait however many breaches arrive meanwhile
+            self._closing = asyncio.ensure_future(
+                self._disconnect_when_settled(code, reason, reconnect)
+            )
+        return self._closing
+
+    async def _disconnect_when_settled(self, code: int, reason: str, reconnect: bool) -> None:
+        await self.settled()
+        self.disconnect(code, reason, reconnect)
 
     # -- ops ----------------------------------------------------------------------------------
 
@@ -239,7 +338,7 @@ class Connection:
                 self.node.config.security.token_secret, cmd.args.get("token")
             )
         except TokenError as exc:
-            self.send_json(protocol.reply_error(cmd.id, Code.UNAUTHORIZED, str(exc)))
+            self._reply(protocol.reply_error(cmd.id, Code.UNAUTHORIZED, str(exc)))
             self.disconnect(Close.UNAUTHORIZED, str(exc), False)
             return None
         self.identity = identity
@@ -258,7 +357,7 @@ class Connection:
         result, pos = await self.node.subscribe(self, channel, since)
         if self.state is not State.OPEN:
             return
-        self.send_json(protocol.reply_ok(cmd.id, result))
+        self._reply(protocol.reply_ok(cmd.id, result))
         self.node.release(self, channel, pos)
 
     async def op_unsubscribe(self, cmd: Command) -> dict[str, Any]:
@@ -295,6 +394,13 @@ class Connection:
         auth.check_subscribe(self.identity, channel, self.node.namespace(channel))
         return await presence_stats(self.node, channel)
 
+
+#: Commands that may run while others of the connection run: publishes (a channel's are
+#: numbered in the order they came: the node's batches). Every other command runs alone, after
+#: those before it, so it sees what they did (a history after a publish includes it).
+_PIPELINED = frozenset(("publish",))
+#: Commands of one connection running at once, at most; past it the connection is not read.
+MAX_RUNNING = 1000
 
 _HANDLERS: dict[str, Handler] = {
     "auth": Connection.op_auth,

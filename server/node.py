@@ -46,6 +46,9 @@ RESYNC_CONCURRENCY = 8
 RESYNC_ATTEMPTS = 5
 #: How long a publish waits for the store to catch up with a backlogged channel.
 BACKLOG_WAIT_S = 2.0
+#: The most publications of one channel sent to the broker in one call, and about the most bytes.
+MAX_BATCH = 500
+MAX_BATCH_BYTES = 1 << 20
 #: Marks a channel being brought up to date in `_last`: no publication is its successor.
 RESYNCING = ("", -2)
 #: After the store failed an append, publishes check it is back before broadcasting, for this
@@ -147,6 +150,10 @@ class Node:
         self._resync_slots = asyncio.Semaphore(RESYNC_CONCURRENCY)
         #: Channels being recovered: an event set on each local append, and how many wait.
         self._stored_events: dict[str, _Waiting] = {}
+        #: Channels being seeded now, and the position each will have.
+        self._seeding: dict[str, asyncio.Future[Position]] = {}
+        #: Publications waiting for their channel's batch at the broker to come back.
+        self._sequencing: dict[str, list[tuple[bytes, asyncio.Future[Position]]]] = {}
         self._emptied = asyncio.Event()  # set when the last client left
         #: How long recovery waits for a missing offset before making it void.
         self.hole_wait_s = recovery.HOLE_WAIT_S
@@ -212,10 +219,23 @@ class Node:
         return ns
 
     async def position(self, channel: str) -> Position:
+        seeding = self._seeding.get(channel)
+        if seeding is not None:  # its skipped offsets are not void yet: wait for them
+            return await asyncio.shield(seeding)
         pos = await _guard(self.broker.position(channel))
         return pos if pos is not None else await self._seed(channel, self.namespace(channel))
 
     async def _seed(self, channel: str, ns: NamespaceConfig) -> Position:
+        """Seed the channel once however many ask at the same time (a restart's reconnecting
+        subscribers all find it unseeded): they share one seed, and none reads the position
+        before the skipped offsets are void, so none waits for them as holes."""
+        seeding = self._seeding.get(channel)
+        if seeding is None:
+            seeding = self._seeding[channel] = asyncio.ensure_future(self._seed_now(channel, ns))
+            seeding.add_done_callback(lambda _: self._seeding.pop(channel, None))
+        return await asyncio.shield(seeding)
+
+    async def _seed_now(self, channel: str, ns: NamespaceConfig) -> Position:
         """Give the broker a position for a channel it knows nothing of, from the store.
 
         A channel with history continues past every offset the broker may have handed out
@@ -282,29 +302,102 @@ class Node:
     async def _sequence(
         self, channel: str, ns: NamespaceConfig, body: bytes, window: int
     ) -> Position:
-        """Have the broker number and send a publication: seeded first if it must be, and
-        waiting (a little) while the channel's unstored window is full."""
+        """Have the broker number and send a publication, in the order publications of the
+        channel came to this process.
+
+        While one batch of a channel is at the broker, the channel's next publications gather
+        and go together as the next batch (one broker call): a connection that pipelines its
+        publishes keeps their order, and a busy channel costs one round trip per batch.
+        """
+        waiting = self._sequencing.get(channel)
+        if waiting is not None:
+            fut: asyncio.Future[Position] = asyncio.get_running_loop().create_future()
+            waiting.append((body, fut))
+            return await fut
+        self._sequencing[channel] = []
+        done: list[Position] = []
+        try:
+            error = await self._sequence_batch(
+                channel, ns, [body], window, lambda _, sent: done.extend(sent)
+            )
+        finally:
+            self._next_batch(channel, ns, window)
+        if error is not None:
+            raise error
+        return done[0]
+
+    def _next_batch(self, channel: str, ns: NamespaceConfig, window: int) -> None:
+        waiting = self._sequencing.get(channel)
+        if not waiting:
+            self._sequencing.pop(channel, None)
+            return
+        batch, rest = _take_batch(waiting)
+        self._sequencing[channel] = rest
+        self.spawn(self._run_batch(channel, ns, window, batch))
+
+    async def _run_batch(
+        self,
+        channel: str,
+        ns: NamespaceConfig,
+        window: int,
+        batch: list[tuple[bytes, asyncio.Future[Position]]],
+    ) -> None:
+
+        def sent(start: int, positions: list[Position]) -> None:
+            for (_, fut), pos in zip(batch[start:], positions, strict=False):
+                if not fut.done():
+                    fut.set_result(pos)
+
+        try:
+            error = await self._sequence_batch(channel, ns, [b for b, _ in batch], window, sent)
+            for _, fut in batch:
+                if not fut.done():
+                    fut.set_exception(error or ProtocolError(Code.INTERNAL, "not published"))
+        finally:
+            for _, fut in batch:
+                if not fut.done():
+                    fut.set_exception(ProtocolError(Code.UNAVAILABLE, "publishing was cancelled"))
+            self._next_batch(channel, ns, window)
+
+    async def _sequence_batch(
+        self,
+        channel: str,
+        ns: NamespaceConfig,
+        bodies: list[bytes],
+        window: int,
+        sent: Callable[[int, list[Position]], None],
+    ) -> ProtocolError | None:
+        """Number and send `bodies` in order; `sent(i, positions)` hears of each run sent from
+        the i-th on, at once (their store writes are what frees the window). Returns why the
+        rest were not sent. The broker is seeded first if it must be; while the channel's
+        unstored window is full, this waits (a little)."""
+        done = 0
         seeded, delay, deadline = False, 0.005, time.monotonic() + BACKLOG_WAIT_S
         ttl_s = channel_ttl(ns)
-        while True:
+        while done < len(bodies):
             try:
-                pos = await self.broker.publish(channel, body, window, ttl_s)
+                got = await self.broker.publish_many(channel, bodies[done:], window, ttl_s)
             except Backlogged as exc:
                 if time.monotonic() > deadline:
-                    raise ProtocolError(
-                        Code.UNAVAILABLE, f"temporarily unavailable: {exc}"
-                    ) from None
+                    return ProtocolError(Code.UNAVAILABLE, f"temporarily unavailable: {exc}")
                 await asyncio.sleep(delay)
                 delay = min(delay * 2, 0.1)
                 continue
             except BrokerUnavailable as exc:
-                raise ProtocolError(Code.UNAVAILABLE, f"temporarily unavailable: {exc}") from None
-            if pos is not None:
-                return pos
+                return ProtocolError(Code.UNAVAILABLE, f"temporarily unavailable: {exc}")
+            if got is not None:
+                sent(done, got)
+                done += len(got)
+                deadline = time.monotonic() + BACKLOG_WAIT_S  # progress: wait afresh
+                continue
             if seeded:
-                raise ProtocolError(Code.UNAVAILABLE, "the broker lost the channel's position")
-            await self._seed(channel, ns)
+                return ProtocolError(Code.UNAVAILABLE, "the broker lost the channel's position")
+            try:
+                await self._seed(channel, ns)
+            except ProtocolError as exc:
+                return exc
             seeded = True
+        return None
 
     # -- broker callbacks ---------------------------------------------------------------------
 
@@ -632,6 +725,20 @@ class Node:
             except Unavailable as exc:
                 problems[name] = str(exc) or type(exc).__name__
         return problems
+
+
+def _take_batch(
+    waiting: list[tuple[bytes, asyncio.Future[Position]]],
+) -> tuple[
+    list[tuple[bytes, asyncio.Future[Position]]], list[tuple[bytes, asyncio.Future[Position]]]
+]:
+    """The next batch (at most MAX_BATCH publications and about MAX_BATCH_BYTES) and the rest."""
+    size = 0
+    for i, (body, _) in enumerate(waiting):
+        size += len(body)
+        if i and (i >= MAX_BATCH or size > MAX_BATCH_BYTES):
+            return waiting[:i], waiting[i:]
+    return waiting, []
 
 
 async def _guard(aw: Awaitable[T]) -> T:

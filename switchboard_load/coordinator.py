@@ -45,6 +45,8 @@ class Collected:
     server_stats_error: str | None = None
     #: the server's CPU seconds (all its processes) from `go` to the end of the drain
     server_cpu_s: float | None = None
+    #: server CPU seconds spent while the clients connected (hold): the cost of connection setup
+    server_connect_cpu_s: float | None = None
     warnings: list[str] = field(default_factory=list)
     t_go: float = 0.0
     load_s: float = 0.0
@@ -91,11 +93,13 @@ class Coordinator:
         self.connecting: dict[int, tuple[int, int]] = {}
         self.latest: dict[int, dict[str, Any]] = {}
         self.stats_url = stats_url(p.url, p.api_url)
+        self._connect_cpu0: float | None = None
 
     def run(self) -> Collected:
         p = self.p
         if p.scenario == "hold":
             self.c.server_before, self.c.server_stats_error = try_memory(self.stats_url, p.api_key)
+            self._connect_cpu0 = try_cpu(self.stats_url, p.api_key) if p.api_key else None
         ctx = mp.get_context("spawn")
         try:
             for plan in make_plans(p):
@@ -125,6 +129,9 @@ class Coordinator:
             time.sleep(0.5)  # let the server account the last connections
             c.server_after, err = try_memory(self.stats_url, p.api_key)
             c.server_stats_error = c.server_stats_error or err
+            cpu = try_cpu(self.stats_url, p.api_key) if self._connect_cpu0 is not None else None
+            if cpu is not None and self._connect_cpu0 is not None:
+                c.server_connect_cpu_s = cpu - self._connect_cpu0
         cpu0 = try_cpu(self.stats_url, p.api_key) if p.api_key else None
         c.t_go = time.time() + 0.2
         self.broadcast("go", c.t_go)

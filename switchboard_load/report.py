@@ -116,6 +116,9 @@ def server_memory(c: Collected, connected: int) -> dict[str, Any]:
         "connections_reported": conns1,
         "stats_error": c.server_stats_error,
     }
+    if c.server_connect_cpu_s is not None and connected:
+        out["connect_cpu_s"] = round(c.server_connect_cpu_s, 3)
+        out["cpu_us_per_connection"] = round(c.server_connect_cpu_s / connected * 1e6, 1)
     if rss0 is not None and rss1 is not None:
         added = (conns1 - conns0) if conns0 is not None and conns1 is not None else connected
         out["bytes_per_connection"] = round((rss1 - rss0) / added) if added > 0 else None
@@ -211,7 +214,8 @@ def summary(doc: dict[str, Any]) -> str:
         lines.append(f"server: {s['cpu_s']} s CPU, {s['cpu_us_per_delivery']} µs per delivery")
     elif s:
         lines.append(
-            f"server: {s.get('bytes_per_connection')} bytes RSS per connection"
+            f"server: {s.get('bytes_per_connection')} bytes RSS per connection, "
+            f"{s.get('cpu_us_per_connection')} µs CPU per connection"
             + (f" (stats: {s['stats_error']})" if s.get("stats_error") else "")
         )
     return "\n".join(lines)

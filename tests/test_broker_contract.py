@@ -117,3 +117,28 @@ async def test_a_channel_without_history_has_no_window(any_broker: Broker) -> No
     await any_broker.seed("n", Position(0, "ep"), None, 60)
     for offset in range(1, 21):
         assert await any_broker.publish("n", b"{}", 0, 60) == Position(offset, "ep")
+
+
+@pytest.mark.asyncio
+async def test_publish_many_sends_in_order_as_many_as_the_window_allows(
+    any_broker: Broker,
+) -> None:
+    rec = await started(any_broker)
+    await any_broker.subscribe("m")
+    bodies = [b'{"n":%d}' % i for i in range(5)]
+    assert await any_broker.publish_many("m", bodies, 3, 60) is None  # to be seeded first
+    await any_broker.seed("m", Position(10, "ep"), 10, 60)
+    assert await any_broker.publish_many("m", bodies, 3, 60) == [
+        Position(o, "ep") for o in (11, 12, 13)
+    ]
+    with pytest.raises(Backlogged):
+        await any_broker.publish_many("m", bodies[3:], 3, 60)
+    for offset, body in zip((11, 12, 13), bodies, strict=False):
+        assert await rec.next() == ("pub", "m", offset, "ep", body)
+    await any_broker.seed("free", Position(0, "ep"), None, 60)
+    await any_broker.subscribe("free")
+    assert await any_broker.publish_many("free", bodies, 0, 60) == [
+        Position(o, "ep") for o in range(1, 6)
+    ]
+    for offset, body in zip(range(1, 6), bodies, strict=True):
+        assert await rec.next() == ("pub", "free", offset, "ep", body)

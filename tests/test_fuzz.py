@@ -9,6 +9,8 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+from collections.abc import Iterator
+from typing import Any
 
 import pytest
 from hypothesis import HealthCheck, given, settings
@@ -90,19 +92,23 @@ class Recorder(Transport):
     def send(self, frame: bytes) -> None:
         self.frames.append(frame)
 
+    def reply(self, frame: bytes) -> None:
+        self.frames.append(frame)
+
     def close(self, code: int, reason: str) -> None:
         self.closed = code
 
 
-def payload(frame: bytes) -> dict:
+def payload(frame: bytes) -> dict[str, Any]:
     """Decode one server frame (our own encoder: 2, 4 or 10 header bytes)."""
     n = frame[1]
     start = 2 if n < 126 else 4 if n == 126 else 10
-    return json.loads(frame[start:])
+    decoded: dict[str, Any] = json.loads(frame[start:])
+    return decoded
 
 
 @pytest.fixture(scope="module")
-def loop():
+def loop() -> Iterator[asyncio.AbstractEventLoop]:
     loop = asyncio.new_event_loop()
     yield loop
     loop.close()
@@ -110,7 +116,7 @@ def loop():
 
 @settings(max_examples=400, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(frames=st.lists(raw_frames, min_size=1, max_size=8))
-def test_hostile_frames(loop, frames):
+def test_hostile_frames(loop: asyncio.AbstractEventLoop, frames: list[bytes]) -> None:
     node = build_node(make_config())
 
     async def run() -> None:
@@ -128,6 +134,7 @@ def test_hostile_frames(loop, frames):
             result = conn.handle(text)
             if result is not None:
                 await result
+            await conn.settled()  # a publish runs alongside the next commands: its reply
             replies = [payload(f) for f in transport.frames[before:]]
             answered = [r for r in replies if "error" in r or r.get("ok")]
             assert answered or transport.closed is not None, (frame, replies)

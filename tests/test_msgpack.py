@@ -55,8 +55,8 @@ def transcoder_of(app: RunningServer) -> Transcoder:
     assert isinstance(application, tornado.web.Application)
     for rule in application.wildcard_router.rules:
         kwargs = getattr(rule, "target_kwargs", {}) or {}
-        if "transcoder" in kwargs:
-            transcoder = kwargs["transcoder"]
+        if "endpoint" in kwargs:  # /ws: its Endpoint serves both the listener and Tornado
+            transcoder = kwargs["endpoint"].transcoder
             assert isinstance(transcoder, Transcoder)
             return transcoder
     raise AssertionError("no /ws route with a transcoder")

@@ -197,6 +197,34 @@ async def test_a_resume_from_before_the_buffer_gets_a_close_event(
     assert app.node.hub.client_count == 0
 
 
+async def test_posted_publishes_are_pipelined_with_replies_in_order(
+    sse: Callable[..., Awaitable[SseClient]],
+) -> None:
+    """A session's publishes run alongside each other, as a WebSocket's (server/replies.py);
+    every reply keeps its command's place, the history after them sees them all."""
+    client = await sse()
+    await client.ok("subscribe", channel="piped")
+    first = client.next_id
+    frames = [
+        orjson.dumps({"id": first + i, "op": "publish", "channel": "piped", "data": i})
+        for i in range(50)
+    ]
+    frames.append(orjson.dumps({"id": first + 50, "op": "history", "channel": "piped"}))
+    client.next_id += 51
+    assert await client.post(*frames) == 202
+    replies: list[dict[str, Any]] = []
+    pubs: list[dict[str, Any]] = []
+    while len(replies) < 51 or len(pubs) < 50:
+        msg = await client.recv()
+        (replies if "id" in msg else pubs).append(msg)
+    assert [r["id"] for r in replies] == list(range(first, first + 51))
+    offsets = [r["result"]["offset"] for r in replies[:50]]
+    assert offsets == list(range(offsets[0], offsets[0] + 50))
+    assert [p["data"] for p in pubs] == list(range(50))
+    history = replies[50]["result"]["publications"]
+    assert [p["offset"] for p in history] == offsets
+
+
 @pytest.mark.parametrize("config", [make_config(limits={"command_burst": 3, "command_rate": 0.01})])
 async def test_limits_are_those_of_a_websocket(
     config: Config, sse: Callable[..., Awaitable[SseClient]], app: RunningServer

@@ -1,4 +1,4 @@
-"""server/ws/reader.py on a socket, behind /ws: dispatch, ordering, closing handshake."""
+"""server/ws/websocket.py on a socket, behind /ws: dispatch, ordering, closing handshake."""
 
 from __future__ import annotations
 
@@ -79,8 +79,8 @@ async def test_frames_sent_with_the_handshake(server: RunningServer) -> None:
     await bye(server, sock, frames)
 
 
-async def test_a_connections_commands_run_one_at_a_time(server: RunningServer) -> None:
-    """A command that awaits I/O holds back the next frame, even one already received."""
+async def test_a_connections_replies_come_in_command_order(server: RunningServer) -> None:
+    """A subscribe holds back the frames after it; a publish runs alongside, its reply in line."""
     sock, frames = await connect(server)
     await send(
         sock,

@@ -128,9 +128,14 @@ async def send(sock: socket.socket, data: bytes) -> None:
 
 
 async def ws_socket(
-    port: int, path: str, rcvbuf: int | None = None, extra: bytes = b""
+    port: int,
+    path: str,
+    rcvbuf: int | None = None,
+    extra: bytes = b"",
+    subprotocol: str | None = None,
 ) -> socket.socket:
-    """A client socket after the upgrade to `path`; `extra` is sent with the handshake."""
+    """A client socket after the upgrade to `path`; `extra` is sent with the handshake, and
+    `subprotocol` offered (and required in the answer)."""
     sock = socket.socket()
     if rcvbuf is not None:
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, rcvbuf)
@@ -142,7 +147,9 @@ async def ws_socket(
         sock,
         (
             f"GET {path} HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nUpgrade: websocket\r\n"
-            f"Connection: Upgrade\r\nSec-WebSocket-Key: {key}\r\nSec-WebSocket-Version: 13\r\n\r\n"
+            f"Connection: Upgrade\r\nSec-WebSocket-Key: {key}\r\nSec-WebSocket-Version: 13\r\n"
+            + (f"Sec-WebSocket-Protocol: {subprotocol}\r\n" if subprotocol else "")
+            + "\r\n"
         ).encode()
         + extra,
     )
@@ -150,6 +157,8 @@ async def ws_socket(
     while b"\r\n\r\n" not in head:
         head += await loop.sock_recv(sock, 1)
     assert b" 101 " in head, head
+    if subprotocol:
+        assert f"\r\nSec-WebSocket-Protocol: {subprotocol}\r\n".encode() in head, head
     return sock
 
 

@@ -72,6 +72,30 @@ class Broker(ABC):
         it are handed out already.
         """
 
+    async def publish_many(
+        self, channel: str, bodies: list[bytes], window: int, ttl_s: float
+    ) -> list[Position] | None:
+        """Publish `bodies` in order: the positions of the first n >= 1 of them (the caller
+        publishes the rest again), None when the first needs `seed`.
+
+        Raises Backlogged when the first is over the window, BrokerUnavailable when none was
+        sent. This default publishes one by one; a broker that can send several at once in order
+        (one round trip) overrides it.
+        """
+        first = await self.publish(channel, bodies[0], window, ttl_s)
+        if first is None:
+            return None
+        done = [first]
+        for body in bodies[1:]:
+            try:
+                pos = await self.publish(channel, body, window, ttl_s)
+            except BrokerUnavailable:
+                break
+            if pos is None:
+                break
+            done.append(pos)
+        return done
+
     @abstractmethod
     async def position(self, channel: str) -> Position | None:
         """The channel's newest position, or None when the channel needs `seed`."""

@@ -2,9 +2,10 @@
 
 Every Switchboard channel `C` has a Redis hash `<prefix>:pos:{C}` (offset, epoch) and a Redis
 channel `<prefix>:ch:{C}` (the braces keep both in one Redis Cluster slot). One Lua script
-increments the offset and publishes, so the order on the wire is the offset order. Messages carry
-their position in front of the body, `offset:epoch:body`, so receivers build frames without
-decoding JSON; join/leave travels on the same Redis channel as `j:client:frame`.
+numbers a batch of publications and publishes them, so the order on the wire is the offset
+order. Messages carry their position in front of the body, `offset:epoch:body`, so receivers
+build frames without decoding JSON; join/leave travels on the same Redis channel as
+`j:client:frame`.
 
 Given a RedisCluster client, the same broker runs over a Redis Cluster: commands are pipelined
 per primary (redis_cluster.py), channels are subscribed on their slot's primary (redis_shards.py)
@@ -32,19 +33,18 @@ from server.position import Position
 
 log = logging.getLogger("switchboard.redis")
 
-# ARGV: body, publish command, window, ttl in ms. Returns {offset, epoch}; {-1, epoch} when
-# `window` offsets beyond what the store holds are handed out (channels with history); nil to
-# be seeded.
-PUBLISH = """
+# KEYS: position. ARGV: the pub/sub channel, publish command, window, ttl in ms, then the
+# bodies (redis_fence.SEQUENCE). Publishes as many of the bodies as the window allows, in order.
+# Returns {first offset, epoch, how many}; {-1, epoch} when none fits the window (`window`
+# offsets beyond what the store holds are handed out: channels with history); nil to be seeded.
+PUBLISH = (
+    """
 local h = redis.call('HMGET', KEYS[1], 'epoch', 'offset', 'stored')
 local epoch = h[1]
 if not epoch then return false end
-if h[3] and tonumber(h[2]) >= tonumber(h[3]) + tonumber(ARGV[3]) then return {-1, epoch} end
-local offset = redis.call('HINCRBY', KEYS[1], 'offset', 1)
-redis.call('PEXPIRE', KEYS[1], ARGV[4])
-redis.call(ARGV[2], KEYS[2], offset .. ':' .. epoch .. ':' .. ARGV[1])
-return {offset, epoch}
 """
+    + redis_fence.SEQUENCE
+)
 
 # ARGV: offset, epoch, how far the store holds the channel (empty: no history), ttl in ms.
 SEED = """
@@ -158,20 +158,34 @@ class RedisBroker(Broker):
     async def publish(
         self, channel: str, body: bytes, window: int, ttl_s: float
     ) -> Position | None:
+        got = await self.publish_many(channel, [body], window, ttl_s)
+        return None if got is None else got[0]
+
+    async def publish_many(
+        self, channel: str, bodies: list[bytes], window: int, ttl_s: float
+    ) -> list[Position] | None:
+        """Publications of one channel in one script (one round trip), in order: as many as
+        the unstored window allows. One script serves one publication and many alike."""
         redis_channel = self._redis_channel(channel)
         self._require_link(redis_channel)
-        if self._cluster:
-            keys: tuple[Any, ...] = (1, self._pos_key(channel), redis_channel)
-            script = redis_fence.PUBLISH
-        else:
-            keys, script = (2, self._pos_key(channel), redis_channel), PUBLISH
-        ttl_ms = int(ttl_s * 1000)
-        res = await self._call("EVAL", script, *keys, body, self._dialect.publish, window, ttl_ms)
+        script = redis_fence.PUBLISH if self._cluster else PUBLISH
+        res = await self._call(
+            "EVAL",
+            script,
+            1,
+            self._pos_key(channel),
+            redis_channel,
+            self._dialect.publish,
+            window,
+            int(ttl_s * 1000),
+            *bodies,
+        )
         if res is None:
             return None
         if res[0] == -1:
             raise Backlogged(f"{window} publications of {channel} are not stored yet")
-        return Position(int(res[0]), res[1].decode())
+        first, epoch, n = int(res[0]), res[1].decode(), int(res[2])
+        return [Position(first + i, epoch) for i in range(n)]
 
     async def position(self, channel: str) -> Position | None:
         if self._cluster:

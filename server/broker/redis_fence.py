@@ -16,18 +16,36 @@ ARGV, so a script is never refused with TRYAGAIN while its slot migrates.
 
 from __future__ import annotations
 
-# KEYS: position. ARGV: channel, body, publish command, window, ttl in ms. Replies as
-# redis.PUBLISH.
-PUBLISH = """
+# The part of a publish after the channel's position `h` (epoch, offset, stored) was read and
+# found usable, shared with redis.PUBLISH. ARGV: channel, publish command, window, ttl in ms,
+# then the bodies. Numbers as many of the bodies as the unstored window allows (channels with
+# history: at most `window` offsets beyond what the store holds) and publishes them in order.
+# Returns {first offset, epoch, how many}; {-1, epoch} when none fits the window.
+SEQUENCE = """
+local n = #ARGV - 4
+if h[3] then
+  local room = tonumber(h[3]) + tonumber(ARGV[3]) - tonumber(h[2])
+  if room <= 0 then return {-1, epoch} end
+  if room < n then n = room end
+end
+local last = redis.call('HINCRBY', KEYS[1], 'offset', n)
+redis.call('PEXPIRE', KEYS[1], ARGV[4])
+local first = last - n + 1
+for i = 1, n do
+  redis.call(ARGV[2], ARGV[1], (first + i - 1) .. ':' .. epoch .. ':' .. ARGV[4 + i])
+end
+return {first, epoch, n}
+"""
+
+# KEYS: position. ARGV: as SEQUENCE. Replies as redis.PUBLISH.
+PUBLISH = (
+    """
 local h = redis.call('HMGET', KEYS[1], 'epoch', 'offset', 'stored', 'node')
 local epoch = h[1]
 if not epoch or h[4] ~= redis.call('CLUSTER', 'MYID') then return false end
-if h[3] and tonumber(h[2]) >= tonumber(h[3]) + tonumber(ARGV[4]) then return {-1, epoch} end
-local offset = redis.call('HINCRBY', KEYS[1], 'offset', 1)
-redis.call('PEXPIRE', KEYS[1], ARGV[5])
-redis.call(ARGV[3], ARGV[1], offset .. ':' .. epoch .. ':' .. ARGV[2])
-return {offset, epoch}
 """
+    + SEQUENCE
+)
 
 # KEYS: position. ARGV: offset, epoch, stored (empty: no history), ttl in ms. 1 when this call
 # set it.

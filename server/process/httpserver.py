@@ -17,6 +17,12 @@ What it adds (see docs/security.md):
   connections from `[server] trusted_proxies`; there the forwarded address is the one limited
   (per request for the rate; per WebSocket for `sockets_per_ip`).
 Every refusal is logged through a Throttle: at most one line a second per kind, with a count.
+
+Plain WebSocket upgrades are answered without Tornado's handler (server/ws/listener.py, the
+base class), but only once the connection was admitted here: the fast path starts in
+`handle_stream`, which `_admit` calls. On a trusted proxy's connection, the forwarded address
+is limited and charged in `upgrade_address` as `_Forwarded` does on Tornado's path; one over
+its limits is left to Tornado's path, which answers the 429.
 """
 
 from __future__ import annotations
@@ -34,6 +40,8 @@ from tornado.ioloop import IOLoop, PeriodicCallback
 from tornado.iostream import IOStream, StreamClosedError, UnsatisfiableReadError
 
 from server.process.admission import SWEEP_S, Admission, CountedSocket, Networks
+from server.ws.handshake import Request
+from server.ws.listener import UpgradeServer
 
 #: Connections accepted per readable event before other work gets a turn (Tornado's 128).
 ACCEPT_BATCH = 128
@@ -56,8 +64,9 @@ def too_many(retry_after: int) -> bytes:
     )
 
 
-class GuardedHTTPServer(tornado.httpserver.HTTPServer):
-    """An HTTPServer that admits connections through an Admission (module docstring)."""
+class GuardedHTTPServer(UpgradeServer):
+    """An HTTPServer that admits connections through an Admission (module docstring), with
+    the WebSocket fast path of UpgradeServer (`upgrades`) behind it."""
 
     def initialize(  # type: ignore[override]
         self,
@@ -207,6 +216,19 @@ class GuardedHTTPServer(tornado.httpserver.HTTPServer):
         finally:
             self._refusing -= 1
             stream.close()
+
+    def upgrade_address(self, sock: socket.socket, address: Any, req: Request) -> str | None:
+        """A direct connection was admitted when accepted; a trusted proxy's upgrade is
+        limited by its forwarded address here, and charged to it for the WebSocket's life."""
+        peer: str | None = address[0] if isinstance(address, tuple) else None
+        if peer is None or peer not in self.trusted:
+            return peer if peer is not None else str(address)
+        ip = forwarded_for(tornado.httputil.HTTPHeaders(req.headers), peer, self.trusted)
+        if self.admission.refusal(ip) is not None:
+            return None  # Tornado's path asks again (a refusal takes no token) and answers 429
+        if isinstance(sock, CountedSocket):
+            sock.charge(ip)
+        return ip
 
     # -- requests ------------------------------------------------------------------------------
 

@@ -10,8 +10,9 @@ Bounds, as over WebSocket (docs/protocol.md):
 - A frame can be replayed while it is among the newest `limit` bytes of events. A frame pushed
   out of the buffer before any stream carried it is lost to the client: that is a client too
   slow (4009), as is a stream whose unsent bytes pass `limit`.
-- Posted commands run one at a time in the order posted, as a WebSocket's frames are read;
-  at most `limit` bytes of them wait.
+- Posted commands are handled in the order posted, as a WebSocket's frames are read
+  (publishes pipelined, every reply in command order: server/replies.py); at most `limit`
+  bytes of them wait.
 """
 
 from __future__ import annotations
@@ -109,6 +110,10 @@ class Session:
                 return
         if self._stream is not None and self._stream.unsent() > self._limit:
             self.too_slow()
+
+    def reply(self, frame: bytes) -> None:
+        """Queue a reply: an event like any other (every event leaves at the next loop turn)."""
+        self.send(frame)
 
     def close(self, code: int, reason: str) -> None:
         """End the session: the close event follows every frame queued so far."""
@@ -224,7 +229,8 @@ class Session:
         return True
 
     async def _run(self) -> None:
-        """Run queued commands one at a time, as a WebSocket's reader does."""
+        """Hand queued commands to the connection in order, as a WebSocket's reader does:
+        waiting whenever it returns an awaitable."""
         try:
             while self._commands and self.conn is not None:
                 frame = self._commands.popleft()

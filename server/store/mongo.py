@@ -13,7 +13,7 @@ import logging
 import secrets
 import time
 from collections import OrderedDict
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -96,6 +96,8 @@ class MongoStore(Store):
         self._schema_ok = False
         self._schema_lock = asyncio.Lock()
         self._channels: OrderedDict[str, _Kept] = OrderedDict()
+        #: Span reads in flight: (channel, epoch, upto) -> (since, the read).
+        self._spans: dict[tuple[str, str, int], tuple[int, asyncio.Future[Any]]] = {}
         self._commit = (
             GroupCommit(self._write, config.group_commit_ms / 1000)
             if config.group_commit_ms > 0
@@ -189,7 +191,10 @@ class MongoStore(Store):
                 if i.epoch == newest.epoch and i.offset > k.floor
             ]
         if docs:
-            voided = await self._insert(db, docs)
+            try:
+                voided = await self._insert(db, docs)
+            finally:
+                self._written(by_channel)
             for i, item in enumerate(batch):
                 if (item.channel, item.offset) in voided:
                     refused[i] = StoreConflict(
@@ -219,13 +224,12 @@ class MongoStore(Store):
                 return set()
             except BulkWriteError as exc:
                 dups = _duplicates(exc, docs)
+            by_epoch: dict[tuple[str, str], list[int]] = {}
             for doc in dups:
-                await pubs.delete_one(
-                    {
-                        "channel": doc["channel"],
-                        "offset": doc["offset"],
-                        "epoch": {"$ne": doc["epoch"]},
-                    }
+                by_epoch.setdefault((doc["channel"], doc["epoch"]), []).append(doc["offset"])
+            for (channel, epoch), offsets in by_epoch.items():  # one round trip per channel
+                await pubs.delete_many(
+                    {"channel": channel, "offset": {"$in": offsets}, "epoch": {"$ne": epoch}}
                 )
             try:
                 await pubs.insert_many(dups, ordered=False)
@@ -305,6 +309,35 @@ class MongoStore(Store):
     async def span(
         self, channel: str, epoch: str, since: int, upto: int
     ) -> list[tuple[int, bytes | None]]:
+        """Shared by concurrent readers of the same channel up to the same offset: a restart's
+        reconnecting subscribers of a channel all recover the same range, and one read serves
+        them. A reader joins a read only when no write to the channel finished after that read
+        began, so what it gets is what a read of its own would have found."""
+        key = (channel, epoch, upto)
+        shared = self._spans.get(key)
+        if shared is not None and shared[0] <= since:
+            kept = await asyncio.shield(shared[1])
+            return [entry for entry in kept if entry[0] >= since]
+        read = asyncio.ensure_future(self._read_span(channel, epoch, since, upto))
+        self._spans[key] = (since, read)
+        read.add_done_callback(lambda _: self._forget_span(key, read))
+        return await asyncio.shield(read)
+
+    def _forget_span(self, key: tuple[str, str, int], read: asyncio.Future[Any]) -> None:
+        shared = self._spans.get(key)
+        if shared is not None and shared[1] is read:
+            del self._spans[key]
+
+    def _written(self, channels: Iterable[str]) -> None:
+        """Writes to `channels` finished: reads begun before them take no new readers."""
+        if self._spans:
+            written = set(channels)
+            for key in [k for k in self._spans if k[0] in written]:
+                del self._spans[key]
+
+    async def _read_span(
+        self, channel: str, epoch: str, since: int, upto: int
+    ) -> list[tuple[int, bytes | None]]:
         db = await self._ready()
         query = {
             "channel": channel,
@@ -338,7 +371,10 @@ class MongoStore(Store):
             {"channel": channel, "epoch": epoch, "offset": o, "void": True, "expire_at": expire_at}
             for o in offsets
         ]
-        await self._insert(db, docs)
+        try:
+            await self._insert(db, docs)
+        finally:
+            self._written((channel,))
 
     async def reserve(self, channel: str, epoch: str, offset: int) -> None:
         db = await self._ready()

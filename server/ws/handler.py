@@ -1,48 +1,78 @@
-"""The transport half of a WebSocket endpoint: what /ws and the echo endpoint share.
+"""The Tornado half of a WebSocket endpoint, for the upgrades server/ws/listener.py leaves to it.
 
-A subclass sets `flusher` and `max_pending_bytes` in `initialize`, and says what a connection
-does: `opened` gets its Transport (the Outbox), `on_message` its messages, `too_slow` the news
-that it stopped reading, `on_close` its end.
+Requests that are not plain (a head split over several reads, a keep-alive connection, a
+session cookie to look up, one from a trusted proxy over its limits) and every refusal are
+served by Tornado's WebSocketHandler as usual. Once Tornado has sent the 101, the connection
+leaves it: the socket and whatever Tornado read beyond the handshake go to a WebSocket, which
+the endpoint opens just as it opens the connections the listener upgrades itself (with the
+subprotocol Tornado's handler chose). Nothing of the handler, its request or
+its stream is kept.
+
+A subclass sets `endpoint` in `initialize` and `admitted` (what `Endpoint.open` gets) before
+calling this `get`.
 """
 
 from __future__ import annotations
 
+import asyncio
+import logging
+from typing import Any
+
+import tornado.websocket
+from tornado.iostream import IOStream
 from tornado.websocket import WebSocketProtocol, WebSocketProtocol13
 
 from server.ws import seam
-from server.ws.outbox import Flusher, Outbox
-from server.ws.reader import ReaderProtocol
-from server.ws.transport import Transport
+from server.ws.listener import Endpoint
+from server.ws.websocket import WebSocket
 
-#: The close code for a client whose unsent bytes passed max_pending_bytes (protocol.Close).
-TOO_SLOW = 4009
+log = logging.getLogger("switchboard.ws")
 
 
-class SocketHandler(seam.Handler):
-    flusher: Flusher
-    max_pending_bytes: int
+class SocketHandler(tornado.websocket.WebSocketHandler):
+    endpoint: Endpoint
+    #: What the endpoint opens the connection with (set by the subclass's checks).
+    admitted: Any = None
 
     def get_websocket_protocol(self) -> WebSocketProtocol | None:
-        """Tornado's protocol with the cheaper receive path and the outbox (server/ws/reader.py)."""
+        """Tornado's RFC 6455 protocol, handing the connection over after the handshake."""
         tornados = super().get_websocket_protocol()
         if not isinstance(tornados, WebSocketProtocol13):
-            return tornados
-        return ReaderProtocol(self, False, tornados.params)
+            return tornados  # None for an unsupported version: Tornado answers 426
+        return HandOver(self, False, tornados.params)
 
     def open(self, *args: str, **kwargs: str) -> None:
-        self.drop_request_state()
-        ws = self.ws_connection
-        assert isinstance(ws, ReaderProtocol)
-        ws.outbox = Outbox(ws, ws.stream, self.max_pending_bytes, self.flusher, self.too_slow)
-        self.opened(ws.outbox)
+        """Nothing here: the endpoint opens the connection once it is handed over."""
 
-    def opened(self, transport: Transport) -> None:
-        """The connection is up; frames go out through `transport`."""
-        raise NotImplementedError
 
-    def too_slow(self) -> None:
-        """The client stopped reading: its unsent bytes passed max_pending_bytes.
-
-        Nothing more is queued for it; the close frame follows the last whole frame.
-        """
-        self.close(TOO_SLOW, "client too slow")
+class HandOver(seam.Protocol):
+    async def hand_over(self) -> None:
+        stream = self.stream
+        handler = self.handler
+        assert isinstance(handler, SocketHandler)
+        if type(stream) is not IOStream:  # TLS: Switchboard terminates none itself
+            log.warning("WebSocket over TLS is not served: terminate TLS in front")
+            stream.close()
+            return
+        if stream.writing():  # the 101 is still on its way: let it finish first
+            await stream.write(b"")
+        early = b""
+        pending = seam.buffered(stream)
+        while pending is not None:
+            early += await pending
+            pending = seam.buffered(stream)
+        if stream.closed():
+            return
+        sock = stream.socket
+        stream.io_loop.remove_handler(sock)
+        endpoint = handler.endpoint
+        ws = WebSocket(
+            sock,
+            asyncio.get_running_loop(),
+            endpoint.flusher,
+            endpoint.max_message_bytes,
+            endpoint.max_pending_bytes,
+        )
+        admitted, handler.admitted = handler.admitted, None
+        ws.start(endpoint.open(ws, admitted, handler.selected_subprotocol), early)
+        handler.ws_connection = None  # Tornado's objects go; the WebSocket holds the socket

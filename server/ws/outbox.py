@@ -1,170 +1,223 @@
 """Per-connection output: frames are queued, coalesced and written once per loop iteration.
 
-The hot path of fan-out. A connection's frames of one loop iteration are joined into one write;
-when Tornado's stream has nothing pending, that write goes straight to the socket, skipping the
-stream's per-write Future. What the kernel does not take is left to the stream, whose buffer is
+The hot path of fan-out. A connection's frames of one loop iteration are joined into one write
+straight to its socket. What the kernel does not take waits in the connection's own buffer,
 capped at `max_pending_bytes`: a client that does not read goes over the cap and is dropped
 (close 4009) instead of growing the server's memory or delaying anyone else.
 
 Frames are never cut: writes always end on a frame boundary. When the cap is reached, nothing
 more is queued except the rest of a frame the kernel took only part of (so the cap may be passed
 by at most one frame, which is in memory anyway), and the close frame follows that last whole
-frame. Only a stream already closed gets no close frame.
+frame.
+
+Nagle's algorithm stays on (as on Tornado's WebSocket connections after their handshake): a
+push written while the client has not acknowledged the last one waits for that ACK and leaves
+with whatever followed, which saves the kernel most of its per-frame work in a fan-out. A reply
+is different: the client waits for it, and may wait for it before acknowledging anything, so a
+flush that carries one pushes it out at once (TCP_NODELAY set and cleared: the kernel sends
+what it held).
+
+Memory: an idle connection holds no list and no buffer. One frame queued is held as itself;
+a second makes a list; a write the kernel took whole leaves nothing behind.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
-from typing import Protocol
+import asyncio
+import socket
 
-from tornado.ioloop import IOLoop
-from tornado.iostream import IOStream, StreamBufferFullError, StreamClosedError
-
-from server.ws import frame
-
-
-class Closer(Protocol):
-    """The connection's closing handshake, which the outbox's `close` starts."""
-
-    def close(self, code: int | None = None, reason: str | None = None) -> None: ...
+#: `Outbox._flags` bits (the WebSocket adds its own above these).
+ACCEPTING = 0x1  # frames are accepted: no close frame queued, no overflow
+WRITING = 0x2  # bytes wait in `_unsent` and write interest is registered
+CLOSED = 0x4  # the socket is closed: nothing more is read or written
+URGENT = 0x8  # this iteration's frames include a reply: TCP must not hold them back
 
 
 class Outbox:
-    """Implements server.ws.transport.Transport for one WebSocket connection."""
+    """The write half of one WebSocket connection (server.ws.websocket.WebSocket is the rest)."""
 
-    __slots__ = (
-        "_frames",
-        "_stream",
-        "_direct",
-        "_flusher",
-        "_ws",
-        "_on_overflow",
-        "_open",
-        "_clean",
-    )
+    __slots__ = ("sock", "fd", "loop", "_frames", "_unsent", "_limit", "_flusher", "_flags")
 
     def __init__(
         self,
-        ws: Closer,
-        stream: IOStream,
+        sock: socket.socket,
+        loop: asyncio.AbstractEventLoop,
         limit: int,
         flusher: Flusher,
-        on_overflow: Callable[[], None],
     ) -> None:
-        self._frames: list[bytes] = []
-        self._stream = stream
-        # Straight socket writes only for plain TCP: TLS streams must go through Tornado.
-        self._direct = type(stream) is IOStream
-        stream.max_write_buffer_size = limit
+        self.sock = sock
+        self.fd = sock.fileno()
+        self.loop = loop
+        #: Frames of this loop iteration: None, one frame, or a list of them.
+        self._frames: bytes | list[bytes] | None = None
+        #: What the kernel has not taken yet; always ends on a frame boundary.
+        self._unsent: bytearray | None = None
+        self._limit = limit
         self._flusher = flusher
-        self._ws = ws
-        self._on_overflow = on_overflow
-        self._open = True  # frames are accepted: no close frame queued, no overflow
-        self._clean = True  # what was written ends on a frame boundary
+        self._flags = ACCEPTING
 
-    def send(self, frame: bytes) -> None:
-        if not self._open:
+    def send(self, data: bytes) -> None:
+        """Queue one encoded frame (server.ws.frame): written at the end of this iteration."""
+        if not self._flags & ACCEPTING:
             return
-        if not self._frames:
+        queued = self._frames
+        if queued is None:
+            self._frames = data
             self._flusher.mark(self)
-        self._frames.append(frame)
+        elif isinstance(queued, list):
+            queued.append(data)
+        else:
+            self._frames = [queued, data]
 
-    def close(self, code: int | None = None, reason: str | None = None) -> None:
-        """Start the closing handshake: the close frame goes after every frame queued so far."""
-        self._ws.close(code, reason)
+    def reply(self, data: bytes) -> None:
+        """Queue a frame the client is waiting for: this iteration's frames leave at once."""
+        if self._flags & ACCEPTING:
+            self.send(data)
+            self._flags |= URGENT
 
     def flush(self) -> None:
         """Write what this iteration queued; called by the Flusher (or before a close)."""
-        frames = self._frames
-        if not frames or not self._open:
+        queued = self._frames
+        if queued is None:
             return
-        data = frames[0] if len(frames) == 1 else b"".join(frames)
-        stream = self._stream
-        if stream.closed():
-            frames.clear()
+        self._frames = None
+        flags = self._flags
+        if not flags & ACCEPTING:
             return
-        sent = 0
-        if self._direct and not stream.writing():
-            try:
-                sent = stream.socket.send(data)
-            except BlockingIOError:
-                pass
-            except OSError:  # the peer is gone: the stream's read side will close the handler
-                frames.clear()
-                return
-            if sent == len(data):
-                frames.clear()
-                return
+        data = queued if isinstance(queued, bytes) else b"".join(queued)
+        if self._unsent is not None:
+            self._keep(queued, data, 0)
+            return
         try:
-            stream.write(data[sent:] if sent else data)
-        except StreamBufferFullError:
-            self._overflow(sent)
-        except StreamClosedError:
-            self._open = False
-        frames.clear()
+            sent = self.sock.send(data)
+        except (BlockingIOError, InterruptedError):
+            sent = 0
+        except OSError:  # the peer is gone: the read side notices and closes
+            return
+        if flags & URGENT:
+            self._flags = flags & ~URGENT
+            self._push()
+        if sent != len(data):
+            self._keep(queued, data, sent)
 
-    def _overflow(self, sent: int) -> None:
+    def _push(self) -> None:
+        """Have TCP send what Nagle's algorithm holds back now (and keep the algorithm on)."""
+        sock = self.sock
+        try:
+            sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+            sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 0)
+        except OSError:  # the peer is gone: the read side notices and closes
+            pass
+
+    def _keep(self, queued: bytes | list[bytes], data: bytes, sent: int) -> None:
+        """Hold what the kernel did not take, within the cap (never cutting a frame)."""
+        unsent = self._unsent
+        waiting = len(unsent) if unsent is not None else 0
+        if waiting + len(data) - sent > self._limit:
+            self._overflow(queued, sent)
+            return
+        if unsent is None:
+            self._unsent = bytearray(memoryview(data)[sent:])
+            self._want_writes()
+        else:
+            unsent += data
+
+    def _overflow(self, queued: bytes | list[bytes], sent: int) -> None:
         """What is unsent does not fit under the cap: finish the frame the kernel took part of,
         queue nothing more, and tell the connection (which closes after that frame)."""
-        self._open = False
-        end = 0
-        for f in self._frames:
-            end += len(f)
-            if end > sent:
-                taken = len(f) - (end - sent)  # bytes of f the kernel took
-                if taken:
-                    self._stream.max_write_buffer_size = None  # one frame's rest, never cut
-                    try:
-                        self._stream.write(memoryview(f)[taken:])
-                    except StreamClosedError:
-                        self._clean = False
-                break
-        self._frames.clear()
-        self._on_overflow()
+        self._flags &= ~ACCEPTING
+        if sent:  # only when nothing was waiting: `queued` went to the kernel directly
+            end = 0
+            for f in queued if isinstance(queued, list) else (queued,):
+                end += len(f)
+                if end > sent:
+                    taken = len(f) - (end - sent)  # bytes of f the kernel took
+                    if taken:
+                        self._unsent = bytearray(memoryview(f)[taken:])
+                        self._want_writes()
+                    break
+        self.overflowed()
 
-    def finish(self, code: int | None, reason: str | None) -> bool:
-        """Write what is queued, then the close frame, and accept nothing after it.
+    def overflowed(self) -> None:
+        """The client stopped reading: its unsent bytes passed the cap (the WebSocket acts)."""
+        raise NotImplementedError
 
-        False when no close frame can follow without cutting a frame: the caller drops the
-        connection instead. The close frame alone may go over the cap (a few bytes).
+    def finish(self, close_frame: bytes) -> bool:
+        """Write what is queued, then `close_frame`, and accept nothing after it.
+
+        False when the socket is closed already. The close frame alone may go over the cap.
         """
-        if self._open:
+        if self._flags & ACCEPTING:
             self.flush()
-            self._open = False
-            self._frames.clear()
-        stream = self._stream
-        if not self._clean or stream.closed():
+            self._flags &= ~ACCEPTING
+        self._frames = None
+        if self._flags & CLOSED:
             return False
-        stream.max_write_buffer_size = None
+        if self._unsent is not None:
+            self._unsent += close_frame
+            return True
         try:
-            stream.write(frame.close(code, reason))
-        except StreamClosedError:
+            sent = self.sock.send(close_frame)
+        except (BlockingIOError, InterruptedError):
+            sent = 0
+        except OSError:
             return False
+        if sent != len(close_frame):
+            self._unsent = bytearray(close_frame[sent:])
+            self._want_writes()
         return True
 
-    def drop(self) -> None:
-        """The connection is gone: forget what is queued and accept nothing more."""
-        self._open = False
-        self._frames.clear()
+    @property
+    def writing(self) -> bool:
+        """Bytes are waiting for the kernel to take them."""
+        return self._unsent is not None
+
+    def _want_writes(self) -> None:
+        if not self._flags & (WRITING | CLOSED):
+            self._flags |= WRITING
+            self.loop.add_writer(self.fd, self._on_writable)
+
+    def _on_writable(self) -> None:
+        unsent = self._unsent
+        if unsent is None or self._flags & CLOSED:
+            return
+        try:
+            sent = self.sock.send(unsent)
+        except (BlockingIOError, InterruptedError):
+            return
+        except OSError:  # the peer is gone: the read side notices and closes
+            self._drop_writes()
+            return
+        del unsent[:sent]
+        if not unsent:
+            self._drop_writes()
+            self.drained()
+
+    def drained(self) -> None:
+        """Everything queued reached the kernel (the WebSocket may be waiting to hang up)."""
+
+    def _drop_writes(self) -> None:
+        """Forget unsent bytes and write interest (the socket is still open)."""
+        self._unsent = None
+        if self._flags & WRITING:
+            self._flags &= ~WRITING
+            self.loop.remove_writer(self.fd)
 
 
 class Flusher:
     """Flushes every outbox that got frames during this loop iteration, in one callback."""
 
-    __slots__ = ("_dirty", "_scheduled")
+    __slots__ = ("_dirty",)
 
     def __init__(self) -> None:
         self._dirty: list[Outbox] = []
-        self._scheduled = False
 
     def mark(self, outbox: Outbox) -> None:
+        if not self._dirty:
+            asyncio.get_running_loop().call_soon(self._flush)
         self._dirty.append(outbox)
-        if not self._scheduled:
-            self._scheduled = True
-            IOLoop.current().add_callback(self._flush)
 
     def _flush(self) -> None:
         dirty, self._dirty = self._dirty, []
-        self._scheduled = False
         for outbox in dirty:
             outbox.flush()

@@ -47,6 +47,9 @@ class MsgpackTransport:
     def send(self, frame: bytes) -> None:
         self._send(self._transcoder.binary(frame))
 
+    def reply(self, frame: bytes) -> None:
+        self._inner.reply(self._transcoder.binary(frame))
+
     def close(self, code: int, reason: str) -> None:
         self._inner.close(code, reason)
 

@@ -1,0 +1,281 @@
+"""Clients reconnecting after a restart, with recovery: how long until every one is live again.
+
+    python -m bench.reconnect [--clients 19900] [--workers 4] [--channels 100] [--missed 5]
+
+Starts the embedded MongoDB-compatible server (the history survives the restart) and one
+Switchboard process on it (`bench` namespace: history 100), connects `--clients` clients with a
+token each, every one subscribed to one of `--channels` channels, and publishes a few
+publications per channel. Then it kills Switchboard (SIGKILL: every socket drops at once),
+publishes nothing meanwhile, and starts a new process on the same port. Each client reconnects
+on its own (a first try after up to 300 ms of jitter, then every 100-300 ms while refused) and
+resubscribes with `since` its last publication; it is live again once that subscribe answers
+with `recovered: true`. While they come back, `--missed` publications per channel go out
+through the HTTP API, so recovery has something to deliver in the gap.
+
+Reports, from the kill and from the new process answering /readyz: the time until half, 99 %
+and all of the clients were live again, how many recovered, and whether each client got every
+publication once and in increasing order across the restart (offsets may jump there: the skipped
+ones are void, docs/protocol.md).
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import multiprocessing as mp
+import os
+import random
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.request
+from multiprocessing.connection import Connection
+from pathlib import Path
+from typing import Any
+
+import orjson
+import uvloop
+
+from bench.servers import (
+    API_KEY,
+    BENCH_NAMESPACE,
+    ONE_ADDRESS,
+    ROOT,
+    TOKEN_SECRET,
+    free_port,
+    wait_listening,
+)
+from bench.servers import Running as _Running
+from server import assets
+from server.store.embedded import EmbeddedMongo
+from switchboard_load.client import Client, connect
+from switchboard_load.fdlimit import raise_nofile
+from switchboard_load.tokens import mint, with_token
+
+SOURCES = [f"127.0.0.{i}" for i in range(2, 10)]
+
+
+# -- the server, restarted on the same port and database --------------------------------------
+
+
+def start_switchboard(port: int, config: Path, mongo_url: str, clients: int) -> _Running:
+    env = {
+        **os.environ,
+        "SWITCHBOARD_API_KEY": API_KEY,
+        "SWITCHBOARD_SECURITY_TOKEN_SECRET": TOKEN_SECRET,
+        "SWITCHBOARD_MONGO_URL": mongo_url,
+        "SWITCHBOARD_LIMITS_COMMAND_RATE": "1000000",
+        "SWITCHBOARD_LIMITS_COMMAND_BURST": "1000000",
+        "SWITCHBOARD_SERVER_MAX_CONNECTIONS": str(clients + 100),
+        **ONE_ADDRESS,
+    }
+    log = config.parent / f"server-{time.time_ns()}.log"
+    with open(log, "wb") as out:
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "server", "--dev", "--config", str(config), "--port", str(port)]
+            + ["--log-level", os.environ.get("BENCH_LOG_LEVEL", "WARNING")],
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            cwd=ROOT,
+            env=env,
+            preexec_fn=raise_nofile,
+        )
+    running = _Running("switchboard", port, proc, log)
+    wait_listening(running, 60, "/readyz")
+    return running
+
+
+def publish(port: int, channel: str, data: Any) -> None:
+    req = urllib.request.Request(
+        f"http://127.0.0.1:{port}/api/publish",
+        data=orjson.dumps({"channel": channel, "data": data}),
+        headers={"Authorization": f"apikey {API_KEY}", "Content-Type": "application/json"},
+    )
+    with urllib.request.urlopen(req, timeout=30) as resp:  # noqa: S310 (loopback)
+        resp.read()
+
+
+# -- a worker process: its share of the clients ------------------------------------------------
+
+
+class Tracked:
+    """One client across the restart: its channel, the last offset seen, what went wrong."""
+
+    __slots__ = ("channel", "client", "offset", "epoch", "live_at", "recovered", "got", "bad")
+
+    def __init__(self, channel: str) -> None:
+        self.channel = channel
+        self.client: Client | None = None
+        self.offset = 0
+        self.epoch = ""
+        self.live_at = 0.0
+        self.recovered = False
+        self.got = 0  # publications received since the first subscribe
+        self.bad = 0  # publications doubled or out of order
+
+    def seen(self, offset: int) -> None:
+        """Offsets must only increase (across a restart they may jump: skipped ones are void)."""
+        if offset <= self.offset:
+            self.bad += 1
+            return
+        self.got += 1
+        self.offset = offset
+
+    def on_pub(self, _: Client, msg: dict[str, Any]) -> None:
+        self.seen(int(msg["offset"]))
+
+
+async def attach(t: Tracked, url: str, source: str, since: bool) -> None:
+    client = await connect(url, lambda c, m: t.on_pub(c, m), source, timeout=30)
+    args: dict[str, Any] = {"channel": t.channel}
+    if since:
+        args["since"] = {"offset": t.offset, "epoch": t.epoch}
+    result = await client.send_command("subscribe", **args)
+    for pub in result["missed"]:
+        t.seen(int(pub["offset"]))
+    t.offset, t.epoch = max(t.offset, int(result["offset"])), str(result["epoch"])
+    t.recovered = bool(result["recovered"])
+    t.client = client
+
+
+async def come_back(t: Tracked, url: str, source: str) -> None:
+    assert t.client is not None
+    await t.client.closed
+    await asyncio.sleep(random.uniform(0, 0.3))
+    while True:
+        try:
+            await attach(t, url, source, since=True)
+        except Exception:  # refused, reset, timed out: try again
+            await asyncio.sleep(random.uniform(0.1, 0.3))
+            continue
+        t.live_at = time.time()
+        return
+
+
+async def worker(index: int, n: int, channels: int, port: int, pipe: Connection) -> None:
+    base = f"ws://127.0.0.1:{port}/ws"
+    tracked = [Tracked(f"bench:r{(index * n + i) % channels}") for i in range(n)]
+    sem = asyncio.Semaphore(200)
+
+    async def first(i: int, t: Tracked) -> None:
+        async with sem:
+            url = with_token(base, mint(TOKEN_SECRET, f"w{index}c{i}", 3600))
+            await attach(t, url, SOURCES[i % len(SOURCES)], since=False)
+
+    await asyncio.gather(*(first(i, t) for i, t in enumerate(tracked)))
+    pipe.send("ready")
+    await asyncio.get_running_loop().run_in_executor(None, pipe.recv)  # published: restart now
+    back = [
+        asyncio.ensure_future(
+            come_back(
+                t,
+                with_token(base, mint(TOKEN_SECRET, f"w{index}c{i}", 3600)),
+                SOURCES[i % len(SOURCES)],
+            )
+        )
+        for i, t in enumerate(tracked)
+    ]
+    pipe.send("waiting")
+    await asyncio.wait_for(asyncio.gather(*back), 120)
+    await asyncio.get_running_loop().run_in_executor(None, pipe.recv)  # all published
+    await asyncio.sleep(1.0)  # the last of them on their way
+    pipe.send(
+        {
+            "live_at": [t.live_at for t in tracked],
+            "recovered": sum(t.recovered for t in tracked),
+            "bad": sum(t.bad for t in tracked),
+            "got": [t.got for t in tracked],
+        }
+    )
+    for t in tracked:
+        if t.client is not None:
+            t.client.close()
+
+
+def worker_main(index: int, n: int, channels: int, port: int, pipe: Connection) -> None:
+    raise_nofile()
+    uvloop.run(worker(index, n, channels, port, pipe))
+
+
+# -- the run ------------------------------------------------------------------------------------
+
+
+def run(clients: int, workers: int, channels: int, missed: int) -> dict[str, Any]:
+    tmp = Path(tempfile.mkdtemp(prefix="bench-reconnect-"))
+    config = tmp / "config.toml"
+    config.write_text(assets.SAMPLE_CONFIG.read_text() + BENCH_NAMESPACE)
+    mongo = EmbeddedMongo(tmp / "data")
+    url = mongo.start()
+    port = free_port()
+    server = start_switchboard(port, config, url, clients)
+    ctx = mp.get_context("spawn")
+    pipes, procs = [], []
+    share = -(-clients // workers)
+    try:
+        for w in range(workers):
+            n = min(share, clients - w * share)
+            parent, child = ctx.Pipe()
+            proc = ctx.Process(target=worker_main, args=(w, n, channels, port, child), daemon=True)
+            proc.start()
+            pipes.append(parent)
+            procs.append(proc)
+        for p in pipes:
+            assert p.recv() == "ready"
+        for ch in range(channels):
+            for i in range(3):
+                publish(port, f"bench:r{ch}", {"before": i})
+        time.sleep(1.0)
+        killed = time.time()
+        server.proc.send_signal(signal.SIGKILL)
+        server.proc.wait()
+        for p in pipes:
+            p.send("go")
+        for p in pipes:
+            assert p.recv() == "waiting"
+        server = start_switchboard(port, config, url, clients)
+        ready = time.time()
+        for i in range(missed):
+            for ch in range(channels):
+                publish(port, f"bench:r{ch}", {"after": i})
+        for p in pipes:
+            p.send("published")
+        results = [p.recv() for p in pipes]
+    finally:
+        for proc in procs:
+            proc.join(5)
+            if proc.is_alive():
+                proc.kill()
+        server.proc.kill()
+        server.proc.wait(30)
+        mongo.stop()
+    live: list[float] = sorted(t for r in results for t in r["live_at"])
+
+    def at(q: float) -> float:
+        return round(live[min(len(live) - 1, int(q * len(live)))] - killed, 3)
+
+    return {
+        "clients": len(live),
+        "restart_s": round(ready - killed, 3),
+        "live_after_kill_s": {"p50": at(0.5), "p99": at(0.99), "all": round(live[-1] - killed, 3)},
+        "live_after_ready_s": round(live[-1] - ready, 3),
+        "recovered": sum(r["recovered"] for r in results),
+        "doubled_or_reordered": sum(r["bad"] for r in results),
+        "lost": sum(max(0, 3 + missed - got) for r in results for got in r["got"]),
+    }
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--clients", type=int, default=19_900)
+    p.add_argument("--workers", type=int, default=4)
+    p.add_argument("--channels", type=int, default=100)
+    p.add_argument("--missed", type=int, default=5)
+    args = p.parse_args()
+    doc = run(args.clients, args.workers, args.channels, args.missed)
+    print(orjson.dumps(doc, option=orjson.OPT_INDENT_2).decode())
+
+
+if __name__ == "__main__":
+    main()
