@@ -227,6 +227,42 @@ async def test_tornado_keeps_nothing_of_an_upgraded_connection(server: RunningSe
         sock.close()
 
 
+async def test_a_closed_connection_is_freed_without_the_cycle_collector(
+    server: RunningServer,
+) -> None:
+    """The server runs full collections rarely (server/__main__.py), so a connection left in a
+    reference cycle after its close would pile up for minutes: freed by refcounting, on both
+    paths, after a subscribe and a close handshake or a plain hang-up."""
+    from server.client import Connection
+    from server.ws.websocket import WebSocket
+
+    def alive() -> list[str]:
+        kinds = (Connection, WebSocket)
+        return [type(o).__name__ for o in gc.get_objects() if isinstance(o, kinds)]
+
+    gc.collect()
+    gc.disable()
+    try:
+        conns = [await upgrade(server.port, head(server.port), split=s) for s in (False, True)]
+        for i, (sock, _, frames) in enumerate(conns):
+            assert (await frames.json())["push"] == "hello"
+            cmd = {"id": 1, "op": "subscribe", "channel": f"quiet:c{i}"}
+            await send(sock, frame(0x1, orjson.dumps(cmd)))
+            assert "error" not in await frames.json()
+        assert len(alive()) == 4
+        await send(conns[0][0], close_frame(1000))
+        conns[1][0].close()
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + 5
+        while (server.node.hub.client_count or alive()) and loop.time() < deadline:
+            await asyncio.sleep(0.02)
+        assert server.node.hub.client_count == 0
+        assert alive() == []
+    finally:
+        gc.enable()
+        conns[0][0].close()
+
+
 async def test_a_silent_connection_is_closed_after_the_idle_timeout(
     server: RunningServer, monkeypatch: pytest.MonkeyPatch
 ) -> None:

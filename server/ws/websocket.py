@@ -273,8 +273,11 @@ class WebSocket(Outbox):
             self._timer = None
         self._frames = None
         self.sock.close()
-        if flags & _STARTED and self.peer is not None:
-            self.peer.on_closed()
+        # Forgetting the peer breaks the one reference cycle (peer <-> WebSocket): a closed
+        # connection is freed by reference counting, not left for a rare full collection.
+        peer, self.peer = self.peer, None
+        if flags & _STARTED and peer is not None:
+            peer.on_closed()
 
     @property
     def closed(self) -> bool:
