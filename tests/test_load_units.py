@@ -233,7 +233,8 @@ def test_a_server_that_dies_at_start_up_fails_with_its_log() -> None:
 
 
 def test_suite_writes_ratios_to_the_baseline() -> None:
-    from bench.suite import Outcome, Sizes, render
+    from bench.suite_report import render
+    from bench.suite_tester import Outcome, Sizes
 
     results = {
         "echo-100": {

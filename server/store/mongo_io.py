@@ -1,0 +1,36 @@
+"""What every MongoDB call of the store shares: driver errors become StoreUnavailable (so an
+outage costs replies, never the process), and times become BSON dates."""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable, Iterator
+from contextlib import contextmanager
+from datetime import UTC, datetime
+from typing import Any
+
+from pymongo.asynchronous.database import AsyncDatabase
+from pymongo.errors import PyMongoError
+
+from server.store.base import StoreUnavailable
+
+Db = AsyncDatabase[dict[str, Any]]
+#: The database once its schema is made (MongoStore._ready): every part awaits it first.
+Ready = Callable[[], Awaitable[Db]]
+
+
+def when(t: float) -> datetime:
+    return datetime.fromtimestamp(t, UTC)
+
+
+def reason(exc: PyMongoError) -> str:
+    """The first line of a driver error, without the topology dump of a selection timeout."""
+    text = str(exc).split(", Timeout:")[0].split("\n")[0]
+    return text[:200] or type(exc).__name__
+
+
+@contextmanager
+def outage(what: str) -> Iterator[None]:
+    try:
+        yield
+    except PyMongoError as exc:
+        raise StoreUnavailable(f"MongoDB {what} failed: {reason(exc)}") from exc
