@@ -22,6 +22,7 @@ from pathlib import Path
 
 from server import assets
 from switchboard_load.fdlimit import raise_nofile
+from tests.redis_cluster import RedisClusterProcess
 
 ROOT = Path(__file__).resolve().parent.parent
 NODE_DIR = ROOT / "bench" / "node"
@@ -272,3 +273,43 @@ def started_redis() -> Iterator[str]:
     ]
     with started("redis", argv, port, timeout=15) as r:
         yield f"redis://127.0.0.1:{r.port}/0"
+
+
+#: Settings for Switchboard against the cluster `started_cluster` yields.
+CLUSTER_ENV = {"SWITCHBOARD_REDIS_CLUSTER": "true", "SWITCHBOARD_REDIS_SHARDED": "true"}
+
+
+@contextmanager
+def started_cluster() -> Iterator[str]:
+    """A throwaway Redis Cluster (3 primaries, 3 replicas; tests/redis_cluster.py) for as long
+    as the block runs; yields a seed URL. On the way out it prints each primary's CPU and
+    SPUBLISH calls over the block, the figures of a shard's pub/sub capacity."""
+    tmp = Path(tempfile.mkdtemp(prefix="bench-cluster-"))
+    cluster = RedisClusterProcess(tmp)
+    try:
+        cluster.start()
+    except (RuntimeError, subprocess.SubprocessError) as exc:
+        cluster.stop()
+        raise ServerFailed(f"redis cluster: {exc}") from exc
+    before = {s.port: _shard_counters(cluster, s.port) for s in cluster.shards()}
+    t0 = time.monotonic()
+    try:
+        yield cluster.url
+    finally:
+        elapsed = time.monotonic() - t0
+        for port, (cpu0, calls0) in before.items():
+            cpu1, calls1 = _shard_counters(cluster, port)
+            calls = calls1 - calls0
+            per = f"{(cpu1 - cpu0) / calls * 1e6:.2f} µs CPU per SPUBLISH" if calls else "idle"
+            print(f"   shard :{port}: {calls / elapsed:,.0f} SPUBLISH/s, {per}", flush=True)
+        cluster.stop()
+
+
+def _shard_counters(cluster: RedisClusterProcess, port: int) -> tuple[float, int]:
+    """A primary's CPU seconds (user + sys) and SPUBLISH calls so far (scripts' included)."""
+    node = cluster.node_at(port)
+    info = cluster.cli("info", "all", node=node)
+    fields = dict(line.split(":", 1) for line in info.splitlines() if ":" in line)
+    cpu = float(fields["used_cpu_user"]) + float(fields["used_cpu_sys"])
+    stat = fields.get("cmdstat_spublish", "calls=0")
+    return cpu, int(stat.split(",")[0].split("=")[1])

@@ -24,11 +24,13 @@ from contextlib import AbstractContextManager, contextmanager
 from pathlib import Path
 
 from bench.servers import (
+    CLUSTER_ENV,
     ROOT,
     SERVER_CPUS,
     Running,
     ServerFailed,
     started_baseline,
+    started_cluster,
     started_node,
     started_redis,
     started_switchboard,
@@ -46,6 +48,14 @@ def target(name: str, sc: Scenario) -> Iterator[Running]:
                 yield srv
         elif name == "node":
             with started_node() as srv:
+                yield srv
+        elif sc.cluster:
+            with (
+                started_cluster() as url,
+                started_switchboard(
+                    sc.processes, url, sc.max_connections, sc.mongo_url, env=CLUSTER_ENV
+                ) as srv,
+            ):
                 yield srv
         elif sc.processes > 1 or sc.redis:
             with (

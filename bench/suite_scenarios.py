@@ -35,6 +35,8 @@ class Scenario:
         "(20,000 fds per process)."
     )
     redis: bool = False
+    #: the shared Redis is a Redis Cluster of 3 primaries and 3 replicas (sharded pub/sub)
+    cluster: bool = False
     #: servers on core 0, the tester and Redis on the others (machines with 2 cores or more)
     pinned: bool = False
     #: Switchboard's [mongo] url: memory (the default), or "" for the embedded server
@@ -65,6 +67,17 @@ SCENARIOS = [
         no_baseline="Compare with `cost-1k-50` above: the same load on one process, pinned the "
         "same way (both Switchboard processes on core 0); the baselines have no cross-process "
         "fan-out. Redis's own CPU is not counted.",
+    ),
+    Scenario(
+        "cost-1k-50-cluster",
+        "Server CPU per delivery, 1,000 subscribers × 50/s, two processes with a Redis Cluster",
+        fanout_cost(1000, 50),
+        processes=2,
+        baseline=False,
+        pinned=True,
+        cluster=True,
+        no_baseline="Compare with `cost-1k-50-redis` above: the same load and pinning through "
+        "one Redis. The cluster's CPU per SPUBLISH, per shard, is in the notes.",
     ),
     Scenario(
         "p99-10k-10",
