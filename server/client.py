@@ -350,11 +350,11 @@ class Connection:
     async def op_subscribe(self, cmd: Command) -> None:
         channel = protocol.check_channel(cmd.args.get("channel"))
         since = _since_position(cmd.args.get("since"))
-        ns = self.node.namespace(channel)
+        ns = self.node.config.namespace_of(channel)
         auth.check_subscribe(self.identity, channel, ns)
         if len(self.node.hub.channels_of(self)) >= self.node.config.limits.max_subscriptions:
             raise ProtocolError(Code.LIMIT_EXCEEDED, "too many subscriptions")
-        result, pos = await self.node.subscribe(self, channel, since)
+        result, pos = await self.node.subscribe(self, channel, since, ns)
         if self.state is not State.OPEN:
             return
         self._reply(protocol.reply_ok(cmd.id, result))
@@ -369,30 +369,33 @@ class Connection:
         channel = protocol.check_channel(cmd.args.get("channel"))
         if "data" not in cmd.args:
             raise ProtocolError(Code.BAD_REQUEST, "`data` is required")
-        ns = self.node.namespace(channel)
+        ns = self.node.config.namespace_of(channel)
         subscribed = self.node.hub.is_subscribed(channel, self)
         auth.check_publish(self.identity, channel, ns, subscribed)
         info = {"user": self.user, "client": self.id}
         if self.name is not None:
             info["name"] = self.name  # shown with the message, in history too
-        pos = await self.node.publish(channel, cmd.args["data"], info)
+        pos = await self.node.publish(channel, cmd.args["data"], info, ns)
         return pos.as_dict()
 
     async def op_history(self, cmd: Command) -> dict[str, Any]:
         channel = protocol.check_channel(cmd.args.get("channel"))
         since, limit, reverse = protocol.history_args(cmd.args)
-        auth.check_subscribe(self.identity, channel, self.node.namespace(channel))
-        return await self.node.history(channel, since, limit, reverse)
+        ns = self.node.config.namespace_of(channel)
+        auth.check_subscribe(self.identity, channel, ns)
+        return await self.node.history(channel, since, limit, reverse, ns)
 
     async def op_presence(self, cmd: Command) -> dict[str, Any]:
         channel = protocol.check_channel(cmd.args.get("channel"))
-        auth.check_subscribe(self.identity, channel, self.node.namespace(channel))
-        return await self.node.presence_of(channel)
+        ns = self.node.config.namespace_of(channel)
+        auth.check_subscribe(self.identity, channel, ns)
+        return await self.node.presence_of(channel, ns)
 
     async def op_presence_stats(self, cmd: Command) -> dict[str, Any]:
         channel = protocol.check_channel(cmd.args.get("channel"))
-        auth.check_subscribe(self.identity, channel, self.node.namespace(channel))
-        return await presence_stats(self.node, channel)
+        ns = self.node.config.namespace_of(channel)
+        auth.check_subscribe(self.identity, channel, ns)
+        return await presence_stats(self.node, channel, ns)
 
 
 #: Commands that may run while others of the connection run: publishes (a channel's are

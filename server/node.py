@@ -88,7 +88,7 @@ class Node:
             hub,
             self.stats,
             self.recoveries,
-            self.namespace,
+            config.namespace_of,
             self.sequencer.position,
             self.unsubscribe,
             self.spawn,
@@ -140,16 +140,6 @@ class Node:
         await self.broker.close()
         await self.store.close()
 
-    # -- channels -----------------------------------------------------------------------------
-
-    def namespace(self, channel: str) -> NamespaceConfig:
-        """The namespace of a (valid) channel name, or not_found."""
-        ns_name, _ = protocol.split_channel(channel)
-        ns = self.config.namespace(ns_name)
-        if ns is None:
-            raise ProtocolError(Code.NOT_FOUND, f"unknown namespace {ns_name!r}")
-        return ns
-
     # -- publishing ---------------------------------------------------------------------------
 
     async def publish(
@@ -157,9 +147,12 @@ class Node:
         channel: str,
         data: Any,
         info: dict[str, str | None] | None,
+        ns: NamespaceConfig | None = None,
     ) -> Position:
-        """Publish and, where the namespace keeps history, store before returning."""
-        ns = self.namespace(channel)
+        """Publish and, where the namespace keeps history, store before returning. `ns` is the
+        channel's namespace, passed by commands that resolved it already (as every `ns` here)."""
+        if ns is None:
+            ns = self.config.namespace_of(channel)
         body = protocol.pub_body(channel, data, info, int(time.time() * 1000))
         if len(body) > self.config.server.max_message_bytes:
             raise ProtocolError(
@@ -198,14 +191,19 @@ class Node:
     # -- subscriptions ------------------------------------------------------------------------
 
     async def subscribe(
-        self, client: Client, channel: str, since: Position | None
+        self,
+        client: Client,
+        channel: str,
+        since: Position | None,
+        ns: NamespaceConfig | None = None,
     ) -> tuple[dict[str, Any], Position]:
         """Subscribe and recover; returns the reply's result and the position it reaches.
 
         The subscription buffers live publications until `release`, which the caller invokes
         right after sending the reply, so nothing is missed, doubled or reordered.
         """
-        ns = self.namespace(channel)
+        if ns is None:
+            ns = self.config.namespace_of(channel)
         if self.hub.is_subscribed(channel, client):
             raise ProtocolError(Code.BAD_REQUEST, f"already subscribed to {channel}")
         if self.hub.subscribe(channel, client, buffer=True):
@@ -260,14 +258,14 @@ class Node:
             await self._leave(client, channel, self.config.namespace_of(channel), announce=True)
 
     async def _leave(
-        self, client: Client, channel: str, ns: NamespaceConfig | None, announce: bool
+        self, client: Client, channel: str, ns: NamespaceConfig, announce: bool
     ) -> None:
         """End one subscription: the hub, the broker's when it was the last, presence, leave."""
         if self.hub.unsubscribe(channel, client):
             self._drop_broker_sub(channel)
-        if ns is not None and ns.presence:
+        if ns.presence:
             self._clean_up(partial(self.presence.remove, channel, client.id))
-        if announce and ns is not None and ns.join_leave:
+        if announce and ns.join_leave:
             self._announce("leave", channel, client)
 
     def _drop_broker_sub(self, channel: str) -> None:
@@ -294,10 +292,10 @@ class Node:
         if not self.hub.client_count:
             self._emptied.set()
         for channel in channels:
-            ns = self.config.namespace_of(channel)
-            if ns is not None and ns.presence:
+            ns = self.config.namespace_of(channel)  # known: it was subscribed
+            if ns.presence:
                 self._clean_up(partial(self.presence.remove, channel, client.id))
-            if ns is not None and ns.join_leave:
+            if ns.join_leave:
                 self._announce("leave", channel, client)
 
     # -- draining -------------------------------------------------------------------------------
@@ -319,9 +317,15 @@ class Node:
     # -- queries ------------------------------------------------------------------------------
 
     async def history(
-        self, channel: str, since: int | None, limit: int, reverse: bool
+        self,
+        channel: str,
+        since: int | None,
+        limit: int,
+        reverse: bool,
+        ns: NamespaceConfig | None = None,
     ) -> dict[str, Any]:
-        ns = self.namespace(channel)
+        if ns is None:
+            ns = self.config.namespace_of(channel)
         if not ns.keeps_history:
             raise ProtocolError(Code.DISABLED, "history is off in this namespace")
         # Reading creates nothing: a channel never used answers offset 0 and epoch "".
@@ -335,15 +339,12 @@ class Node:
 
     async def keep_channels(self) -> None:
         """Keep the broker's positions of every channel with subscribers here."""
-        keep = []
-        for channel in self.hub.channels():
-            ns = self.config.namespace_of(channel)
-            if ns is not None:
-                keep.append((channel, channel_ttl(ns)))
+        ns_of = self.config.namespace_of
+        keep = [(channel, channel_ttl(ns_of(channel))) for channel in self.hub.channels()]
         await quietly(self.broker.keep(keep))
 
-    async def presence_of(self, channel: str) -> dict[str, Any]:
-        if not self.namespace(channel).presence:
+    async def presence_of(self, channel: str, ns: NamespaceConfig | None = None) -> dict[str, Any]:
+        if not (ns or self.config.namespace_of(channel)).presence:
             raise ProtocolError(Code.DISABLED, "presence is off in this namespace")
         return {"clients": await guard(self.presence.get(channel))}
 

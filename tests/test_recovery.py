@@ -24,7 +24,7 @@ from tests.support import make_config
 
 pytestmark = pytest.mark.asyncio
 
-NS = make_config().namespace("default")
+NS = make_config().namespaces["default"]
 assert NS is not None
 
 
@@ -127,7 +127,7 @@ async def test_positions_that_need_no_store(
 
 
 async def test_a_namespace_without_history_cannot_recover_a_gap() -> None:
-    quiet = make_config().namespace("quiet")
+    quiet = make_config().namespaces["quiet"]
     assert quiet is not None
     result = await recovery.missed(MemoryStore(), "c", quiet, Position(1, "e"), Position(2, "e"))
     assert result == (False, [])
@@ -207,7 +207,7 @@ async def test_a_subscription_flooded_while_it_recovers_is_told_to_recover_again
     try:
         for n in range(3):
             await node.publish("room", n, None)
-        pos = await node.sequencer.position("room", node.namespace("room"))
+        pos = await node.sequencer.position("room", node.config.namespace_of("room"))
         # Offset 4 is handed out but never stored: recovery since 3 waits for it.
         await node.broker.publish("room", body(4), 100, 60)
         client = NodeClient("slow")

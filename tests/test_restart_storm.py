@@ -51,7 +51,7 @@ async def test_concurrent_subscribers_share_one_seed_past_the_window(
     restarted: tuple[Node, Position],
 ) -> None:
     node, last = restarted
-    ns = node.config.namespace("hist")
+    ns = node.config.namespaces["hist"]
     assert ns is not None
     positions = await asyncio.gather(*(node.sequencer.position("hist:c", ns) for _ in range(30)))
     window = unstored_window(ns)
@@ -65,7 +65,7 @@ async def test_recovering_subscribers_all_get_the_same_complete_answer(
     restarted: tuple[Node, Position],
 ) -> None:
     node, last = restarted
-    ns = node.config.namespace("hist")
+    ns = node.config.namespaces["hist"]
     assert ns is not None
     upto = await node.sequencer.position("hist:c", ns)
     answers = await asyncio.gather(
