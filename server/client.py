@@ -37,6 +37,10 @@ class State(enum.Enum):
 
 
 class Connection:
+    """One client's connection, whatever carries it (WebSocket or SSE). Modules that need only
+    part of it name that part: the hub's `Addressable`, keep-alive's `Pingable`, drain's
+    `Drainable`, the transport's `TransportOwner`."""
+
     __slots__ = (
         "id",
         "user",
@@ -173,7 +177,7 @@ class Connection:
                 max(delay, 0.0), self.disconnect, Close.UNAUTHORIZED, "token expired", False
             )
 
-    # -- the transport's callbacks (server.ws.transport.Peer) -----------------------------------
+    # -- the transport's callbacks (server.ws.transport.TransportOwner) -----------------------
 
     def on_ping(self) -> None:
         self.control_frame()  # pings count toward the command rate

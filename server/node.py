@@ -16,7 +16,7 @@ import socket
 import time
 from collections.abc import Awaitable, Callable
 from functools import partial
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any
 
 import orjson
 
@@ -24,7 +24,7 @@ from server import protocol, recovery, sequencer
 from server.broker.base import Broker
 from server.config import Config, NamespaceConfig
 from server.delivery import RESUBSCRIBE, Delivery
-from server.hub import Hub, Subscriber
+from server.hub import Hub
 from server.observe.stats import Stats
 from server.outage import guard, quietly, retry
 from server.parts import Every, Extension, Service
@@ -37,31 +37,20 @@ from server.store.base import Store
 from server.unavailable import Unavailable
 from server.ws import frame as wsframe
 
+if TYPE_CHECKING:
+    from server.client import Connection  # which imports this module
+
 log = logging.getLogger("switchboard.node")
 
 #: How long closing waits for background work (clean-ups, unsubscribes) to finish.
 CLOSE_WAIT_S = 1.0
 
 
-class Client(Subscriber, Protocol):
-    """What the node (and its keep-alive and drain) needs of a connection."""
-
-    name: str | None
-    alive: bool
-
-    @property
-    def session(self) -> str | None: ...
-
-    def disconnect(
-        self, code: int, reason: str, reconnect: bool, delay_ms: int | None = None
-    ) -> None: ...
-
-
 class Node:
     def __init__(
         self,
         config: Config,
-        hub: Hub[Client],
+        hub: Hub[Connection],
         broker: Broker,
         store: Store,
         presence: Presence,
@@ -84,7 +73,7 @@ class Node:
         self.control_handlers: dict[str, Callable[[dict[str, Any]], None]] = {}
         self.recoveries = recovery.Recoveries(store)
         self.sequencer = Sequencer(broker, store, self.stats, self.recoveries, self.spawn)
-        self.delivery = Delivery[Client](
+        self.delivery: Delivery[Connection] = Delivery(
             hub,
             self.stats,
             self.recoveries,
@@ -192,7 +181,7 @@ class Node:
 
     async def subscribe(
         self,
-        client: Client,
+        client: Connection,
         channel: str,
         since: Position | None,
         ns: NamespaceConfig | None = None,
@@ -234,7 +223,7 @@ class Node:
         }
         return result, pos
 
-    def release(self, client: Client, channel: str, pos: Position) -> None:
+    def release(self, client: Connection, channel: str, pos: Position) -> None:
         """Deliver what arrived during subscribe (after `reached`) and go live.
 
         The first live subscriber of a channel sets how far the channel is delivered here,
@@ -253,12 +242,12 @@ class Node:
         if self.hub.is_subscribed(channel, client):
             self.delivery.live(channel, pos.epoch, reached)
 
-    async def unsubscribe(self, client: Client, channel: str) -> None:
+    async def unsubscribe(self, client: Connection, channel: str) -> None:
         if self.hub.is_subscribed(channel, client):
             await self._leave(client, channel, self.config.namespace_of(channel), announce=True)
 
     async def _leave(
-        self, client: Client, channel: str, ns: NamespaceConfig, announce: bool
+        self, client: Connection, channel: str, ns: NamespaceConfig, announce: bool
     ) -> None:
         """End one subscription: the hub, the broker's when it was the last, presence, leave."""
         if self.hub.unsubscribe(channel, client):
@@ -273,7 +262,7 @@ class Node:
         self.delivery.forget(channel)
         self.spawn(quietly(self.broker.unsubscribe(channel)))
 
-    def _announce(self, kind: str, channel: str, client: Client) -> None:
+    def _announce(self, kind: str, channel: str, client: Connection) -> None:
         frame = protocol.join_leave_push(kind, channel, client.id, client.user)
         self.spawn(quietly(self.broker.publish_join_leave(channel, client.id, frame)))
 
@@ -284,7 +273,7 @@ class Node:
         """
         self.spawn(retry(call, self.config.redis.presence_ttl_s))
 
-    async def client_gone(self, client: Client) -> None:
+    async def client_gone(self, client: Connection) -> None:
         """A connection closed: end its subscriptions, presence and join/leave."""
         channels = self.hub.channels_of(client)
         for channel in self.hub.remove_client(client):
