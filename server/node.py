@@ -47,6 +47,8 @@ CLOSE_WAIT_S = 1.0
 
 
 class Node:
+    """One process's coordinator; built in server/app.py, shared by every connection."""
+
     def __init__(
         self,
         config: Config,
@@ -82,7 +84,8 @@ class Node:
             self.unsubscribe,
             self.spawn,
         )
-        # The broker calls these once per publication: straight into the delivery, no hop here.
+        # The broker's callbacks that are the delivery's go straight to it: on_publication runs
+        # once per publication, so the node adds no call in between.
         self.on_publication = self.delivery.on_publication
         self.on_reconnected = self.delivery.on_reconnected
 
