@@ -26,7 +26,8 @@ class PublishHandler(ApiHandler):
         channel = protocol.check_channel(body.get("channel"))
         if "data" not in body:
             raise ProtocolError(Code.BAD_REQUEST, "`data` is required")
-        pos = await self.node.publish(channel, body["data"], None)
+        ns = self.node.config.namespace_of(channel)
+        pos = await self.node.publish(channel, body["data"], None, ns)
         self.send_json(pos.as_dict())
 
 
@@ -43,7 +44,9 @@ class BroadcastHandler(ApiHandler):
         results: list[dict[str, Any]] = []
         for channel in channels:
             try:
-                pos = await self.node.publish(protocol.check_channel(channel), body["data"], None)
+                name = protocol.check_channel(channel)
+                ns = self.node.config.namespace_of(name)
+                pos = await self.node.publish(name, body["data"], None, ns)
                 results.append(pos.as_dict())
             except ProtocolError as exc:
                 results.append({"error": exc.as_dict()})
@@ -66,19 +69,22 @@ class HistoryHandler(ApiHandler):
             raise ProtocolError(Code.BAD_REQUEST, "`reverse` must be true or false")
         args["reverse"] = order == "true"
         since, limit, reverse = protocol.history_args(args)
-        self.send_json(await self.node.history(channel, since, limit, reverse))
+        ns = self.node.config.namespace_of(channel)
+        self.send_json(await self.node.history(channel, since, limit, reverse, ns))
 
 
 class PresenceHandler(ApiHandler):
     async def get(self, channel: str) -> None:
         protocol.check_channel(channel)
-        self.send_json(await self.node.presence_of(channel))
+        ns = self.node.config.namespace_of(channel)
+        self.send_json(await self.node.presence_of(channel, ns))
 
 
 class PresenceStatsHandler(ApiHandler):
     async def get(self, channel: str) -> None:
         protocol.check_channel(channel)
-        self.send_json(await presence_stats(self.node, channel))
+        ns = self.node.config.namespace_of(channel)
+        self.send_json(await presence_stats(self.node, channel, ns))
 
 
 class ChannelsHandler(ApiHandler):

@@ -124,12 +124,9 @@ class HomeHandler(SitePage):
 class ChannelHandler(SitePage):
     def get(self, channel: str) -> None:
         try:
-            protocol.check_channel(channel)
+            ns = self.node.config.namespace_of(protocol.check_channel(channel))
         except ProtocolError:
             raise tornado.web.HTTPError(404) from None
-        ns = self.node.config.namespace_of(channel)
-        if ns is None:
-            raise tornado.web.HTTPError(404)
         owners = protocol.personal_users(protocol.split_channel(channel)[1])
         members_only = not ns.anonymous or owners is not None
         if self.user is not None and owners is not None and self.user.id not in owners:
@@ -165,12 +162,9 @@ class AdminChannelHandler(SitePage):
     def get(self, channel: str) -> None:
         self.require_admin()
         try:
-            protocol.check_channel(channel)
+            ns = self.node.config.namespace_of(protocol.check_channel(channel))
         except ProtocolError:
             raise tornado.web.HTTPError(404) from None
-        ns = self.node.config.namespace_of(channel)
-        if ns is None:
-            raise tornado.web.HTTPError(404)
         self.render(
             "admin_channel.html",
             channel=channel,

@@ -23,7 +23,7 @@ from server.ws import subprotocol
 from server.ws.handler import SocketHandler
 from server.ws.handshake import Request, cross_origin_allowed
 from server.ws.outbox import Flusher
-from server.ws.transport import Peer
+from server.ws.transport import TransportOwner
 from server.ws.websocket import WebSocket
 
 #: A token as a JWT is written: what the fast path takes as it is (anything else: Tornado).
@@ -80,7 +80,7 @@ class Endpoint:
         """`switchboard.msgpack` or `switchboard.json` when offered; none means JSON."""
         return subprotocol.select(offered)
 
-    def open(self, ws: WebSocket, identity: Identity, chosen: str | None) -> Peer:
+    def open(self, ws: WebSocket, identity: Identity, chosen: str | None) -> TransportOwner:
         transport = subprotocol.wrap(ws, chosen, self.transcoder)
         conn = Connection(self.node, transport, identity, subprotocol.parser(chosen))
         conn.open()

@@ -17,13 +17,14 @@ from server.broker import redis_conn
 from server.broker.base import Broker
 from server.broker.memory import MemoryBroker
 from server.broker.redis import RedisBroker
+from server.client import Connection
 from server.codec import Transcoder
 from server.config import Config
 from server.extras import Extras
 from server.hub import Hub
 from server.keepalive import KeepAlive
 from server.login.service import Login
-from server.node import Client, Node
+from server.node import Node
 from server.observe import metrics
 from server.observe.looplag import LoopLag
 from server.observe.statsfeed import StatsFeed
@@ -68,7 +69,7 @@ def build_store(config: Config) -> Store:
 
 def build_node(config: Config) -> Node:
     broker, presence = build_broker(config)
-    hub = Hub[Client](config.server.max_pending_bytes)
+    hub = Hub[Connection](config.server.max_pending_bytes)
     node = Node(config, hub, broker, build_store(config), presence)
     node.extension = Extras(node)
     return node

@@ -15,19 +15,17 @@ from collections.abc import Awaitable, Callable
 from typing import Any
 
 from server import auth, protocol
-from server.auth import ANONYMOUS, Identity, TokenError
+from server.auth import ANONYMOUS, Identity
+from server.commands import HANDLERS, PIPELINED, Handler
 from server.limits import StrikeCounter, TokenBucket
 from server.node import Node
 from server.position import Position
-from server.presence.stats import presence_stats
 from server.protocol import Close, Code, Command, FrameError, ProtocolError
 from server.replies import Replies, Slot
 from server.ws import frame as wsframe
 from server.ws.transport import Transport
 
 log = logging.getLogger("switchboard.client")
-
-Handler = Callable[["Connection", Command], Awaitable[Any]]
 
 
 class State(enum.Enum):
@@ -39,6 +37,10 @@ class State(enum.Enum):
 
 
 class Connection:
+    """One client's connection, whatever carries it (WebSocket or SSE). Modules that need only
+    part of it name that part: the hub's `Addressable`, keep-alive's `Pingable`, drain's
+    `Drainable`, the transport's `TransportOwner`."""
+
     __slots__ = (
         "id",
         "user",
@@ -126,7 +128,7 @@ class Connection:
             payload = protocol.dumps(payload)
         self.send(wsframe.text(payload))
 
-    def _reply(self, payload: bytes) -> None:
+    def reply(self, payload: bytes) -> None:
         """Send a reply: the client is waiting for it, so the transport sends it at once."""
         self.transport.reply(wsframe.text(payload))
 
@@ -149,6 +151,20 @@ class Connection:
         # Leave the hub now: the socket itself may take seconds to finish its close handshake.
         self.node.spawn(self.closed())
 
+    def authenticate(self, identity: Identity) -> None:
+        """The client proved who it is (`auth`): it is that user from now on."""
+        self.identity = identity
+        self.name = identity.name
+        self.node.hub.set_user(self, identity.user)
+        self._watch_expiry()
+
+    def go_live(self, cmd_id: int, channel: str, result: dict[str, Any], pos: Position) -> None:
+        """Reply to a subscribe, then deliver what arrived meanwhile (unless closed by now)."""
+        if self.state is not State.OPEN:
+            return
+        self.reply(protocol.reply_ok(cmd_id, result))
+        self.node.release(self, channel, pos)
+
     def _watch_expiry(self) -> None:
         if self._expiry is not None:
             self._expiry.cancel()
@@ -161,7 +177,7 @@ class Connection:
                 max(delay, 0.0), self.disconnect, Close.UNAUTHORIZED, "token expired", False
             )
 
-    # -- the transport's callbacks (server.ws.transport.Peer) -----------------------------------
+    # -- the transport's callbacks (server.ws.transport.TransportOwner) -----------------------
 
     def on_ping(self) -> None:
         self.control_frame()  # pings count toward the command rate
@@ -199,10 +215,10 @@ class Connection:
                 protocol.reply_error(cmd.id, Code.LIMIT_EXCEEDED, "publish bytes rate exceeded")
             )
             return None
-        handler = _HANDLERS.get(cmd.op)
+        handler = HANDLERS.get(cmd.op)
         if handler is None:
             return self._refuse(cmd.id, Code.UNKNOWN_OP, f"unknown op {cmd.op!r}")
-        if cmd.op in _PIPELINED:
+        if cmd.op in PIPELINED:
             return self._start(handler, cmd)
         if self._replies is not None and self._replies.running:
             return self._after_running(handler, cmd)
@@ -240,7 +256,7 @@ class Connection:
             closing = self._refuse(cmd.id, Code.INTERNAL, "internal error")
         else:
             if result is not None:
-                self._reply(protocol.reply_ok(cmd.id, result))
+                self.reply(protocol.reply_ok(cmd.id, result))
         finally:
             self.alive = True  # pongs are not read while a command runs: it was busy, not dead
             self.node.stats.observe_command(cmd.op, time.perf_counter() - started)
@@ -291,7 +307,7 @@ class Connection:
         if self._replies is not None:
             self._replies.reply(wsframe.text(payload))
         else:
-            self._reply(payload)
+            self.reply(payload)
 
     def _refuse(self, cmd_id: int | None, code: Code, message: str) -> Awaitable[None] | None:
         """Reply with an error; malformed frames count as strikes towards a 4008 close (an
@@ -328,99 +344,6 @@ class Connection:
         await self.settled()
         self.disconnect(code, reason, reconnect)
 
-    # -- ops ----------------------------------------------------------------------------------
 
-    async def op_auth(self, cmd: Command) -> dict[str, Any] | None:
-        if self.user is not None:
-            raise ProtocolError(Code.BAD_REQUEST, "already authenticated")
-        try:
-            identity = auth.verify_token(
-                self.node.config.security.token_secret, cmd.args.get("token")
-            )
-        except TokenError as exc:
-            self._reply(protocol.reply_error(cmd.id, Code.UNAUTHORIZED, str(exc)))
-            self.disconnect(Close.UNAUTHORIZED, str(exc), False)
-            return None
-        self.identity = identity
-        self.name = identity.name
-        self.node.hub.set_user(self, identity.user)
-        self._watch_expiry()
-        return {"user": self.user}
-
-    async def op_subscribe(self, cmd: Command) -> None:
-        channel = protocol.check_channel(cmd.args.get("channel"))
-        since = _since_position(cmd.args.get("since"))
-        ns = self.node.namespace(channel)
-        auth.check_subscribe(self.identity, channel, ns)
-        if len(self.node.hub.channels_of(self)) >= self.node.config.limits.max_subscriptions:
-            raise ProtocolError(Code.LIMIT_EXCEEDED, "too many subscriptions")
-        result, pos = await self.node.subscribe(self, channel, since)
-        if self.state is not State.OPEN:
-            return
-        self._reply(protocol.reply_ok(cmd.id, result))
-        self.node.release(self, channel, pos)
-
-    async def op_unsubscribe(self, cmd: Command) -> dict[str, Any]:
-        channel = protocol.check_channel(cmd.args.get("channel"))
-        await self.node.unsubscribe(self, channel)
-        return {}
-
-    async def op_publish(self, cmd: Command) -> dict[str, Any]:
-        channel = protocol.check_channel(cmd.args.get("channel"))
-        if "data" not in cmd.args:
-            raise ProtocolError(Code.BAD_REQUEST, "`data` is required")
-        ns = self.node.namespace(channel)
-        subscribed = self.node.hub.is_subscribed(channel, self)
-        auth.check_publish(self.identity, channel, ns, subscribed)
-        info = {"user": self.user, "client": self.id}
-        if self.name is not None:
-            info["name"] = self.name  # shown with the message, in history too
-        pos = await self.node.publish(channel, cmd.args["data"], info)
-        return pos.as_dict()
-
-    async def op_history(self, cmd: Command) -> dict[str, Any]:
-        channel = protocol.check_channel(cmd.args.get("channel"))
-        since, limit, reverse = protocol.history_args(cmd.args)
-        auth.check_subscribe(self.identity, channel, self.node.namespace(channel))
-        return await self.node.history(channel, since, limit, reverse)
-
-    async def op_presence(self, cmd: Command) -> dict[str, Any]:
-        channel = protocol.check_channel(cmd.args.get("channel"))
-        auth.check_subscribe(self.identity, channel, self.node.namespace(channel))
-        return await self.node.presence_of(channel)
-
-    async def op_presence_stats(self, cmd: Command) -> dict[str, Any]:
-        channel = protocol.check_channel(cmd.args.get("channel"))
-        auth.check_subscribe(self.identity, channel, self.node.namespace(channel))
-        return await presence_stats(self.node, channel)
-
-
-#: Commands that may run while others of the connection run: publishes (a channel's are
-#: numbered in the order they came: the node's batches). Every other command runs alone, after
-#: those before it, so it sees what they did (a history after a publish includes it).
-_PIPELINED = frozenset(("publish",))
 #: Commands of one connection running at once, at most; past it the connection is not read.
 MAX_RUNNING = 1000
-
-_HANDLERS: dict[str, Handler] = {
-    "auth": Connection.op_auth,
-    "subscribe": Connection.op_subscribe,
-    "unsubscribe": Connection.op_unsubscribe,
-    "publish": Connection.op_publish,
-    "history": Connection.op_history,
-    "presence": Connection.op_presence,
-    "presence_stats": Connection.op_presence_stats,
-}
-
-
-def _since_position(since: Any) -> Position | None:
-    if since is None:
-        return None
-    if not isinstance(since, dict):
-        raise ProtocolError(Code.BAD_REQUEST, '`since` must be {"offset": N, "epoch": "E"}')
-    offset, epoch = since.get("offset"), since.get("epoch")
-    if type(offset) is not int or offset < 0 or not isinstance(epoch, str):
-        raise ProtocolError(
-            Code.BAD_REQUEST, "`since` needs an integer `offset` >= 0 and a string `epoch`"
-        )
-    return Position(offset, epoch)

@@ -1,8 +1,9 @@
 """The in-process registry of connections and subscriptions. No I/O, no awaits.
 
-A client here is anything with an `id`, a `user` and `send(frame)`; the hub only decides who gets
-a frame. While a subscription is being recovered, frames for it are held in a buffer instead of
-being sent, so the node can merge them with history by offset.
+A client here is a connection (server/client.py), seen as `Addressable`: an `id`, a `user` and
+`send(frame)`; the hub only decides who gets a frame. While a subscription is being recovered,
+frames for it are held in a buffer instead of being sent, so the node can merge them with history
+by offset.
 """
 
 from __future__ import annotations
@@ -11,7 +12,9 @@ from collections.abc import Iterable
 from typing import Generic, Protocol, TypeVar
 
 
-class Subscriber(Protocol):
+class Addressable(Protocol):
+    """What the hub needs of a connection: who it is, and a way to send it a frame."""
+
     id: str
     user: str | None
 
@@ -26,9 +29,9 @@ MAX_BUFFERED_BYTES = 1 << 20
 class HubObserver(Protocol):
     """Told when connections and channels come and go here (webhooks: server/webhooks/)."""
 
-    def client_added(self, client: Subscriber) -> None: ...
+    def client_added(self, client: Addressable) -> None: ...
 
-    def client_removed(self, client: Subscriber) -> None: ...
+    def client_removed(self, client: Addressable) -> None: ...
 
     def channel_occupied(self, channel: str) -> None: ...
 
@@ -55,7 +58,7 @@ class _Held:
             self.frames.append((offset, frame))
 
 
-C = TypeVar("C", bound=Subscriber)
+C = TypeVar("C", bound=Addressable)
 
 
 class Hub(Generic[C]):

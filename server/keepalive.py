@@ -23,6 +23,8 @@ TICK_S = 1.0
 
 
 class Pingable(Protocol):
+    """What keep-alive needs of a connection (server/client.py): to ping it and to drop it."""
+
     alive: bool
 
     def send(self, frame: bytes) -> None: ...

@@ -89,6 +89,49 @@ async def missed(
     return True, _pubs(kept, since.offset)
 
 
+class _Waiting:
+    """Recoveries of one channel waiting for offsets to be stored."""
+
+    __slots__ = ("event", "count")
+
+    def __init__(self) -> None:
+        self.event = asyncio.Event()
+        self.count = 0
+
+
+class Recoveries:
+    """The recoveries running in this process, woken whenever it stores one of their
+    channel's publications rather than only by polling (other processes' appends are polled
+    for)."""
+
+    def __init__(self, store: Store, hole_wait_s: float = HOLE_WAIT_S) -> None:
+        self.store = store
+        #: How long a recovery waits for a missing offset before making it void.
+        self.hole_wait_s = hole_wait_s
+        self._waiting: dict[str, _Waiting] = {}
+
+    def stored(self, channel: str) -> None:
+        """This process stored a publication of `channel`: wake its recoveries."""
+        waiting = self._waiting.get(channel)
+        if waiting is not None:
+            waiting.event.set()
+
+    async def missed(
+        self, channel: str, ns: NamespaceConfig, since: Position, upto: Position
+    ) -> tuple[bool, Missed]:
+        """`missed` for one channel, woken by `stored`."""
+        waiting = self._waiting.setdefault(channel, _Waiting())
+        waiting.count += 1
+        try:
+            return await missed(
+                self.store, channel, ns, since, upto, self.hole_wait_s, waiting.event
+            )
+        finally:
+            waiting.count -= 1
+            if not waiting.count:
+                del self._waiting[channel]
+
+
 def _holes(kept: list[tuple[int, bytes | None]], since: int, upto: int) -> list[int]:
     """Offsets after `since` up to `upto` that the store holds nothing for."""
     have = {offset for offset, _ in kept}

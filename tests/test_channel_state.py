@@ -10,11 +10,12 @@ import asyncio
 import orjson
 import pytest
 
-from server import node as node_mod
+from server import sequencer
 from server.app import build_node
 from server.broker import redis_conn
 from server.broker.memory import MemoryBroker
 from server.node import Node
+from server.position import Position
 from server.store.memory import MemoryStore
 from tests.node_client import NodeClient
 from tests.support import make_config
@@ -57,7 +58,7 @@ async def test_reading_a_channel_that_never_existed_creates_nothing() -> None:
 
 async def test_a_history_reply_of_an_unused_channel_recovers_from_its_first_publication() -> None:
     node = build_node(make_config())
-    node.hole_wait_s = 0.1
+    node.recoveries.hole_wait_s = 0.1
     await node.start()
     try:
         before = await node.history("later", None, 10, False)
@@ -65,7 +66,7 @@ async def test_a_history_reply_of_an_unused_channel_recovers_from_its_first_publ
             await node.publish("later", n, None)
         client = NodeClient("c")
         node.hub.add_client(client)
-        since = node_mod.Position(before["offset"], before["epoch"])
+        since = Position(before["offset"], before["epoch"])
         result, _ = await node.subscribe(client, "later", since)
         assert result["recovered"] is True
         missed = orjson.loads(orjson.dumps(result["missed"]))
@@ -77,7 +78,7 @@ async def test_a_history_reply_of_an_unused_channel_recovers_from_its_first_publ
 async def test_positions_of_channels_nobody_uses_are_forgotten(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    monkeypatch.setattr(node_mod, "IDLE_TTL_S", 0.3)
+    monkeypatch.setattr(sequencer, "IDLE_TTL_S", 0.3)
     node = build_node(make_config())
     await node.start()
     try:
@@ -92,7 +93,7 @@ async def test_positions_of_channels_nobody_uses_are_forgotten(
         await node.keep_channels()
         assert list(node.broker._positions) == ["quiet:held"]  # its subscriber keeps it
         assert not node.store._history  # type: ignore[attr-defined]
-        assert node._last.keys() == node._broker_subs.keys() == {"quiet:held"}
+        assert node.delivery._last.keys() == node._broker_subs.keys() == {"quiet:held"}
     finally:
         await node.close()
 
@@ -100,7 +101,7 @@ async def test_positions_of_channels_nobody_uses_are_forgotten(
 async def test_redis_keys_expire_unless_kept(
     redis_url: str, redis_prefix: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setattr(node_mod, "IDLE_TTL_S", 1.0)
+    monkeypatch.setattr(sequencer, "IDLE_TTL_S", 1.0)
     node = build_node(make_config(redis={"url": redis_url, "prefix": redis_prefix}))
     admin = redis_conn.client(redis_url)
     await node.start()

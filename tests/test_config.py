@@ -31,8 +31,8 @@ def load(data: dict, env: dict | None = None, dev: bool = False) -> config_mod.C
 
 def test_shipped_config_loads_in_dev_mode():
     cfg = config_mod.load(SAMPLE_CONFIG, env={}, dev=True)
-    assert cfg.server.port == 8000 and cfg.namespace("default") is not None
-    assert cfg.namespace("chat").publish == "authenticated"
+    assert cfg.server.port == 8000 and cfg.namespaces["default"] is not None
+    assert cfg.namespaces["chat"].publish == "authenticated"
 
 
 def test_shipped_placeholders_refused_outside_dev():
@@ -103,7 +103,7 @@ def test_env_overrides_file():
     }
     cfg = load({"server": {"port": 1}, "namespaces": {"chat": {"presence": True}}}, env)
     assert cfg.server.port == 9001
-    assert cfg.namespace("chat").presence is False
+    assert cfg.namespaces["chat"].presence is False
     assert cfg.security.allowed_origins == ("https://a.example", "https://b.example")
 
 

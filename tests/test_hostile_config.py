@@ -146,7 +146,7 @@ def test_trusted_proxies_accept_addresses_and_cidrs():
 
 def test_shipped_default_namespace_lets_only_signed_in_clients_publish():
     cfg = config_mod.load(assets.SAMPLE_CONFIG, env={}, dev=True)
-    assert cfg.namespace("default").publish == "authenticated"  # type: ignore[union-attr]
+    assert cfg.namespaces["default"].publish == "authenticated"
 
 
 def test_embedded_server_is_private(tmp_path):

@@ -13,7 +13,7 @@ import orjson
 import pytest
 
 from server import recovery
-from server.app import build_node
+from server.app import build_broker, build_node, build_store
 from server.hub import Hub
 from server.node import Node
 from server.position import Position
@@ -24,7 +24,7 @@ from tests.support import make_config
 
 pytestmark = pytest.mark.asyncio
 
-NS = make_config().namespace("default")
+NS = make_config().namespaces["default"]
 assert NS is not None
 
 
@@ -127,7 +127,7 @@ async def test_positions_that_need_no_store(
 
 
 async def test_a_namespace_without_history_cannot_recover_a_gap() -> None:
-    quiet = make_config().namespace("quiet")
+    quiet = make_config().namespaces["quiet"]
     assert quiet is not None
     result = await recovery.missed(MemoryStore(), "c", quiet, Position(1, "e"), Position(2, "e"))
     assert result == (False, [])
@@ -138,7 +138,7 @@ async def test_a_namespace_without_history_cannot_recover_a_gap() -> None:
 
 async def live_node() -> tuple[Node, NodeClient]:
     node = build_node(make_config())
-    node.hole_wait_s = 0.2
+    node.recoveries.hole_wait_s = 0.2
     await node.start()
     client = NodeClient("c1")
     node.hub.add_client(client)
@@ -199,14 +199,15 @@ async def test_after_a_broker_reconnect_a_quiet_channel_just_goes_on() -> None:
 
 
 async def test_a_subscription_flooded_while_it_recovers_is_told_to_recover_again() -> None:
-    node = build_node(make_config())
-    node.hub = Hub(max_buffered_bytes=400)
-    node.hole_wait_s = 0.3
+    config = make_config()
+    broker, presence = build_broker(config)
+    node = Node(config, Hub(max_buffered_bytes=400), broker, build_store(config), presence)
+    node.recoveries.hole_wait_s = 0.3
     await node.start()
     try:
         for n in range(3):
             await node.publish("room", n, None)
-        pos = await node.position("room")
+        pos = await node.sequencer.position("room", node.config.namespace_of("room"))
         # Offset 4 is handed out but never stored: recovery since 3 waits for it.
         await node.broker.publish("room", body(4), 100, 60)
         client = NodeClient("slow")

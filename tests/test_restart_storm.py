@@ -51,23 +51,23 @@ async def test_concurrent_subscribers_share_one_seed_past_the_window(
     restarted: tuple[Node, Position],
 ) -> None:
     node, last = restarted
-    positions = await asyncio.gather(*(node.position("hist:c") for _ in range(30)))
-    ns = node.config.namespace("hist")
+    ns = node.config.namespaces["hist"]
     assert ns is not None
+    positions = await asyncio.gather(*(node.sequencer.position("hist:c", ns) for _ in range(30)))
     window = unstored_window(ns)
     assert set(positions) == {Position(last.offset + window, last.epoch)}
     kept = await node.store.span("hist:c", last.epoch, last.offset + 1, last.offset + window)
     assert kept == [(o, VOID) for o in range(last.offset + 1, last.offset + window + 1)]
-    assert not node._seeding  # nothing left behind
+    assert not node.sequencer._seeding  # nothing left behind
 
 
 async def test_recovering_subscribers_all_get_the_same_complete_answer(
     restarted: tuple[Node, Position],
 ) -> None:
     node, last = restarted
-    ns = node.config.namespace("hist")
+    ns = node.config.namespaces["hist"]
     assert ns is not None
-    upto = await node.position("hist:c")
+    upto = await node.sequencer.position("hist:c", ns)
     answers = await asyncio.gather(
         *(
             recovery.missed(node.store, "hist:c", ns, Position(since, last.epoch), upto)

@@ -15,7 +15,7 @@ from urllib.parse import unquote, urlsplit
 
 from server.config.auth import AuthConfig
 from server.config.base import _check
-from server.protocol import split_channel
+from server.protocol import Code, ProtocolError, split_channel
 
 PLACEHOLDER_PREFIX = "change-me"
 PUBLISH_MODES = ("anyone", "subscribers", "authenticated", "server")
@@ -337,12 +337,16 @@ class Config:
     auth: AuthConfig = field(default_factory=AuthConfig)
     dev: bool = False
 
-    def namespace(self, name: str) -> NamespaceConfig | None:
-        return self.namespaces.get(name)
+    def namespace_of(self, channel: str) -> NamespaceConfig:
+        """The namespace a (valid) channel belongs to (`ns:rest`, or `default`), or not_found.
 
-    def namespace_of(self, channel: str) -> NamespaceConfig | None:
-        """The namespace a channel belongs to (`ns:rest`, or `default`), if it is configured."""
-        return self.namespaces.get(split_channel(channel)[0])
+        The one lookup: a command resolves its channel's namespace once, here, and passes it on.
+        """
+        name = split_channel(channel)[0]
+        ns = self.namespaces.get(name)
+        if ns is None:
+            raise ProtocolError(Code.NOT_FOUND, f"unknown namespace {name!r}")
+        return ns
 
     def replace(self, **changes: Any) -> Config:
         return dataclasses.replace(self, **changes)

@@ -22,7 +22,7 @@ from typing import Any
 import tornado.ioloop
 
 from server import auth, protocol
-from server.config import NamespaceConfig
+from server.config import Config
 from server.node import Node
 from server.presence.stats import presence_stats
 from server.protocol import ProtocolError
@@ -37,13 +37,13 @@ MAX_LISTED = 50
 INTERVAL_S = 1.0
 
 
-def is_listed(channel: str, ns: NamespaceConfig | None) -> bool:
+def is_listed(channel: str, config: Config) -> bool:
     """Only what an anonymous visitor may read: not the feeds themselves, not a members-only
-    namespace, not anybody's personal channel."""
-    if ns is None or protocol.split_channel(channel)[0] == NAMESPACE:
+    namespace, not anybody's personal channel (nor one of a namespace not configured)."""
+    if protocol.split_channel(channel)[0] == NAMESPACE:
         return False
     try:
-        auth.check_subscribe(auth.ANONYMOUS, channel, ns)
+        auth.check_subscribe(auth.ANONYMOUS, channel, config.namespace_of(channel))
     except ProtocolError:
         return False
     return True
@@ -78,10 +78,8 @@ class StatsFeed:
         cannot push busier ones off the list, whatever their names.
         """
         hub, config = self.node.hub, self.node.config
-        rooms = [c for c in ROOMS if is_listed(c, config.namespace_of(c))]
-        others = [
-            c for c in hub.channels() if c not in rooms and is_listed(c, config.namespace_of(c))
-        ]
+        rooms = [c for c in ROOMS if is_listed(c, config)]
+        others = [c for c in hub.channels() if c not in rooms and is_listed(c, config)]
         busiest = heapq.nsmallest(
             MAX_LISTED - len(rooms), others, key=lambda c: (-hub.subscriber_count(c), c)
         )
@@ -90,11 +88,9 @@ class StatsFeed:
     async def channel_counts(self) -> list[dict[str, Any]]:
         counts: list[dict[str, Any]] = []
         for channel in self.candidates():
-            ns = self.node.config.namespace_of(channel)
-            if ns is None:
-                continue
+            ns = self.node.config.namespace_of(channel)  # known: candidates are listed
             if ns.presence:
-                count = (await presence_stats(self.node, channel))["clients"]
+                count = (await presence_stats(self.node, channel, ns))["clients"]
             else:
                 count = self.node.hub.subscriber_count(channel)
             counts.append({"channel": channel, "subscribers": count})

@@ -12,12 +12,15 @@ from server.protocol import Code, ProtocolError
 from server.unavailable import Unavailable
 
 if TYPE_CHECKING:
+    from server.config import NamespaceConfig
     from server.node import Node
 
 
-async def presence_stats(node: Node, channel: str) -> dict[str, int]:
+async def presence_stats(
+    node: Node, channel: str, ns: NamespaceConfig | None = None
+) -> dict[str, int]:
     """`{"clients": N, "users": M}`: connections present, and distinct users among them."""
-    if not node.namespace(channel).presence:
+    if not (ns or node.config.namespace_of(channel)).presence:
         raise ProtocolError(Code.DISABLED, "presence is off in this namespace")
     try:
         return await node.presence.stats(channel)

@@ -23,6 +23,8 @@ MAX_RECONNECT_DELAY_MS = 1000
 
 
 class Drainable(Protocol):
+    """What draining needs of a connection (server/client.py): to close it, asking it back."""
+
     def disconnect(
         self, code: int, reason: str, reconnect: bool, delay_ms: int | None = None
     ) -> None: ...

@@ -15,7 +15,7 @@ from collections.abc import Callable
 
 from server.broker.base import BrokerUnavailable
 from server.broker.redis_conn import backoff
-from server.hub import Subscriber
+from server.hub import Addressable
 from server.webhooks.claims import CHANNEL, KINDS, USER, Claims
 
 log = logging.getLogger("switchboard.webhooks")
@@ -46,7 +46,7 @@ class Tracker:
 
     # -- the hub's observer -------------------------------------------------------------------
 
-    def client_added(self, client: Subscriber) -> None:
+    def client_added(self, client: Addressable) -> None:
         if client.user is None:
             return
         clients = self._users.setdefault(client.user, set())
@@ -54,7 +54,7 @@ class Tracker:
             self._mark(USER, client.user)
         clients.add(client.id)
 
-    def client_removed(self, client: Subscriber) -> None:
+    def client_removed(self, client: Addressable) -> None:
         clients = self._users.get(client.user) if client.user is not None else None
         if clients is None or client.id not in clients:
             return

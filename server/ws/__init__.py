@@ -8,7 +8,7 @@
     listener.py   an HTTPServer answering plain upgrades itself (no Tornado handler per
                   connection); server/process/httpserver.py admits connections before it
     handshake.py  the opening handshake read from the first bytes: what the listener may answer
-    transport.py  `Transport` (send, reply, close) and `Peer` (what a WebSocket reports)
+    transport.py  `Transport` (send, reply, close), `TransportOwner` (what a WebSocket reports to)
     handler.py    the Tornado path (refusals, sessions), handing over after the 101
     subprotocol.py  switchboard.json / switchboard.msgpack: chosen the same on both paths
     seam.py       every use of a Tornado private name (tests/test_ws_seam.py checks each one)

@@ -34,7 +34,7 @@ from tornado.iostream import IOStream
 from server.ws import handshake
 from server.ws.handshake import Request
 from server.ws.outbox import Flusher
-from server.ws.transport import Peer
+from server.ws.transport import TransportOwner
 from server.ws.websocket import WebSocket
 
 access = logging.getLogger("tornado.access")
@@ -58,7 +58,7 @@ class Endpoint(Protocol):
     def select_subprotocol(self, offered: list[str]) -> str | None:
         """One of the subprotocols the client offered, or None (Tornado's handler's hook)."""
 
-    def open(self, ws: WebSocket, admitted: Any, subprotocol: str | None) -> Peer:
+    def open(self, ws: WebSocket, admitted: Any, subprotocol: str | None) -> TransportOwner:
         """The connection is up (the 101 is queued): attach what speaks on it."""
 
 

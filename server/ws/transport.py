@@ -1,8 +1,9 @@
 """The interfaces between a connection's protocol state and its WebSocket.
 
-`Transport` is what the protocol side calls (send, close); `Peer` is what the WebSocket calls
-back (messages, pings and pongs, the end). server.ws.websocket.WebSocket implements Transport;
-server.client.Connection and the echo endpoint implement Peer.
+`Transport` is what the protocol side calls (send, close); `TransportOwner` is what the WebSocket
+calls back (messages, pings and pongs, the end). server.ws.websocket.WebSocket implements
+Transport; server.client.Connection and the echo endpoint implement TransportOwner. (The "peer"
+of the ws/ comments is the other end of the socket, never one of these.)
 """
 
 from __future__ import annotations
@@ -28,8 +29,8 @@ class Transport(Protocol):
         """Close with `code` after every frame queued so far."""
 
 
-class Peer(Protocol):
-    """What a WebSocket tells the connection it carries."""
+class TransportOwner(Protocol):
+    """What a WebSocket tells the connection it carries (its owner)."""
 
     def on_message(self, message: str | bytes) -> Awaitable[None] | None:
         """A whole message. An awaitable result holds further messages until it is done."""

@@ -33,7 +33,7 @@ from server.ws import frame
 from server.ws.frame import ProtocolViolation
 from server.ws.outbox import ACCEPTING, CLOSED, Flusher, Outbox
 from server.ws.parser import FrameParser
-from server.ws.transport import Peer
+from server.ws.transport import TransportOwner
 
 log = logging.getLogger("switchboard.ws")
 
@@ -56,13 +56,13 @@ _BUSY = 0x20  # a message is being handled (or we yielded): hold further message
 _CLIENT_CLOSED = 0x40  # the client's close frame came, or it broke the protocol: ignore input
 _SERVER_CLOSED = 0x80  # our close frame is queued
 _HANG_UP = 0x100  # close TCP once the outbox is drained
-_STARTED = 0x200  # a Peer is attached
+_STARTED = 0x200  # an owner is attached
 
 
 class WebSocket(Outbox):
-    """Implements server.ws.transport.Transport for one connection; reports to its Peer."""
+    """Implements server.ws.transport.Transport for one connection; reports to its owner."""
 
-    __slots__ = ("peer", "_parser", "_timer", "close_code", "close_reason")
+    __slots__ = ("owner", "_parser", "_timer", "close_code", "close_reason")
 
     def __init__(
         self,
@@ -73,18 +73,18 @@ class WebSocket(Outbox):
         max_pending_bytes: int,
     ) -> None:
         super().__init__(sock, loop, max_pending_bytes, flusher)
-        self.peer: Peer | None = None
+        self.owner: TransportOwner | None = None
         self._parser = FrameParser(max_message_bytes)
         self._timer: asyncio.TimerHandle | None = None
         self.close_code: int | None = None
         self.close_reason: str | None = None
 
-    def start(self, peer: Peer, early: bytes = b"") -> None:
+    def start(self, owner: TransportOwner, early: bytes = b"") -> None:
         """Attach the connection and start reading; `early` is what came with the handshake."""
-        self.peer = peer
+        self.owner = owner
         self._flags |= _STARTED
         if self._flags & CLOSED:
-            peer.on_closed()
+            owner.on_closed()
             return
         self._flags |= _READING
         self.loop.add_reader(self.fd, self._on_readable)
@@ -126,7 +126,7 @@ class WebSocket(Outbox):
             self.loop.remove_reader(self.fd)
 
     def _dispatch(self) -> None:
-        """Hand every buffered message to the peer, until one needs awaiting."""
+        """Hand every buffered message to the owner, until one needs awaiting."""
         parser = self._parser
         work = 0
         while not self._flags & _CLIENT_CLOSED:
@@ -161,12 +161,12 @@ class WebSocket(Outbox):
             return self._deliver(data)
         if opcode == frame.PING_OPCODE:
             self.send(frame.encode(frame.PONG, data))
-            if self.peer is not None:
-                self.peer.on_ping()
+            if self.owner is not None:
+                self.owner.on_ping()
             return None
         if opcode == frame.PONG:
-            if self.peer is not None:
-                self.peer.on_pong()
+            if self.owner is not None:
+                self.owner.on_pong()
             return None
         try:
             code, reason = frame.parse_close(data)
@@ -180,12 +180,12 @@ class WebSocket(Outbox):
         return None
 
     def _deliver(self, message: str | bytes) -> asyncio.Future[Any] | None:
-        """Give the peer a message; an error is logged and drops the connection (as Tornado)."""
-        peer = self.peer
-        if peer is None:
+        """Give the owner a message; an error is logged and drops the connection (as Tornado)."""
+        owner = self.owner
+        if owner is None:
             return None
         try:
-            result = peer.on_message(message)
+            result = owner.on_message(message)
         except Exception:
             log.exception("uncaught exception handling a message")
             self.abort()
@@ -232,8 +232,8 @@ class WebSocket(Outbox):
             self._timer = self.loop.call_later(CLOSE_TIMEOUT_S, self.abort)
 
     def overflowed(self) -> None:
-        if self.peer is not None:
-            self.peer.too_slow()
+        if self.owner is not None:
+            self.owner.too_slow()
         else:
             self.close(4009, "client too slow")
 
@@ -258,7 +258,7 @@ class WebSocket(Outbox):
         self._gone()
 
     def _gone(self) -> None:
-        """Close the socket, forget what is queued, and tell the peer (once)."""
+        """Close the socket, forget what is queued, and tell the owner (once)."""
         flags = self._flags
         if flags & CLOSED:
             return
@@ -273,11 +273,11 @@ class WebSocket(Outbox):
             self._timer = None
         self._frames = None
         self.sock.close()
-        # Forgetting the peer breaks the one reference cycle (peer <-> WebSocket): a closed
+        # Forgetting the owner breaks the one reference cycle (owner <-> WebSocket): a closed
         # connection is freed by reference counting, not left for a rare full collection.
-        peer, self.peer = self.peer, None
-        if flags & _STARTED and peer is not None:
-            peer.on_closed()
+        owner, self.owner = self.owner, None
+        if flags & _STARTED and owner is not None:
+            owner.on_closed()
 
     @property
     def closed(self) -> bool:

@@ -1,0 +1,244 @@
+"""The publish path: a publication numbered by the broker, broadcast, then stored.
+
+Offsets come from the broker, one channel's in the order its publications came to this process:
+while a batch of a channel is at the broker, the next ones gather into the next batch. A channel
+the broker knows nothing of (first use, or a broker that lost its state) is seeded from the store
+first. Where the namespace keeps history, a publish returns once the store holds it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import math
+import time
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+from server import recovery
+from server.broker.base import Backlogged, Broker, BrokerUnavailable
+from server.config import NamespaceConfig
+from server.observe.stats import Stats
+from server.outage import guard
+from server.position import Position, new_epoch
+from server.protocol import Code, ProtocolError
+from server.store.base import Store, StoreConflict
+from server.unavailable import Unavailable
+
+#: How long a publish waits for the store to catch up with a backlogged channel.
+BACKLOG_WAIT_S = 2.0
+#: The most publications of one channel sent to the broker in one call, and about the most bytes.
+MAX_BATCH = 500
+MAX_BATCH_BYTES = 1 << 20
+#: After the store failed an append, publishes check it is back before broadcasting, for this
+#: long: an outage then refuses publications instead of delivering ones it cannot acknowledge.
+STORE_DOUBT_S = 5.0
+#: How long the broker keeps the position of a channel without history once nobody keeps it:
+#: nodes keep the channels they have subscribers of, every third of this.
+IDLE_TTL_S = 60.0
+
+Waiting = list[tuple[bytes, asyncio.Future[Position]]]
+
+
+def channel_ttl(ns: NamespaceConfig) -> float:
+    """How long a channel's position outlives its last use: as long as its history lives."""
+    return max(ns.history_ttl_s, IDLE_TTL_S) if ns.keeps_history else IDLE_TTL_S
+
+
+class Sequencer:
+    """Numbers, sends and stores publications; seeds channels the broker does not know."""
+
+    def __init__(
+        self,
+        broker: Broker,
+        store: Store,
+        stats: Stats,
+        recoveries: recovery.Recoveries,
+        spawn: Callable[[Awaitable[Any]], None],
+    ) -> None:
+        self.broker = broker
+        self.store = store
+        self.stats = stats
+        self.recoveries = recoveries
+        self.spawn = spawn
+        #: Channels being seeded now, and the position each will have.
+        self._seeding: dict[str, asyncio.Future[Position]] = {}
+        #: Publications waiting for their channel's batch at the broker to come back.
+        self._sequencing: dict[str, Waiting] = {}
+        self._store_failed_at = -math.inf  # when a durable append last found the store down
+
+    # -- positions ------------------------------------------------------------------------------
+
+    async def position(self, channel: str, ns: NamespaceConfig) -> Position:
+        """The channel's position at the broker, seeding the channel if the broker has none."""
+        seeding = self._seeding.get(channel)
+        if seeding is not None:  # its skipped offsets are not void yet: wait for them
+            return await asyncio.shield(seeding)
+        pos = await guard(self.broker.position(channel))
+        return pos if pos is not None else await self._seed(channel, ns)
+
+    async def _seed(self, channel: str, ns: NamespaceConfig) -> Position:
+        """Seed the channel once however many ask at the same time (a restart's reconnecting
+        subscribers all find it unseeded): they share one seed, and none reads the position
+        before the skipped offsets are void, so none waits for them as holes."""
+        seeding = self._seeding.get(channel)
+        if seeding is None:
+            seeding = self._seeding[channel] = asyncio.ensure_future(self._seed_now(channel, ns))
+            seeding.add_done_callback(lambda _: self._seeding.pop(channel, None))
+        return await asyncio.shield(seeding)
+
+    async def _seed_now(self, channel: str, ns: NamespaceConfig) -> Position:
+        """Give the broker a position for a channel it knows nothing of, from the store.
+
+        A channel with history continues past every offset the broker may have handed out
+        before it lost its state (the store's position plus the unstored window, reserved in
+        the store first), so no position is used twice; those skipped offsets are made void,
+        so recovery across them need not wait. Without history a channel starts a new epoch.
+        """
+        start, stored, kept = Position(0, new_epoch()), None, None
+        if ns.keeps_history:
+            kept = await guard(self.store.position(channel))
+            stored = 0
+            if kept is not None:
+                stored = kept.offset + recovery.unstored_window(ns)
+                await guard(self.store.reserve(channel, kept.epoch, stored))
+                start = Position(stored, kept.epoch)
+        seeded = await guard(self.broker.seed(channel, start, stored, channel_ttl(ns)))
+        if seeded and kept is not None:
+            skipped = list(range(kept.offset + 1, start.offset + 1))
+            await guard(self.store.void(channel, kept.epoch, skipped, ns.history_ttl_s))
+        pos = await guard(self.broker.position(channel))
+        if pos is None:
+            raise ProtocolError(Code.UNAVAILABLE, "the broker lost the channel's position")
+        return pos
+
+    # -- publishing -----------------------------------------------------------------------------
+
+    async def publish(self, channel: str, ns: NamespaceConfig, body: bytes) -> Position:
+        """Number and broadcast `body` and, where the namespace keeps history, store it."""
+        window = recovery.unstored_window(ns) if ns.keeps_history else 0
+        if ns.keeps_history and self._store_failed_at > time.monotonic() - STORE_DOUBT_S:
+            await guard(self.store.check())  # recently down: refuse before broadcasting
+            self._store_failed_at = -math.inf
+        pos = await self._sequence(channel, ns, body, window)
+        if ns.keeps_history:
+            keep = ns.history_size + window
+            started = time.perf_counter()
+            try:
+                await self.store.append(
+                    channel, pos.epoch, pos.offset, body, keep, ns.history_ttl_s
+                )
+            except StoreConflict as exc:
+                raise ProtocolError(Code.UNAVAILABLE, f"temporarily unavailable: {exc}") from None
+            except Unavailable as exc:
+                self._store_failed_at = time.monotonic()
+                raise ProtocolError(Code.UNAVAILABLE, f"temporarily unavailable: {exc}") from None
+            self.broker.stored(channel, pos)
+            self.recoveries.stored(channel)
+            self.stats.store_append.observe(time.perf_counter() - started)
+        return pos
+
+    async def _sequence(
+        self, channel: str, ns: NamespaceConfig, body: bytes, window: int
+    ) -> Position:
+        """Have the broker number and send a publication, in the order publications of the
+        channel came to this process.
+
+        While one batch of a channel is at the broker, the channel's next publications gather
+        and go together as the next batch (one broker call): a connection that pipelines its
+        publishes keeps their order, and a busy channel costs one round trip per batch.
+        """
+        waiting = self._sequencing.get(channel)
+        if waiting is not None:
+            fut: asyncio.Future[Position] = asyncio.get_running_loop().create_future()
+            waiting.append((body, fut))
+            return await fut
+        self._sequencing[channel] = []
+        done: list[Position] = []
+        try:
+            error = await self._sequence_batch(
+                channel, ns, [body], window, lambda _, sent: done.extend(sent)
+            )
+        finally:
+            self._next_batch(channel, ns, window)
+        if error is not None:
+            raise error
+        return done[0]
+
+    def _next_batch(self, channel: str, ns: NamespaceConfig, window: int) -> None:
+        waiting = self._sequencing.get(channel)
+        if not waiting:
+            self._sequencing.pop(channel, None)
+            return
+        batch, rest = _take_batch(waiting)
+        self._sequencing[channel] = rest
+        self.spawn(self._run_batch(channel, ns, window, batch))
+
+    async def _run_batch(
+        self, channel: str, ns: NamespaceConfig, window: int, batch: Waiting
+    ) -> None:
+
+        def sent(start: int, positions: list[Position]) -> None:
+            for (_, fut), pos in zip(batch[start:], positions, strict=False):
+                if not fut.done():
+                    fut.set_result(pos)
+
+        try:
+            error = await self._sequence_batch(channel, ns, [b for b, _ in batch], window, sent)
+            for _, fut in batch:
+                if not fut.done():
+                    fut.set_exception(error or ProtocolError(Code.INTERNAL, "not published"))
+        finally:
+            for _, fut in batch:
+                if not fut.done():
+                    fut.set_exception(ProtocolError(Code.UNAVAILABLE, "publishing was cancelled"))
+            self._next_batch(channel, ns, window)
+
+    async def _sequence_batch(
+        self,
+        channel: str,
+        ns: NamespaceConfig,
+        bodies: list[bytes],
+        window: int,
+        sent: Callable[[int, list[Position]], None],
+    ) -> ProtocolError | None:
+        """Number and send `bodies` in order; `sent(i, positions)` hears of each run sent from
+        the i-th on, at once (their store writes are what frees the window). Returns why the
+        rest were not sent. The broker is seeded first if it must be; while the channel's
+        unstored window is full, this waits (a little)."""
+        done = 0
+        seeded, delay, deadline = False, 0.005, time.monotonic() + BACKLOG_WAIT_S
+        ttl_s = channel_ttl(ns)
+        while done < len(bodies):
+            try:
+                got = await self.broker.publish_many(channel, bodies[done:], window, ttl_s)
+            except Backlogged as exc:
+                if time.monotonic() > deadline:
+                    return ProtocolError(Code.UNAVAILABLE, f"temporarily unavailable: {exc}")
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, 0.1)
+                continue
+            except BrokerUnavailable as exc:
+                return ProtocolError(Code.UNAVAILABLE, f"temporarily unavailable: {exc}")
+            if got is not None:
+                sent(done, got)
+                done += len(got)
+                deadline = time.monotonic() + BACKLOG_WAIT_S  # progress: wait afresh
+                continue
+            if seeded:
+                return ProtocolError(Code.UNAVAILABLE, "the broker lost the channel's position")
+            try:
+                await self._seed(channel, ns)
+            except ProtocolError as exc:
+                return exc
+            seeded = True
+        return None
+
+
+def _take_batch(waiting: Waiting) -> tuple[Waiting, Waiting]:
+    """The next batch (at most MAX_BATCH publications and about MAX_BATCH_BYTES) and the rest."""
+    size = 0
+    for i, (body, _) in enumerate(waiting):
+        size += len(body)
+        if i and (i >= MAX_BATCH or size > MAX_BATCH_BYTES):
+            return waiting[:i], waiting[i:]
+    return waiting, []
