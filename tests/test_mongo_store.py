@@ -4,14 +4,17 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import AsyncIterator
+from functools import partial
+from typing import Any
 
 import pytest
 import pytest_asyncio
-from pymongo import AsyncMongoClient, MongoClient
+from pymongo import AsyncMongoClient, MongoClient, monitoring
 
 from server.__main__ import prepare_services
 from server.config import MongoConfig
 from server.position import Position
+from server.store import mongo as store_mongo
 from server.store import schema
 from server.store.mongo import MongoStore
 from tests.fixtures.mongo import drop_database, fresh_config
@@ -167,3 +170,49 @@ async def start_and_close(store: MongoStore) -> None:
         await store.start()
     finally:
         await store.close()
+
+
+class _Deletes(monitoring.CommandListener):
+    """The filters of every delete statement the store sends."""
+
+    def __init__(self) -> None:
+        self.filters: list[dict[str, Any]] = []
+
+    def started(self, event: monitoring.CommandStartedEvent) -> None:
+        if event.command_name == "delete":
+            self.filters += [d["q"] for d in event.command["deletes"]]
+
+    def succeeded(self, event: monitoring.CommandSucceededEvent) -> None:
+        pass
+
+    def failed(self, event: monitoring.CommandFailedEvent) -> None:
+        pass
+
+
+@pytest.mark.asyncio
+async def test_trimming_many_channels_deletes_by_channel_without_or(
+    mongo_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A group commit spanning channels trims each one through its (channel, offset) range:
+    an `$or` across channels made the embedded server scan the whole collection on every
+    write once histories were full, which stalled publishing (docs/reliability.md, soak)."""
+    deletes = _Deletes()
+    monkeypatch.setattr(
+        store_mongo, "AsyncMongoClient", partial(AsyncMongoClient, event_listeners=[deletes])
+    )
+    config = fresh_config(mongo_url)
+    store = MongoStore(config)
+    await store.start()
+    try:
+        channels = [f"c{i}" for i in range(4)]
+        for offset in range(1, 8):
+            await asyncio.gather(*(store.append(c, "e1", offset, b"{}", 3, 60) for c in channels))
+        for c in channels:
+            assert [o for o, _ in await store.history(c, "e1", None, 10, False)] == [5, 6, 7]
+        trims = [f for f in deletes.filters if "$lte" in f.get("offset", {})]
+        assert trims, deletes.filters
+        assert all("$or" not in f for f in deletes.filters), deletes.filters
+        assert {f["channel"] for f in trims} == set(channels)
+    finally:
+        await store.close()
+        await drop_database(config)

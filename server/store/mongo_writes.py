@@ -11,6 +11,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
+from pymongo import DeleteMany
 from pymongo.errors import BulkWriteError, DuplicateKeyError
 
 from server.store import schema
@@ -107,13 +108,17 @@ class MongoWrites:
                         f"offset {item.offset} of {item.channel} was made void before it was stored"
                     )
         # Trim after inserting, to the highest floor known by now: a concurrent write that
-        # trimmed while ours was in flight leaves nothing of ours below its floor.
-        trims = [{"channel": c, "offset": {"$lte": k.floor}} for c, k in kept.items() if k.floor]
+        # trimmed while ours was in flight leaves nothing of ours below its floor. One delete
+        # per channel, in one round trip: each is a range of the (channel, offset) index, where
+        # an `$or` of channels made the embedded server scan the whole collection per write.
+        trims = [
+            DeleteMany({"channel": c, "offset": {"$lte": k.floor}})
+            for c, k in kept.items()
+            if k.floor
+        ]
         if trims:
             with outage("trimming history"):
-                await db[schema.PUBLICATIONS].delete_many(
-                    trims[0] if len(trims) == 1 else {"$or": trims}
-                )
+                await db[schema.PUBLICATIONS].bulk_write(trims, ordered=False)
         return refused
 
     async def _insert(self, db: Db, docs: list[dict[str, Any]]) -> set[tuple[str, int]]:
@@ -140,17 +145,18 @@ class MongoWrites:
                 return set()
             except BulkWriteError as exc:
                 same = _duplicates(exc, dups)  # now the same epoch's: stored, or a void
-            mine = [d for d in same if not d.get("void")]
-            if not mine:
-                return set()
-            found = pubs.find(
-                {
-                    "$or": [{"channel": d["channel"], "offset": d["offset"]} for d in mine],
-                    "void": True,
-                },
-                {"_id": 0, "channel": 1, "offset": 1},
-            )
-            return {(d["channel"], d["offset"]) async for d in found}
+            mine: dict[str, list[int]] = {}
+            for d in same:
+                if not d.get("void"):
+                    mine.setdefault(d["channel"], []).append(d["offset"])
+            voided: set[tuple[str, int]] = set()
+            for channel, offsets in mine.items():  # by channel: an index range each, no `$or`
+                found = pubs.find(
+                    {"channel": channel, "offset": {"$in": offsets}, "void": True},
+                    {"_id": 0, "offset": 1},
+                )
+                voided.update([(channel, d["offset"]) async for d in found])
+            return voided
 
     async def _kept(self, db: Db, channel: str, epoch: str) -> _Kept:
         """The channel's state under `epoch`, shared by concurrent writes, once recorded."""
