@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import signal
 import subprocess
 import sys
 import tempfile
@@ -47,6 +48,8 @@ def main(argv: list[str] | None = None) -> int:
     if not 0 < args.connections <= 100_000 or args.duration > 3600 or args.after > 600:
         print("bounded: at most 100,000 connections and an hour", file=sys.stderr)
         return 2
+    # Stopped early (SIGTERM, Ctrl-C), it still takes its namespaces and processes down.
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(1))
     work = Path(tempfile.mkdtemp(prefix="switchboard-multihost-"))
     hosts = MultiHost(work, processes=args.processes, drain_s=10.0)
     drivers: list[subprocess.Popen[str]] = []

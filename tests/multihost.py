@@ -105,6 +105,12 @@ class Network:
         return host
 
     def close(self) -> None:
+        procs = [p for host in self.hosts.values() for p in host.procs if p.poll() is None]
+        for proc in procs:  # asked first: nginx's master then stops and reaps its workers
+            proc.terminate()
+        for proc in procs:
+            with contextlib.suppress(subprocess.TimeoutExpired):
+                proc.wait(5)
         for host in self.hosts.values():
             for proc in host.procs:
                 if proc.poll() is None:
@@ -112,6 +118,11 @@ class Network:
                     proc.wait(10)
                 if proc.stdin is not None:
                     proc.stdin.close()
+            # And whatever those started (nginx's workers outlive a killed master).
+            pids = subprocess.run(["ip", "netns", "pids", host.ns], capture_output=True, text=True)
+            for pid in pids.stdout.split():
+                with contextlib.suppress(ProcessLookupError):
+                    os.kill(int(pid), signal.SIGKILL)
             subprocess.run(["ip", "netns", "del", host.ns], capture_output=True)
         subprocess.run(["ip", "link", "del", self.bridge], capture_output=True)
 
@@ -143,8 +154,10 @@ def make_certificate(directory: Path, address: str) -> Path:
     return tls / "switchboard.crt"
 
 
+# Four workers: a proxied WebSocket holds two descriptors in its worker, and one process may
+# hold at most 20,000 here, so one worker would stop near 10,000 connections.
 NGINX_MAIN = """
-worker_processes 1;
+worker_processes 4;
 worker_rlimit_nofile 200000;
 pid {dir}/nginx.pid;
 error_log {dir}/error.log warn;
