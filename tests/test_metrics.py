@@ -174,9 +174,11 @@ async def test_one_scrape_shows_every_worker_of_processes_2(
     server = server_processes(redis_url, redis_prefix, processes=2)
     server.wait_ready()
     per_node: dict[str, int] = {}
-    for _ in range(60):
-        client = await clients(server.ws_url)
-        per_node[client.hello["node"]] = per_node.get(client.hello["node"], 0) + 1
+    # The workers share one listening socket: whichever wakes first accepts, and one opened at
+    # a time on a loaded machine can all go to the same one. Opened in bursts, both take some.
+    for _ in range(20):
+        for client in await asyncio.gather(*(clients(server.ws_url) for _ in range(10))):
+            per_node[client.hello["node"]] = per_node.get(client.hello["node"], 0) + 1
         if len(per_node) == 2 and sum(per_node.values()) >= 6:
             break
     assert len(per_node) == 2, "connections never landed on a second worker"
