@@ -2,10 +2,13 @@
 
 The topology of tests/test_multihost.py (network namespaces on a bridge, Redis Cluster across
 the hosts, the MongoDB-compatible server, nginx with deploy/nginx/switchboard.conf and TLS),
-driven by tests/multihost_clients.py from several client namespaces of their own (each has its
-own address and ephemeral ports, so 30,000 connections fit). Needs root. Prints and writes the
-figures docs/scaling.md asks for: connections, deliveries/s, p99, lost, seconds until every
-client was live again. Bounded: it stops by itself after `--duration` plus the settle time.
+driven by the load tester (`switchboard_load fanout`, picows over wss://) from a client
+namespace of its own, with publications through nginx's HTTP API. When the load has run
+`--duration` seconds, host h1's Switchboard gets SIGTERM: it drains its clients, which reconnect
+through nginx to the other hosts and resubscribe with `since`. The tester's delivery check
+covers every subscription across that move. Needs root. Prints and writes the figures
+docs/scaling.md asks for: connections, deliveries/s, p99, lost, seconds until every drained
+client was live again. Bounded: it stops by itself after `--duration + --after` and the drain.
 
     sudo .venv/bin/python -m bench.multihost --connections 30000 --duration 60 \
         --json bench/results/multihost.json
@@ -19,23 +22,21 @@ import signal
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 from pathlib import Path
-from typing import Any
+from typing import IO, Any
 
 import orjson
 
-from tests.multihost import ROOT, MultiHost, available
-
-#: Connections one client process drives (one core of Python clients, about).
-PER_DRIVER = 7500
+from tests.multihost import API_KEY, ROOT, MultiHost, available
 
 
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     p.add_argument("--connections", type=int, default=30_000)
     p.add_argument("--channels", type=int, default=100)
-    p.add_argument("--rate", type=float, default=2.0, help="publications/s per channel")
+    p.add_argument("--rate", type=float, default=100.0, help="publications/s, all channels")
     p.add_argument("--duration", type=float, default=60.0, help="seconds before a host stops")
     p.add_argument("--after", type=float, default=30.0, help="seconds after it stopped")
     p.add_argument("--processes", type=int, default=2, help="Switchboard processes per host")
@@ -52,65 +53,78 @@ def main(argv: list[str] | None = None) -> int:
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(1))
     work = Path(tempfile.mkdtemp(prefix="switchboard-multihost-"))
     hosts = MultiHost(work, processes=args.processes, drain_s=10.0)
-    drivers: list[subprocess.Popen[str]] = []
+    tester: subprocess.Popen[str] | None = None
     try:
         hosts.start()
-        count = -(-args.connections // PER_DRIVER)
-        for i in range(count):
-            ns = hosts.net.add(f"c{i}", 100 + i)
-            n = min(PER_DRIVER, args.connections - i * PER_DRIVER)
-            cmd = [*ns.prefix, sys.executable, "-m", "tests.multihost_clients", "--url", hosts.url]
-            cmd += ["--connections", str(n), "--channels", str(args.channels)]
-            cmd += ["--rate", str(args.rate / count), "--settle", "60"]
-            cmd += ["--json", str(work / f"clients{i}.json")]
-            env = {**os.environ, "SSL_CERT_FILE": str(hosts.ca)}
-            drivers.append(
-                subprocess.Popen(
-                    cmd, cwd=ROOT, env=env, stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True
-                )
-            )
-        for d in drivers:
-            assert d.stdout is not None and d.stdout.readline().strip() == "ready"
-        started = time.monotonic()
+        ns = hosts.net.add("c0", 100)
+        # One source address: widen its ephemeral ports (per namespace) past 30,000 to nginx.
+        subprocess.run([*ns.prefix, "sysctl", "-qw", "net.ipv4.ip_local_port_range=1024 65000"])
+        lb = hosts.url.split("/")[2]
+        cmd = [*ns.prefix, sys.executable, "-m", "switchboard_load", "fanout", "--allow-remote"]
+        cmd += ["--url", hosts.url, "--api-url", f"https://{lb}", "--api-key", API_KEY]
+        cmd += ["--subscribers", str(args.connections), "--channels", str(args.channels)]
+        cmd += ["--rate", str(args.rate), "--duration", str(args.duration + args.after)]
+        cmd += ["--connect-rate", "1000", "--connect-timeout", "30", "--drain", "60"]
+        cmd += ["--json", str(work / "load.json")]
+        env = {**os.environ, "SSL_CERT_FILE": str(hosts.ca)}
+        tester = subprocess.Popen(cmd, cwd=ROOT, env=env, stderr=subprocess.PIPE, text=True)
+        assert tester.stderr is not None
+        loaded = _watch(tester.stderr, work / "load.log")
+        if not loaded.wait(args.connections / 200 + 120):
+            raise RuntimeError(f"the tester never connected; see {work / 'load.log'}")
         time.sleep(args.duration)
-        _tell(drivers, "mark")
+        marked = time.time()
         hosts.stop_server(hosts.apps[0])
-        time.sleep(args.after)
-        _tell(drivers, "stop")
-        for d in drivers:
-            d.wait(300)
-        elapsed = time.monotonic() - started
-        parts = [orjson.loads((work / f"clients{i}.json").read_bytes()) for i in range(count)]
-        result = _merge(parts, elapsed)
+        tester.wait(args.after + 600)
+        result = _figures(orjson.loads((work / "load.json").read_bytes()), marked)
     finally:
-        for d in drivers:
-            if d.poll() is None:
-                d.kill()
+        if tester is not None and tester.poll() is None:
+            tester.kill()
         hosts.close()
     print(orjson.dumps(result, option=orjson.OPT_INDENT_2).decode())
     if args.json:
         args.json.parent.mkdir(parents=True, exist_ok=True)
         args.json.write_bytes(orjson.dumps(result, option=orjson.OPT_INDENT_2))
-    return 0 if result["lost"] == 0 else 1
+    return 0 if result["lost"] == 0 and not result["still_reconnecting"] else 1
 
 
-def _tell(drivers: list[subprocess.Popen[str]], line: str) -> None:
-    for d in drivers:
-        assert d.stdin is not None
-        d.stdin.write(line + "\n")
-        d.stdin.flush()
+def _watch(stream: IO[str], log: Path) -> threading.Event:
+    """Copy the tester's progress to `log`; the event is set once every client connected
+    (its `connected N/N` line) and the load begins."""
+    loaded = threading.Event()
+
+    def copy() -> None:
+        with open(log, "a") as out:
+            for line in stream:
+                out.write(line)
+                out.flush()
+                if line.startswith("connected "):
+                    loaded.set()
+
+    threading.Thread(target=copy, daemon=True).start()
+    return loaded
 
 
-def _merge(parts: list[dict[str, Any]], elapsed: float) -> dict[str, Any]:
-    total = {
-        k: sum(p[k] or 0 for p in parts) for k in ("connections", "acknowledged", "deliveries")
+def _figures(doc: dict[str, Any], marked: float) -> dict[str, Any]:
+    """The figures docs/scaling.md reports, from the tester's result document."""
+    conns = doc["connections"]
+    back = conns["last_reconnect_at"]
+    return {
+        "connections": conns["opened"],
+        "still_open": conns["still_open"],
+        "deliveries": doc["delivered"],
+        "deliveries_per_s": doc["deliveries_per_s"],
+        "published": doc["published"],
+        "latency_ms": doc["latency_ms"],
+        "lost": doc["lost"],
+        "duplicated": doc["duplicated"],
+        "reordered": doc["reordered"],
+        "moved": conns["reconnected"],
+        "still_reconnecting": conns["still_reconnecting"],
+        "live_again_s": round(back - marked, 3) if back else None,
+        "errors": doc["errors"],
+        "client_cores": doc["client"]["cores"],
     }
-    total.update({k: sum(p[k] for p in parts) for k in ("lost", "doubled", "unrecovered", "moved")})
-    total["still_down"] = sum(p["still_down"] for p in parts)
-    total["deliveries_per_s"] = round(total["deliveries"] / elapsed)
-    total["p99_s_worst_driver"] = max((p["p99_s"] or 0) for p in parts)
-    total["live_again_s"] = max((p["live_again_s"] or 0) for p in parts)
-    return total
 
 
 if __name__ == "__main__":

@@ -21,6 +21,8 @@ class JsonHandler(tornado.web.RequestHandler):
 
     def initialize(self, node: Node) -> None:
         self.node = node
+        if node.draining:  # a proxy stops reusing its keep-alive connections to us
+            self.set_header("Connection", "close")
 
     def check_xsrf_cookie(self) -> None:
         """No XSRF token: JSON endpoints never act on cookies. The HTTP API authenticates with

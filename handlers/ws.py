@@ -54,7 +54,7 @@ class Endpoint:
     def admit(self, req: Request) -> Identity | None:
         """The identity of a plain upgrade, or None when Tornado's handler must answer it."""
         node = self.node
-        if node.hub.client_count >= node.config.server.max_connections:
+        if node.draining or node.hub.client_count >= node.config.server.max_connections:
             return None  # 503
         host = req.headers["host"]
         if not cross_origin_allowed(req, lambda origin: self.check_origin(origin, host)):
@@ -103,6 +103,9 @@ class WebSocketHandler(SocketHandler):
         return self.endpoint.select_subprotocol(subprotocols)
 
     async def get(self, *args: Any, **kwargs: Any) -> None:
+        if self.node.draining:  # a proxy retries another host on 503
+            self.node.stats.refused += 1
+            raise tornado.web.HTTPError(503, reason="server draining")
         if self.node.hub.client_count >= self.node.config.server.max_connections:
             self.node.stats.refused += 1
             raise tornado.web.HTTPError(503, reason="connection limit reached")

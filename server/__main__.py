@@ -125,6 +125,7 @@ async def serve(
         ready()
     await stop.wait()
     log.info("draining %d clients", node.hub.client_count, extra={"node": node.id})
+    node.draining = True  # upgrades arriving on open (proxy keep-alive) connections: 503
     server.stop()  # siblings sharing the port keep accepting
     if not await drain(node, cfg.server.drain_s, cfg.server.shutdown_grace_s):
         log.warning("%d clients still connected at the drain deadline", node.hub.client_count)
@@ -196,11 +197,18 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         if args.processes > 1:
             return cluster.run_workers(
-                args.processes, lambda ready: _serve_until_stopped(cfg, sockets, ready)
+                args.processes,
+                lambda ready: _serve_until_stopped(cfg, sockets, ready),
+                release=lambda: _close_all(sockets),
             )
         return _serve_until_stopped(cfg, sockets)
     finally:
         stop_services()
+
+
+def _close_all(sockets: list[socket.socket]) -> None:
+    for sock in sockets:
+        sock.close()
 
 
 def _serve_until_stopped(

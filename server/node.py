@@ -67,6 +67,8 @@ class Node:
         self.id = f"{socket.gethostname()}-{os.getpid()}-{secrets.token_hex(2)}"
         self._broker_subs: dict[str, asyncio.Future[None]] = {}
         self._emptied = asyncio.Event()  # set when the last client left
+        #: Set when the process starts draining: new connections go to other processes.
+        self.draining = False
         self._services: list[Service] = []
         self._started = False
         self._background: set[asyncio.Future[Any]] = set()
@@ -366,6 +368,8 @@ class Node:
     async def ready(self) -> dict[str, str]:
         """What is not ready, by service; empty when everything is reachable."""
         problems: dict[str, str] = {}
+        if self.draining:  # a load balancer sends new clients elsewhere
+            problems["server"] = "draining"
         for name, check in (("broker", self.broker.check), ("store", self.store.check)):
             try:
                 await check()

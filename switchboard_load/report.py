@@ -69,6 +69,13 @@ def build(p: Params, c: Collected) -> dict[str, Any]:
             "connect_s": round(connect_s, 3),
             "connect_rate_per_s": round(connected / connect_s, 1) if connect_s else None,
             "churn_opened": sum(r["churn_opened"] for r in c.results.values()),
+            # holders the server drained (disconnect push) and that came back with `since`
+            "reconnected": sum(r["reconnected"] for r in c.results.values()),
+            "still_reconnecting": sum(r["still_reconnecting"] for r in c.results.values()),
+            "last_reconnect_at": max(
+                (r["last_reconnect_at"] for r in c.results.values() if r["last_reconnect_at"]),
+                default=None,
+            ),
         },
         "client": {
             "workers": len(c.results),

@@ -114,6 +114,9 @@ class Worker(Traffic):
                 "churn_opened": self.churn_opened,
                 "max_lag_ms": self.worst_lag * 1000,
                 "still_open": sum(1 for c in self.holders if not c.closed.done()),
+                "reconnected": self.reconnected,
+                "last_reconnect_at": self.last_reconnect_at,
+                "still_reconnecting": len(self.reconnecting),
             },
         )
         for c in self.holders:

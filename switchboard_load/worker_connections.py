@@ -115,6 +115,8 @@ class Connections(WorkerState):
         if self.closing:
             new.close()
             return
+        self.reconnected += 1
+        self.last_reconnect_at = time.time()
         new.frames += old.frames
         slot = self.slots.pop(old)
         self.holders[slot] = new

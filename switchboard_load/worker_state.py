@@ -51,6 +51,9 @@ class WorkerState:
         self.holder_channels: dict[Client, str] = {}
         self.slots: dict[Client, int] = {}  # where each holder is in `holders`
         self.reconnecting: set[asyncio.Future[None]] = set()
+        #: drained holders reconnected, and when the last of them was live again (epoch s)
+        self.reconnected = 0
+        self.last_reconnect_at: float | None = None
         self.churners: set[Client] = set()
         self.errors: Counter[str] = Counter()
         self.latencies: list[float] = []

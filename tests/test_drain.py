@@ -3,10 +3,15 @@
 from __future__ import annotations
 
 import asyncio
+import base64
+import http.client
+import json
 import os
 import signal
+import socket
 import time
 from collections.abc import Callable
+from typing import Any
 
 import pytest
 
@@ -91,4 +96,79 @@ async def test_sighup_replaces_every_worker_one_at_a_time_without_refusing_a_con
     assert len(pids) == len(old_nodes | fresh)
     assert "rolling restart of 2 workers" in server.log()
     for c in held:
+        await c.close()
+
+
+@pytest.mark.asyncio
+async def test_a_stopping_port_refuses_connects_rather_than_queueing_them_unaccepted(
+    server_processes: Callable[..., ServerProcess], redis_url: str, redis_prefix: str
+) -> None:
+    """With --processes, the parent holds the listening socket too: unless it lets go, the
+    kernel keeps completing connects that no worker will ever accept, and a proxy in front
+    waits on them until the last process exits instead of trying another host."""
+    env = {"SWITCHBOARD_SERVER_DRAIN_S": "4", "SWITCHBOARD_SERVER_SHUTDOWN_GRACE_S": "3"}
+    server = server_processes(redis_url, redis_prefix, processes=2, env=env)
+    server.wait_ready()
+    clients = [await ws_open(server.ws_url) for _ in range(80)]
+    server.proc.send_signal(signal.SIGTERM)
+    told = [asyncio.ensure_future(c.push_of("disconnect", timeout=15)) for c in clients]
+    await asyncio.wait(told, return_when=asyncio.FIRST_COMPLETED)
+    refused = False
+    deadline = time.monotonic() + 1.0
+    while not refused and time.monotonic() < deadline:
+        try:
+            sock = socket.create_connection(("127.0.0.1", server.port), timeout=0.5)
+            sock.close()
+            await asyncio.sleep(0.05)
+        except ConnectionRefusedError:
+            refused = True
+    assert refused, "connects still completed while the workers were draining"
+    assert not all(t.done() for t in told)  # ... and the drain had not finished
+    await asyncio.gather(*told)
+    assert await asyncio.get_running_loop().run_in_executor(None, server.proc.wait, 15) == 0
+    for c in clients:
+        await c.close()
+
+
+@pytest.mark.asyncio
+async def test_while_draining_upgrades_on_kept_alive_connections_get_503_and_readyz_says_so(
+    server_processes: Callable[..., ServerProcess], redis_url: str, redis_prefix: str
+) -> None:
+    """A proxy's keep-alive connection outlives the listening socket: an upgrade arriving on
+    it must be refused (the proxy then tries another host), never accepted and dropped."""
+    env = {"SWITCHBOARD_SERVER_DRAIN_S": "3", "SWITCHBOARD_SERVER_SHUTDOWN_GRACE_S": "3"}
+    server = server_processes(redis_url, redis_prefix, env=env)
+    server.wait_ready()
+    kept = [http.client.HTTPConnection("127.0.0.1", server.port, timeout=5) for _ in range(2)]
+    for conn in kept:  # open and kept alive before the drain
+        conn.request("GET", "/healthz")
+        resp = conn.getresponse()
+        assert resp.status == 200 and resp.read()
+    clients = [await ws_open(server.ws_url) for _ in range(40)]
+    server.proc.send_signal(signal.SIGTERM)
+    first = [asyncio.ensure_future(c.push_of("disconnect", timeout=15)) for c in clients]
+    await asyncio.wait(first, return_when=asyncio.FIRST_COMPLETED)
+    upgrade = {
+        "Upgrade": "websocket",
+        "Connection": "Upgrade",
+        "Sec-WebSocket-Key": base64.b64encode(os.urandom(16)).decode(),
+        "Sec-WebSocket-Version": "13",
+    }
+
+    def ask(conn: http.client.HTTPConnection, path: str, headers: dict[str, str]) -> Any:
+        conn.request("GET", path, headers=headers)
+        resp = conn.getresponse()
+        return resp.status, resp.getheader("Connection"), resp.read()
+
+    loop = asyncio.get_running_loop()
+    status, _, _ = await loop.run_in_executor(None, ask, kept[0], "/ws", upgrade)
+    assert status == 503
+    status, connection, body = await loop.run_in_executor(None, ask, kept[1], "/readyz", {})
+    assert status == 503 and json.loads(body)["problems"]["server"] == "draining"
+    assert connection == "close"  # a proxy stops reusing it
+    assert not all(t.done() for t in first)
+    await asyncio.gather(*first)
+    for conn in kept:
+        conn.close()
+    for c in clients:
         await c.close()

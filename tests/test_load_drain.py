@@ -71,6 +71,7 @@ def test_a_rolling_restart_under_fanout_loses_no_publication_and_no_subscriber(
             text=True,
         )
         wait_for_connections(srv.http_url, 120)  # then publishing starts
+        drained_at = time.time()
         os.kill(srv.proc.pid, signal.SIGHUP)
         output, _ = load.communicate(timeout=60)
     doc = json.loads(out.read_text())
@@ -80,6 +81,9 @@ def test_a_rolling_restart_under_fanout_loses_no_publication_and_no_subscriber(
     assert drained >= 120, doc["errors"]  # every subscriber was drained at least once ...
     assert not any(k.startswith("hold-closed") for k in doc["errors"]), doc["errors"]
     assert doc["connections"]["still_open"] == 120  # ... and is connected again
+    assert doc["connections"]["reconnected"] == drained
+    assert doc["connections"]["still_reconnecting"] == 0
+    assert doc["connections"]["last_reconnect_at"] > drained_at
 
 
 @pytest.mark.asyncio

@@ -3,7 +3,10 @@
 Each worker is a whole single-threaded server with its own IOLoop; they share the listening
 sockets (bound before the fork, so the kernel spreads connections) and talk through Redis. The
 parent only supervises:
-- SIGTERM/SIGINT go to every worker, which drains its clients and exits;
+- SIGTERM/SIGINT go to every worker, which drains its clients and exits; the parent then lets
+  go of its copies of the listening sockets (`release`), so once the workers stop accepting,
+  the port refuses connects instead of queueing them where nobody accepts (a proxy in front
+  would wait on them until the last process exits, rather than trying another host);
 - SIGHUP is a rolling restart: one worker at a time, a replacement is started and reports
   ready before the old one drains, so the port never stops accepting and the drained clients
   land on running workers (a zero-downtime reload);
@@ -48,6 +51,7 @@ class _Worker:
 @dataclass
 class _Supervisor:
     work: Work
+    release: Callable[[], None]
     workers: dict[int, _Worker] = field(default_factory=dict)
     signals: list[int] = field(default_factory=list)
     stopping: bool = False
@@ -105,6 +109,7 @@ class _Supervisor:
         self.to_replace.clear()
         for pid in self.workers:
             _signal(pid, signal.SIGTERM)
+        self.release()
 
     def _roll(self) -> None:
         """One step of a rolling restart: start a replacement, then drain the old worker."""
@@ -163,9 +168,10 @@ class _Supervisor:
                 self.start()
 
 
-def run_workers(count: int, work: Work) -> int:
-    """Run `work` in `count` forked processes until they exit; returns the exit status."""
-    return _Supervisor(work).run(count)
+def run_workers(count: int, work: Work, release: Callable[[], None] = lambda: None) -> int:
+    """Run `work` in `count` forked processes until they exit; returns the exit status.
+    `release` is called once when stopping: it closes what the parent holds only for forking."""
+    return _Supervisor(work, release).run(count)
 
 
 def _fork(work: Work) -> _Worker:

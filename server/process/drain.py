@@ -46,8 +46,17 @@ async def drain(node: Clients, drain_s: float, grace_s: float) -> bool:
     per_tick = max(1, math.ceil(len(clients) / ticks))
     for start in range(0, len(clients), per_tick):
         for client in clients[start : start + per_tick]:
-            delay = random.randint(0, MAX_RECONNECT_DELAY_MS)
-            client.disconnect(Close.RESTART, "server restarting", True, delay_ms=delay)
+            _ask_back(client)
         if start + per_tick < len(clients):
             await asyncio.sleep(TICK_S)
+    # An upgrade admitted just before draining began may have opened since: ask it back too.
+    told = {id(c) for c in clients}
+    for client in node.drainable():
+        if id(client) not in told:
+            _ask_back(client)
     return await node.wait_empty(grace_s)
+
+
+def _ask_back(client: Drainable) -> None:
+    delay = random.randint(0, MAX_RECONNECT_DELAY_MS)
+    client.disconnect(Close.RESTART, "server restarting", True, delay_ms=delay)
