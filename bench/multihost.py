@@ -73,10 +73,16 @@ def main(argv: list[str] | None = None) -> int:
         if not loaded.wait(args.connections / 200 + 120):
             raise RuntimeError(f"the tester never connected; see {work / 'load.log'}")
         time.sleep(args.duration)
+        before = _cpu_by_role(hosts)
         marked = time.time()
         hosts.stop_server(hosts.apps[0])
-        tester.wait(args.after + 600)
+        time.sleep(args.after)
+        after = _cpu_by_role(hosts)
+        tester.wait(600)
         result = _figures(orjson.loads((work / "load.json").read_bytes()), marked)
+        result["cpu_s_after_stop"] = {
+            k: round(v - before.get(k, 0.0), 1) for k, v in sorted(after.items())
+        }
     finally:
         if tester is not None and tester.poll() is None:
             tester.kill()
@@ -103,6 +109,25 @@ def _watch(stream: IO[str], log: Path) -> threading.Event:
 
     threading.Thread(target=copy, daemon=True).start()
     return loaded
+
+
+def _cpu_by_role(hosts: MultiHost) -> dict[str, float]:
+    """CPU seconds so far of every process in the topology, by namespace and program (the
+    client namespace's are the tester's), to show where the machine's cores went."""
+    tick = os.sysconf("SC_CLK_TCK")
+    out: dict[str, float] = {}
+    for host in hosts.net.hosts.values():
+        pids = subprocess.run(["ip", "netns", "pids", host.ns], capture_output=True, text=True)
+        for pid in pids.stdout.split():
+            try:
+                stat = Path(f"/proc/{pid}/stat").read_text()
+            except OSError:
+                continue  # gone meanwhile
+            comm = stat[stat.index("(") + 1 : stat.rindex(")")]
+            fields = stat[stat.rindex(")") + 2 :].split()
+            key = f"{host.name}:{comm}"
+            out[key] = out.get(key, 0.0) + (int(fields[11]) + int(fields[12])) / tick
+    return out
 
 
 def _figures(doc: dict[str, Any], marked: float) -> dict[str, Any]:

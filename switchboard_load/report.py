@@ -22,15 +22,11 @@ def build(p: Params, c: Collected) -> dict[str, Any]:
     hist = Histogram()
     errors: Counter[str] = Counter()
     totals = DeliveryTotals()
-    for ready in c.ready.values():
-        errors.update(ready["errors"])
+    # A worker's `result` errors include its `ready` ones: take each worker's latest count.
+    for index, ready in c.ready.items():
+        errors.update(c.results[index]["errors"] if index in c.results else ready["errors"])
     for r in c.results.values():
         hist.merge(Histogram.from_sparse(r["hist"]))
-        # connect errors are in both `ready` and `result`: keep the later, complete count
-        errors.update(
-            {k: v for k, v in r["errors"].items() if k not in errors}
-            | {k: v - errors[k] for k, v in r["errors"].items() if k in errors}
-        )
         d = r["delivery"]
         totals.merge(
             DeliveryTotals(

@@ -7,9 +7,9 @@ import random
 import pytest
 
 from switchboard_load.checker import DeliveryTotals, OffsetChecker
-from switchboard_load.coordinator import make_plans
+from switchboard_load.coordinator import Collected, make_plans
 from switchboard_load.params import ParamError, parse_addresses, parse_params
-from switchboard_load.report import failures
+from switchboard_load.report import build, failures
 from switchboard_load.serverstats import cpu_seconds, memory, stats_url
 from switchboard_load.stats import Histogram, percentile
 from switchboard_load.tokens import UrlMaker, with_token
@@ -302,3 +302,48 @@ def test_some_refusals_fail_too() -> None:
 def test_an_echo_run_without_round_trips_fails() -> None:
     doc = _doc(scenario="echo", published=0, delivered=0, channel_offsets={})
     assert failures(doc) == ["NOTHING DELIVERED: not a single round trip completed"]
+
+
+def _worker_result(errors: dict[str, int], reconnected: int) -> dict[str, object]:
+    return {
+        "delivered": 10,
+        "frames": 10,
+        "held_frames": 10,
+        "held_payload_bytes": 100,
+        "hist": Histogram().to_sparse(),
+        "cpu_s": 1.0,
+        "wall_s": 2.0,
+        "errors": errors,
+        "published": 5,
+        "delivery": {
+            "lost": 0,
+            "duplicated": 0,
+            "reordered": 0,
+            "subscriptions": 3,
+            "examples": [],
+        },
+        "churn_opened": 0,
+        "max_lag_ms": 1.0,
+        "still_open": 3,
+        "reconnected": reconnected,
+        "last_reconnect_at": 1000.0 + reconnected,
+        "still_reconnecting": 0,
+    }
+
+
+def test_errors_and_reconnects_are_summed_over_workers() -> None:
+    """Each worker's result counts its own connect errors again: take each worker's latest."""
+    p = parse_params(["fanout", "--url", URL, "--subscribers", "6", "--workers", "2"])
+    c = Collected()
+    c.ready = {
+        0: {"connected": 3, "connect_s": 1.0, "errors": {"connect:timeout": 1}},
+        1: {"connected": 3, "connect_s": 1.0, "errors": {"connect:timeout": 2}},
+    }
+    c.results = {
+        0: _worker_result({"connect:timeout": 1, "hold-drained:1012": 3}, 3),
+        1: _worker_result({"connect:timeout": 2, "hold-drained:1012": 2}, 2),
+    }
+    doc = build(p, c)
+    assert doc["errors"] == {"connect:timeout": 3, "hold-drained:1012": 5}
+    assert doc["connections"]["reconnected"] == 5
+    assert doc["connections"]["last_reconnect_at"] == 1003.0
