@@ -10,7 +10,9 @@ delivery in either encoding.
 from __future__ import annotations
 
 import asyncio
+import functools
 import socket
+import ssl
 import time
 from collections.abc import Callable
 from itertools import count
@@ -177,6 +179,7 @@ async def connect(
         transport, client = await ws_connect(
             lambda: Client(on_pub, binary),
             url,
+            ssl_context=_tls() if url.startswith("wss:") else None,
             socket_factory=factory,
             websocket_handshake_timeout=timeout,
             extra_headers=headers,
@@ -194,6 +197,13 @@ async def connect(
         return client
 
     return await asyncio.wait_for(go(), timeout)
+
+
+@functools.cache
+def _tls() -> ssl.SSLContext:
+    """One client TLS context per process: made per connection (the default), loading the
+    trusted certificates cost the tester milliseconds of CPU on every wss:// connect."""
+    return ssl.create_default_context()
 
 
 def error_cause(exc: BaseException) -> str:

@@ -151,17 +151,21 @@ class Coordinator:
     def gather(self, kind: str, timeout: float, into: dict[int, Any]) -> None:
         """Handle worker messages until every worker sent `kind`; ticks feed the live display."""
         deadline = time.monotonic() + timeout
+        listening = dict(self.pipes)
         while len(into) < len(self.pipes):
             left = deadline - time.monotonic()
             if left <= 0:
                 missing = sorted(set(self.pipes) - set(into))
                 raise RunFailed(f"workers {missing} did not report {kind!r} within {timeout:.0f} s")
-            for ready in wait(list(self.pipes.values()), timeout=min(left, 1.0)):
+            for ready in wait(list(listening.values()), timeout=min(left, 1.0)):
                 conn = cast(Connection, ready)
+                idx = next(i for i, pc in self.pipes.items() if pc is conn)
                 try:
                     msg = conn.recv()
                 except EOFError:
-                    idx = next(i for i, pc in self.pipes.items() if pc is conn)
+                    if idx in into:  # it reported and is done: others may still be draining
+                        del listening[idx]
+                        continue
                     self.procs[idx].join(2)
                     raise RunFailed(
                         f"worker {idx} exited (code {self.procs[idx].exitcode})"

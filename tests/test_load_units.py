@@ -2,13 +2,17 @@
 
 from __future__ import annotations
 
+import multiprocessing as mp
 import random
+import threading
+import time
 
 import pytest
 
 from switchboard_load.checker import DeliveryTotals, OffsetChecker
-from switchboard_load.coordinator import Collected, make_plans
+from switchboard_load.coordinator import Collected, Coordinator, make_plans
 from switchboard_load.params import ParamError, parse_addresses, parse_params
+from switchboard_load.progress import Progress
 from switchboard_load.report import build, failures
 from switchboard_load.serverstats import cpu_seconds, memory, stats_url
 from switchboard_load.stats import Histogram, percentile
@@ -347,3 +351,23 @@ def test_errors_and_reconnects_are_summed_over_workers() -> None:
     assert doc["errors"] == {"connect:timeout": 3, "hold-drained:1012": 5}
     assert doc["connections"]["reconnected"] == 5
     assert doc["connections"]["last_reconnect_at"] == 1003.0
+
+
+def test_a_worker_done_and_gone_does_not_fail_the_others_still_draining() -> None:
+    """The first worker to send its result exits; its pipe's end-of-file while another worker
+    still drains its stragglers is no failure (a 30,000-connection run failed on it)."""
+    p = parse_params(["fanout", "--url", URL, "--subscribers", "6", "--workers", "2"])
+    coordinator = Coordinator(p, Progress(quiet=True))
+    ends = {i: mp.Pipe() for i in (0, 1)}
+    coordinator.pipes = {i: parent for i, (parent, _) in ends.items()}
+    ends[0][1].send(("result", 0, {"n": 0}))
+    ends[0][1].close()  # worker 0 is done and gone
+
+    def late() -> None:
+        time.sleep(0.3)
+        ends[1][1].send(("result", 1, {"n": 1}))
+
+    threading.Thread(target=late).start()
+    into: dict[int, object] = {}
+    coordinator.gather("result", 5.0, into)
+    assert into == {0: {"n": 0}, 1: {"n": 1}}
