@@ -7,6 +7,7 @@ only the offsets it is still missing, so 10,000 subscribers cost a few bytes eac
 
 from __future__ import annotations
 
+from collections.abc import Set as AbstractSet
 from dataclasses import dataclass, field
 
 
@@ -40,14 +41,24 @@ class OffsetChecker:
             self.duplicated += 1
         # offsets at or before `start` were published before the subscription began: not ours.
 
-    def caught_up(self, final: int) -> bool:
-        """True once everything up to `final` (the channel's last acknowledged offset) arrived."""
-        return self.next > final and not self.missing
+    def caught_up(self, final: int, acked: AbstractSet[int] | None = None) -> bool:
+        """True once everything up to `final` (the channel's last acknowledged offset) arrived;
+        with `acked`, a missing offset that was never acknowledged is not waited for."""
+        if acked is None:
+            return self.next > final and not self.missing
+        return self.next > final and self.missing.isdisjoint(acked)
 
-    def lost(self, final: int | None) -> int:
-        """Publications never delivered; with `final` None only gaps inside the window count."""
-        tail = max(0, final - self.next + 1) if final is not None else 0
-        return len(self.missing) + tail
+    def lost(self, final: int | None, acked: AbstractSet[int] | None = None) -> int:
+        """Publications never delivered; with `final` None only gaps inside the window count.
+
+        With `acked` (every offset the publishers had acknowledged), only those count: an offset
+        whose publication was refused or never answered may be void (docs/protocol.md), and a
+        subscriber that recovered across it rightly never sees it.
+        """
+        tail = range(self.next, final + 1) if final is not None else range(0)
+        if acked is None:
+            return len(self.missing) + len(tail)
+        return sum(1 for o in self.missing if o in acked) + sum(1 for o in tail if o in acked)
 
 
 @dataclass(slots=True)
@@ -61,8 +72,14 @@ class DeliveryTotals:
     #: a few examples (channel, offset) of lost publications, for the failure message
     examples: list[tuple[str, int]] = field(default_factory=list)
 
-    def add(self, channel: str, chk: OffsetChecker, final: int | None) -> None:
-        lost = chk.lost(final)
+    def add(
+        self,
+        channel: str,
+        chk: OffsetChecker,
+        final: int | None,
+        acked: AbstractSet[int] | None = None,
+    ) -> None:
+        lost = chk.lost(final, acked)
         self.lost += lost
         self.duplicated += chk.duplicated
         self.reordered += chk.reordered

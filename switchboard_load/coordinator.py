@@ -2,7 +2,8 @@
 
 Why phases: the delivery check needs every subscriber in place before the first publication and
 every publisher's last acknowledged offset before the final count, so workers move together:
-all `ready` -> `go` -> all `published` -> `final` (offsets merged) -> all `result`.
+all `ready` -> `go` -> all `published` -> `final` (offsets merged) -> all `result`. Only the
+acknowledged offsets are owed to subscribers: a refused publication's offset may be void.
 Every wait is bounded, so a hung worker or server ends the run with a message, never a hang.
 """
 
@@ -135,13 +136,18 @@ class Coordinator:
         cpu0 = try_cpu(self.stats_url, p.api_key) if p.api_key else None
         c.t_go = time.time() + 0.2
         self.broadcast("go", c.t_go)
-        published: dict[int, dict[str, int]] = {}
+        published: dict[int, tuple[dict[str, int], dict[str, list[int]]] | None] = {}
         self.gather("published", p.duration + p.drain + 60, published)
         c.load_s = time.time() - c.t_go
-        for offsets in published.values():
-            for ch, off in offsets.items():
+        acked: dict[str, list[int]] = {}
+        for sent in published.values():
+            if sent is None:
+                continue
+            for ch, off in sent[0].items():
                 c.finals[ch] = max(c.finals.get(ch, 0), off)
-        self.broadcast("final", c.finals)
+            for ch, offsets in sent[1].items():
+                acked.setdefault(ch, []).extend(offsets)
+        self.broadcast("final", c.finals, acked)
         self.gather("result", p.drain + 60, c.results)
         cpu1 = try_cpu(self.stats_url, p.api_key) if cpu0 is not None else None
         if cpu0 is not None and cpu1 is not None:

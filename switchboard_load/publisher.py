@@ -29,6 +29,8 @@ class Publishers:
         self.clients = clients
         self.pad = pad
         self.acked: dict[str, int] = {}
+        #: every acknowledged offset, per channel: what subscribers must all have received
+        self.acked_offsets: dict[str, list[int]] = {}
         self.errors: Counter[str] = Counter()
         self.sent = 0
         self.skipped = 0
@@ -43,6 +45,7 @@ class Publishers:
         return d
 
     def _ack(self, channel: str, offset: int) -> None:
+        self.acked_offsets.setdefault(channel, []).append(offset)
         if offset > self.acked.get(channel, 0):
             self.acked[channel] = offset
 

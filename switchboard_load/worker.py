@@ -72,9 +72,10 @@ class Worker(Traffic):
         await asyncio.gather(*load)
         if pubs:
             await pubs.settle(self.p.drain)
-        self.send("published", self.plan.index, dict(pubs.acked) if pubs else {})
-        (_, finals) = await self.expect("final")
-        await self.drain(finals)
+        self.send("published", self.plan.index, (pubs.acked, pubs.acked_offsets) if pubs else None)
+        (_, finals, acked_lists) = await self.expect("final")
+        acked = {ch: frozenset(offsets) for ch, offsets in acked_lists.items()}
+        await self.drain(finals, acked)
         self.closing = True
         ticker.cancel()
         lag.cancel()
@@ -83,7 +84,7 @@ class Worker(Traffic):
         for c in self.holders:
             if isinstance(c.tag, OffsetChecker):
                 ch = self.holder_channels[c]
-                self.totals.add(ch, c.tag, finals.get(ch, 0))
+                self.totals.add(ch, c.tag, finals.get(ch, 0), acked.get(ch))
         if pubs:
             self.errors.update(pubs.errors)
             if pubs.skipped:
@@ -126,7 +127,7 @@ class Worker(Traffic):
         await asyncio.sleep(0.2)
         loop.remove_reader(self.pipe.fileno())
 
-    async def drain(self, finals: dict[str, int]) -> None:
+    async def drain(self, finals: dict[str, int], acked: dict[str, frozenset[int]]) -> None:
         """Wait (at most --drain s) until every holder has every acknowledged publication."""
         deadline = time.monotonic() + self.p.drain
         pending = [c for c in self.holders if isinstance(c.tag, OffsetChecker)]
@@ -135,7 +136,7 @@ class Worker(Traffic):
                 c
                 for c in pending
                 if not c.closed.done()
-                and not c.tag.caught_up(finals.get(self.holder_channels[c], 0))
+                and not c.tag.caught_up(finals.get(ch := self.holder_channels[c], 0), acked.get(ch))
             ]
             if pending:
                 await asyncio.sleep(0.05)

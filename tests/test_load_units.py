@@ -109,6 +109,17 @@ def test_checker_ignores_publications_from_before_the_subscription() -> None:
     assert chk.lost(6) == 0 and chk.duplicated == 0
 
 
+def test_only_acknowledged_offsets_are_owed() -> None:
+    """Offset 3 was never acknowledged (its publication was refused, so it may be void): a
+    subscriber that recovered across it lost nothing; a missing acknowledged one is lost."""
+    chk = feed(0, [1, 2, 4, 5])
+    assert chk.lost(5, frozenset({1, 2, 4, 5})) == 0 and chk.caught_up(5, frozenset({1, 2, 4, 5}))
+    assert chk.lost(5, frozenset({1, 2, 3, 4, 5})) == 1
+    assert not chk.caught_up(5, frozenset({3}))
+    behind = feed(0, [1])
+    assert behind.lost(4, frozenset({1, 2, 4})) == 2  # the tail counts acknowledged ones only
+
+
 def test_totals_sum_over_subscribers() -> None:
     t = DeliveryTotals()
     t.add("a", feed(0, [1, 2, 3]), 3)
