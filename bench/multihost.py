@@ -112,8 +112,8 @@ def _watch(stream: IO[str], log: Path) -> threading.Event:
 
 
 def _cpu_by_role(hosts: MultiHost) -> dict[str, float]:
-    """CPU seconds so far of every process in the topology, by namespace and program (the
-    client namespace's are the tester's), to show where the machine's cores went."""
+    """CPU seconds so far of every process in the topology and of the children it reaped, by
+    namespace and program (the client namespace's are the tester's): where the cores went."""
     tick = os.sysconf("SC_CLK_TCK")
     out: dict[str, float] = {}
     for host in hosts.net.hosts.values():
@@ -126,7 +126,9 @@ def _cpu_by_role(hosts: MultiHost) -> dict[str, float]:
             comm = stat[stat.index("(") + 1 : stat.rindex(")")]
             fields = stat[stat.rindex(")") + 2 :].split()
             key = f"{host.name}:{comm}"
-            out[key] = out.get(key, 0.0) + (int(fields[11]) + int(fields[12])) / tick
+            # Own time and reaped children's (nginx's master reaps the workers a reload ends).
+            used = sum(int(f) for f in fields[11:15])
+            out[key] = out.get(key, 0.0) + used / tick
     return out
 
 
