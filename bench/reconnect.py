@@ -69,6 +69,7 @@ def start_switchboard(port: int, config: Path, mongo_url: str, clients: int) -> 
         "SWITCHBOARD_LIMITS_COMMAND_RATE": "1000000",
         "SWITCHBOARD_LIMITS_COMMAND_BURST": "1000000",
         "SWITCHBOARD_SERVER_MAX_CONNECTIONS": str(clients + 100),
+        "SWITCHBOARD_SERVER_MAX_SOCKETS": str(clients + 150),  # above the default 19,000
         **ONE_ADDRESS,
     }
     log = config.parent / f"server-{time.time_ns()}.log"

@@ -190,14 +190,7 @@ class GuardedHTTPServer(UpgradeServer):
             return
         if ip is not None and not exempt:
             sock.charge(ip)
-        try:
-            stream = IOStream(
-                sock, max_buffer_size=self.max_buffer_size, read_chunk_size=self.read_chunk_size
-            )
-        except OSError:
-            sock.close()
-            return
-        self.handle_stream(stream, address)
+        self.handle_socket(sock, address)
 
     async def _refuse(self, sock: CountedSocket, retry_after: int) -> None:
         """Answer 429 at once, read the request head (so closing does not reset the answer

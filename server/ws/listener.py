@@ -38,6 +38,7 @@ from server.ws.transport import TransportOwner
 from server.ws.websocket import WebSocket
 
 access = logging.getLogger("tornado.access")
+_Waiting = tuple[socket.socket, IOStream | None, Any, float]
 
 #: How often, at most, connections still waiting for their first bytes are checked for the
 #: idle timeout (a quarter of the timeout when that is shorter).
@@ -73,16 +74,32 @@ class UpgradeServer(tornado.httpserver.HTTPServer):
         self._xheaders = bool(kwargs.get("xheaders"))
         self._idle_s: float = self.conn_params.header_timeout or 3600.0
         #: Connections waiting for their request head: fd -> (stream, address, deadline).
-        self._waiting: dict[int, tuple[IOStream, Any, float]] = {}
+        #: Accepted sockets whose first bytes have not come yet: (socket, stream, address,
+        #: deadline); the stream is made only for what goes to Tornado.
+        self._waiting: dict[int, _Waiting] = {}
         self._idle_sweeper: PeriodicCallback | None = None
 
     def handle_stream(self, stream: IOStream, address: Any) -> None:
         if not self._upgrades or type(stream) is not IOStream:
             super().handle_stream(stream, address)
             return
-        sock = stream.socket
+        self._start(stream.socket, stream, address)
+
+    def handle_socket(self, sock: socket.socket, address: Any) -> None:
+        """A socket just accepted (by a subclass's own accept handler): like `handle_stream`,
+        but the IOStream is only made if the connection goes to Tornado."""
+        sock.setblocking(False)  # as IOStream would
+        if not self._upgrades:
+            self._to_tornado(sock, None, address)
+            return
+        self._start(sock, None, address)
+
+    def _start(self, sock: socket.socket, stream: IOStream | None, address: Any) -> None:
+        entry = (sock, stream, address, time.monotonic() + self._idle_s)
+        if self._serve(entry, watched=False):
+            return  # the head had come with the connection: no reader, no epoll call for it
         fd = sock.fileno()
-        self._waiting[fd] = (stream, address, time.monotonic() + self._idle_s)
+        self._waiting[fd] = entry
         asyncio.get_running_loop().add_reader(fd, self._first_bytes, fd)
         if self._idle_sweeper is None:
             every_s = min(SWEEP_S, self._idle_s / 4)
@@ -91,17 +108,23 @@ class UpgradeServer(tornado.httpserver.HTTPServer):
 
     def _first_bytes(self, fd: int) -> None:
         entry = self._waiting.pop(fd, None)
-        loop = asyncio.get_running_loop()
         if entry is None:
-            loop.remove_reader(fd)
+            asyncio.get_running_loop().remove_reader(fd)
             return
-        stream, address, _ = entry
-        sock = stream.socket
+        if not self._serve(entry, watched=True):
+            self._waiting[fd] = entry
+
+    def _serve(self, entry: _Waiting, watched: bool) -> bool:
+        """Serve the connection from the bytes it has sent, or False if none have come yet.
+
+        `watched`: a reader waits on the socket (the upgraded WebSocket's replaces it).
+        """
+        sock, stream, address, _ = entry
+        loop = asyncio.get_running_loop()
         try:
             data = sock.recv(handshake.MAX_HEAD, socket.MSG_PEEK)
         except (BlockingIOError, InterruptedError):
-            self._waiting[fd] = entry
-            return
+            return False
         except OSError:
             data = b""
         req = Request.parse(data) if data else None
@@ -113,9 +136,10 @@ class UpgradeServer(tornado.httpserver.HTTPServer):
             if admitted is not None:
                 ip = self.upgrade_address(sock, address, req)
         if req is None or endpoint is None or admitted is None or ip is None:
-            loop.remove_reader(fd)
-            super().handle_stream(stream, address)  # Tornado reads the same bytes
-            return
+            if watched:
+                loop.remove_reader(sock.fileno())
+            self._to_tornado(sock, stream, address)  # Tornado reads the same bytes
+            return True
         started = time.perf_counter()
         sock.recv(req.size)  # the head only: frames sent behind it are read by the WebSocket
         offered = handshake.subprotocols(req)
@@ -125,9 +149,21 @@ class UpgradeServer(tornado.httpserver.HTTPServer):
             sock, loop, endpoint.flusher, endpoint.max_message_bytes, endpoint.max_pending_bytes
         )
         ws.send(handshake.response(req, chosen))
-        ws.start(endpoint.open(ws, admitted, chosen))  # replaces this reader: no epoll call
+        ws.start(endpoint.open(ws, admitted, chosen))  # a watching reader is replaced in place
         if access.isEnabledFor(logging.INFO):
             self._log(req, ip, time.perf_counter() - started)
+        return True
+
+    def _to_tornado(self, sock: socket.socket, stream: IOStream | None, address: Any) -> None:
+        if stream is None:
+            try:
+                stream = IOStream(
+                    sock, max_buffer_size=self.max_buffer_size, read_chunk_size=self.read_chunk_size
+                )
+            except OSError:
+                sock.close()
+                return
+        super().handle_stream(stream, address)
 
     def upgrade_address(self, sock: socket.socket, address: Any, req: Request) -> str | None:
         """The client's address for an upgrade this path serves (as the access log shows it),
@@ -153,7 +189,7 @@ class UpgradeServer(tornado.httpserver.HTTPServer):
 
     def _sweep(self) -> None:
         now = time.monotonic()
-        expired = [fd for fd, (_, _, deadline) in self._waiting.items() if deadline <= now]
+        expired = [fd for fd, (_, _, _, deadline) in self._waiting.items() if deadline <= now]
         for fd in expired:
             self._drop(fd)
 
@@ -161,7 +197,7 @@ class UpgradeServer(tornado.httpserver.HTTPServer):
         entry = self._waiting.pop(fd, None)
         if entry is not None:
             asyncio.get_running_loop().remove_reader(fd)
-            entry[0].socket.close()
+            entry[0].close()
 
     async def close_all_connections(self) -> None:
         for fd in list(self._waiting):
