@@ -12,10 +12,12 @@ reads the same bytes and serves them as it always has.
 The 101 response (naming the subprotocol the endpoint chose among those offered, as Tornado's
 handler would) and the connection's first frame (a hello) leave in one write.
 Accepting stays the HTTP server's (a subclass may admit connections under limits:
-server/process/httpserver.py), and each connection costs one `recv` with MSG_PEEK here before
-the real one. A connection that sends no complete request head within the server's
-`idle_connection_timeout` is closed, as Tornado closes one whose head does not come in time;
-once the server is stopped (draining), every request is left to Tornado.
+server/process/httpserver.py, and hands over the bare socket: Tornado's IOStream is only made
+for what goes to Tornado). The head is peeked at straight after the accept, where on loopback
+it has often arrived; otherwise a reader waits for it. Each connection costs one `recv` with
+MSG_PEEK here before the real one. A connection that sends no complete request head within
+the server's `idle_connection_timeout` is closed, as Tornado closes one whose head does not come
+in time; once the server is stopped (draining), every request is left to Tornado.
 """
 
 from __future__ import annotations
@@ -73,9 +75,8 @@ class UpgradeServer(tornado.httpserver.HTTPServer):
         self._upgrades = dict(upgrades or {})
         self._xheaders = bool(kwargs.get("xheaders"))
         self._idle_s: float = self.conn_params.header_timeout or 3600.0
-        #: Connections waiting for their request head: fd -> (stream, address, deadline).
-        #: Accepted sockets whose first bytes have not come yet: (socket, stream, address,
-        #: deadline); the stream is made only for what goes to Tornado.
+        #: Accepted sockets whose first bytes have not come yet, by fd: (socket, stream,
+        #: address, deadline); the stream is made only for what goes to Tornado.
         self._waiting: dict[int, _Waiting] = {}
         self._idle_sweeper: PeriodicCallback | None = None
 
