@@ -61,7 +61,11 @@ class Connections(WorkerState):
         """
         t0 = time.perf_counter()
         client = await connect(
-            self.urls(name), self.on_pub, self.source(), self.p.connect_timeout, self.p.encoding
+            self.premade.pop(name, "") or self.urls(name),
+            self.on_pub,
+            self.source(),
+            self.p.connect_timeout,
+            self.p.encoding,
         )
         client.name = name
         self.connect_hist.add_many([(time.perf_counter() - t0) * 1e6])
@@ -130,6 +134,8 @@ class Connections(WorkerState):
         """Open this worker's holders at its connect rate, reporting progress each second."""
         plan, sem = self.plan, asyncio.Semaphore(MAX_PENDING_CONNECTS)
         subscribe = self.p.scenario in ("fanout", "churn") or self.p.subscribe
+        for n in range(plan.holder_start, plan.holder_start + plan.holder_count):
+            self.premade[f"bench-{n}"] = self.urls(f"bench-{n}")
         t0 = time.monotonic()
         last_tick = t0
 

@@ -48,6 +48,9 @@ class WorkerState:
             self.p.url, self.p.token, self.p.token_secret, self.p.duration + self.p.drain + 3600
         )
         self.holders: list[Client] = []
+        #: URLs (with their tokens) made before the connect phase, so that the timed phase
+        #: measures connecting, not the tester's PyJWT minting.
+        self.premade: dict[str, str] = {}
         self.holder_channels: dict[Client, str] = {}
         self.slots: dict[Client, int] = {}  # where each holder is in `holders`
         self.reconnecting: set[asyncio.Future[None]] = set()
