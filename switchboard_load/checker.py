@@ -10,6 +10,24 @@ from __future__ import annotations
 from collections.abc import Set as AbstractSet
 from dataclasses import dataclass, field
 
+Runs = list[tuple[int, int]]
+
+
+def runs_of(offsets: list[int]) -> Runs:
+    """Offsets as (first, last) runs: acknowledged offsets are nearly contiguous, so hundreds of
+    thousands of them cross the workers' pipes in a few runs."""
+    out: Runs = []
+    for o in sorted(set(offsets)):
+        if out and out[-1][1] + 1 == o:
+            out[-1] = (out[-1][0], o)
+        else:
+            out.append((o, o))
+    return out
+
+
+def offsets_in(runs: Runs) -> frozenset[int]:
+    return frozenset(o for first, last in runs for o in range(first, last + 1))
+
 
 @dataclass(slots=True)
 class OffsetChecker:

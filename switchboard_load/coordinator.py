@@ -16,6 +16,7 @@ from dataclasses import dataclass, field
 from multiprocessing.connection import Connection, wait
 from typing import Any, cast
 
+from switchboard_load.checker import Runs
 from switchboard_load.params import Params
 from switchboard_load.progress import Progress
 from switchboard_load.serverstats import stats_url, try_cpu, try_memory
@@ -136,17 +137,17 @@ class Coordinator:
         cpu0 = try_cpu(self.stats_url, p.api_key) if p.api_key else None
         c.t_go = time.time() + 0.2
         self.broadcast("go", c.t_go)
-        published: dict[int, tuple[dict[str, int], dict[str, list[int]]] | None] = {}
+        published: dict[int, tuple[dict[str, int], dict[str, Runs]] | None] = {}
         self.gather("published", p.duration + p.drain + 60, published)
         c.load_s = time.time() - c.t_go
-        acked: dict[str, list[int]] = {}
+        acked: dict[str, Runs] = {}
         for sent in published.values():
             if sent is None:
                 continue
             for ch, off in sent[0].items():
                 c.finals[ch] = max(c.finals.get(ch, 0), off)
-            for ch, offsets in sent[1].items():
-                acked.setdefault(ch, []).extend(offsets)
+            for ch, runs in sent[1].items():
+                acked.setdefault(ch, []).extend(runs)
         self.broadcast("final", c.finals, acked)
         self.gather("result", p.drain + 60, c.results)
         cpu1 = try_cpu(self.stats_url, p.api_key) if cpu0 is not None else None

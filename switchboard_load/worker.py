@@ -13,7 +13,7 @@ import time
 from dataclasses import asdict
 from multiprocessing.connection import Connection
 
-from switchboard_load.checker import OffsetChecker
+from switchboard_load.checker import OffsetChecker, offsets_in, runs_of
 from switchboard_load.fdlimit import raise_nofile
 from switchboard_load.publisher import HttpPublishers, Publishers
 from switchboard_load.stats import Histogram
@@ -72,9 +72,12 @@ class Worker(Traffic):
         await asyncio.gather(*load)
         if pubs:
             await pubs.settle(self.p.drain)
-        self.send("published", self.plan.index, (pubs.acked, pubs.acked_offsets) if pubs else None)
-        (_, finals, acked_lists) = await self.expect("final")
-        acked = {ch: frozenset(offsets) for ch, offsets in acked_lists.items()}
+        sent = (
+            (pubs.acked, {ch: runs_of(o) for ch, o in pubs.acked_offsets.items()}) if pubs else None
+        )
+        self.send("published", self.plan.index, sent)
+        (_, finals, acked_runs) = await self.expect("final")
+        acked = {ch: offsets_in(runs) for ch, runs in acked_runs.items()}
         await self.drain(finals, acked)
         self.closing = True
         ticker.cancel()

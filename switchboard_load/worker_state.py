@@ -10,7 +10,10 @@ the phases and what is reported).
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import os
 from collections import Counter
+from collections.abc import Iterator
 from dataclasses import dataclass
 from multiprocessing.connection import Connection
 from typing import Any
@@ -76,14 +79,18 @@ class WorkerState:
     # -- plumbing ----------------------------------------------------------------------------
 
     def send(self, *msg: Any) -> None:
-        self.pipe.send(msg)
+        with _blocking(self.pipe):
+            self.pipe.send(msg)
 
     def _on_pipe(self) -> None:
         try:
-            self.inbox.put_nowait(self.pipe.recv())
+            with _blocking(self.pipe):
+                msg = self.pipe.recv()
         except EOFError:
             self.inbox.put_nowait(("quit",))
             asyncio.get_running_loop().remove_reader(self.pipe.fileno())
+            return
+        self.inbox.put_nowait(msg)
 
     async def expect(self, kind: str) -> tuple[Any, ...]:
         msg = await self.inbox.get()
@@ -100,3 +107,16 @@ class WorkerState:
 
     def channel_of(self, n: int) -> str:
         return f"{self.p.channel_prefix}{n % max(1, self.p.channels)}"
+
+
+@contextlib.contextmanager
+def _blocking(pipe: Connection) -> Iterator[None]:
+    """The event loop's reader leaves the pipe non-blocking; a message larger than its buffer
+    must still be written or read whole, so each send and receive blocks until it is."""
+    fd = pipe.fileno()
+    was = os.get_blocking(fd)
+    os.set_blocking(fd, True)
+    try:
+        yield
+    finally:
+        os.set_blocking(fd, was)

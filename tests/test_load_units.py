@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 import multiprocessing as mp
+import os
 import random
 import threading
 import time
 
 import pytest
 
-from switchboard_load.checker import DeliveryTotals, OffsetChecker
+from switchboard_load.checker import DeliveryTotals, OffsetChecker, offsets_in, runs_of
 from switchboard_load.coordinator import Collected, Coordinator, make_plans
 from switchboard_load.params import ParamError, parse_addresses, parse_params
 from switchboard_load.progress import Progress
@@ -17,6 +18,7 @@ from switchboard_load.report import build, failures
 from switchboard_load.serverstats import cpu_seconds, memory, stats_url
 from switchboard_load.stats import Histogram, percentile
 from switchboard_load.tokens import UrlMaker, with_token
+from switchboard_load.worker_state import WorkerState
 
 URL = "ws://127.0.0.1:9/ws"
 
@@ -382,3 +384,33 @@ def test_a_worker_done_and_gone_does_not_fail_the_others_still_draining() -> Non
     into: dict[int, object] = {}
     coordinator.gather("result", 5.0, into)
     assert into == {0: {"n": 0}, 1: {"n": 1}}
+
+
+def test_acknowledged_offsets_travel_as_runs() -> None:
+    offsets = [5, 3, 4, 9, 10, 12, 4]
+    runs = runs_of(offsets)
+    assert runs == [(3, 5), (9, 10), (12, 12)]
+    assert offsets_in(runs) == frozenset(offsets)
+    assert runs_of(list(range(1, 200_001))) == [(1, 200_000)]
+
+
+def test_a_message_larger_than_the_pipe_buffer_goes_whole() -> None:
+    """The worker's event loop leaves its pipe non-blocking; 200,000 acknowledged offsets once
+    failed the send half-way (BlockingIOError) and with it the run."""
+    plan = make_plans(parse_params(["fanout", "--url", URL, "--subscribers", "1"]))[0]
+    ours, theirs = mp.Pipe()
+    state = WorkerState(plan, ours)
+    os.set_blocking(ours.fileno(), False)
+    big = list(range(200_000))
+    got: list[object] = []
+
+    def read_later() -> None:
+        time.sleep(0.2)
+        got.append(theirs.recv())
+
+    reader = threading.Thread(target=read_later)
+    reader.start()
+    state.send("published", 0, big)
+    reader.join()
+    assert got == [("published", 0, big)]
+    assert not os.get_blocking(ours.fileno())  # left as the loop had it
