@@ -102,6 +102,7 @@ class FrameError(Exception):
 
 
 _LONG_DIGITS = re.compile(r"\d{19,}")
+_LONG_DIGITS_BYTES = re.compile(rb"[0-9]{19,}")
 INT_MIN, INT_MAX = -(2**63), 2**64 - 1
 
 
@@ -151,7 +152,12 @@ def check_exact(raw: str | bytes) -> None:
     Only a document with a run of 19 or more digits is parsed a second time, exactly, so the
     check costs nothing on ordinary frames.
     """
-    text = raw if isinstance(raw, str) else raw.decode("utf-8", "replace")
+    if not isinstance(raw, str):  # searched as it came: decoding first cost twice the search
+        if not _LONG_DIGITS_BYTES.search(raw):
+            return
+        text = raw.decode("utf-8", "replace")
+    else:
+        text = raw
     if _LONG_DIGITS.search(text):
         try:
             json.loads(text, parse_int=_exact_int)

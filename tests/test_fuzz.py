@@ -13,12 +13,12 @@ from collections.abc import Iterator
 from typing import Any
 
 import pytest
-from hypothesis import HealthCheck, given, settings
+from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
 from server.app import build_node
 from server.client import Connection
-from server.protocol import Close
+from server.protocol import Close, check_exact
 from server.ws.transport import Transport
 from tests.support import make_config
 
@@ -154,3 +154,24 @@ def test_hostile_frames(loop: asyncio.AbstractEventLoop, frames: list[bytes]) ->
     finally:
         logging.getLogger().removeHandler(errors)
     assert not errors.records, [r.getMessage() for r in errors.records]
+
+
+@given(st.integers(min_value=-(2**70), max_value=2**70), st.sampled_from([str, bytes, bytearray]))
+@example(2**64 - 1, bytes)
+@example(2**64, bytes)
+@example(-(2**63), bytearray)
+@example(-(2**63) - 1, bytes)
+@example(10**18, str)
+def test_integers_are_refused_exactly_beyond_64_bits_whatever_the_frame_type(
+    n: int, kind: type
+) -> None:
+    """check_exact searches a bytes frame as it came (no decode first): the same verdict for
+    text and bytes, at and around the edges of -2^63 .. 2^64-1."""
+    doc = f'{{"id":1,"op":"publish","channel":"c","data":[{n},"x"]}}'
+    raw = doc if kind is str else kind(doc.encode())
+    fits = -(2**63) <= n <= 2**64 - 1
+    if fits:
+        check_exact(raw)
+    else:
+        with pytest.raises(ValueError, match="64 bits"):
+            check_exact(raw)
