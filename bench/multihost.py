@@ -59,9 +59,8 @@ def main(argv: list[str] | None = None) -> int:
         ns = hosts.net.add("c0", 100)
         # One source address: widen its ephemeral ports (per namespace) past 30,000 to nginx.
         subprocess.run([*ns.prefix, "sysctl", "-qw", "net.ipv4.ip_local_port_range=1024 65000"])
-        lb = hosts.url.split("/")[2]
         cmd = [*ns.prefix, sys.executable, "-m", "switchboard_load", "fanout", "--allow-remote"]
-        cmd += ["--url", hosts.url, "--api-url", f"https://{lb}", "--api-key", API_KEY]
+        cmd += ["--url", hosts.url, "--api-url", f"https://{hosts.lb.addr}", "--api-key", API_KEY]
         cmd += ["--subscribers", str(args.connections), "--channels", str(args.channels)]
         cmd += ["--rate", str(args.rate), "--duration", str(args.duration + args.after)]
         cmd += ["--connect-rate", "1000", "--connect-timeout", "30", "--drain", "60"]

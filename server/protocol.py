@@ -152,19 +152,20 @@ def check_exact(raw: str | bytes) -> None:
     Only a document with a run of 19 or more digits is parsed a second time, exactly, so the
     check costs nothing on ordinary frames.
     """
-    if not isinstance(raw, str):  # searched as it came: decoding first cost twice the search
+    if isinstance(raw, str):
+        if not _LONG_DIGITS.search(raw):
+            return
+        text = raw
+    else:  # searched as it came: decoding first cost twice the search
         if not _LONG_DIGITS_BYTES.search(raw):
             return
         text = raw.decode("utf-8", "replace")
-    else:
-        text = raw
-    if _LONG_DIGITS.search(text):
-        try:
-            json.loads(text, parse_int=_exact_int)
-        except ValueError:
-            raise ValueError("integers must fit in 64 bits (send larger ones as strings)") from None
-        except RecursionError:  # callers check depth first; never let it escape regardless
-            raise ValueError(f"JSON nested deeper than {MAX_DEPTH} levels") from None
+    try:
+        json.loads(text, parse_int=_exact_int)
+    except ValueError:
+        raise ValueError("integers must fit in 64 bits (send larger ones as strings)") from None
+    except RecursionError:  # callers check depth first; never let it escape regardless
+        raise ValueError(f"JSON nested deeper than {MAX_DEPTH} levels") from None
 
 
 def parse_command(frame: str | bytes) -> Command:

@@ -137,16 +137,13 @@ class Coordinator:
         cpu0 = try_cpu(self.stats_url, p.api_key) if p.api_key else None
         c.t_go = time.time() + 0.2
         self.broadcast("go", c.t_go)
-        published: dict[int, tuple[dict[str, int], dict[str, Runs]] | None] = {}
+        published: dict[int, dict[str, Runs]] = {}
         self.gather("published", p.duration + p.drain + 60, published)
         c.load_s = time.time() - c.t_go
         acked: dict[str, Runs] = {}
         for sent in published.values():
-            if sent is None:
-                continue
-            for ch, off in sent[0].items():
-                c.finals[ch] = max(c.finals.get(ch, 0), off)
-            for ch, runs in sent[1].items():
+            for ch, runs in sent.items():  # sorted: the last run ends at the highest offset
+                c.finals[ch] = max(c.finals.get(ch, 0), runs[-1][1])
                 acked.setdefault(ch, []).extend(runs)
         self.broadcast("final", c.finals, acked)
         self.gather("result", p.drain + 60, c.results)
@@ -166,10 +163,10 @@ class Coordinator:
                 raise RunFailed(f"workers {missing} did not report {kind!r} within {timeout:.0f} s")
             for ready in wait(list(listening.values()), timeout=min(left, 1.0)):
                 conn = cast(Connection, ready)
-                idx = next(i for i, pc in self.pipes.items() if pc is conn)
                 try:
                     msg = conn.recv()
                 except EOFError:
+                    idx = next(i for i, pc in self.pipes.items() if pc is conn)
                     if idx in into:  # it reported and is done: others may still be draining
                         del listening[idx]
                         continue

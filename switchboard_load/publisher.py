@@ -28,9 +28,8 @@ class Publishers:
     def __init__(self, clients: list[Client], pad: str = "") -> None:
         self.clients = clients
         self.pad = pad
-        self.acked: dict[str, int] = {}
         #: every acknowledged offset, per channel: what subscribers must all have received
-        self.acked_offsets: dict[str, list[int]] = {}
+        self.acked: dict[str, list[int]] = {}
         self.errors: Counter[str] = Counter()
         self.sent = 0
         self.skipped = 0
@@ -45,9 +44,7 @@ class Publishers:
         return d
 
     def _ack(self, channel: str, offset: int) -> None:
-        self.acked_offsets.setdefault(channel, []).append(offset)
-        if offset > self.acked.get(channel, 0):
-            self.acked[channel] = offset
+        self.acked.setdefault(channel, []).append(offset)
 
     def publish(self, channel: str) -> bool:
         """Send one publication; False (counted as skipped) when every publisher is backed up."""

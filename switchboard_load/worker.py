@@ -72,9 +72,7 @@ class Worker(Traffic):
         await asyncio.gather(*load)
         if pubs:
             await pubs.settle(self.p.drain)
-        sent = (
-            (pubs.acked, {ch: runs_of(o) for ch, o in pubs.acked_offsets.items()}) if pubs else None
-        )
+        sent = {ch: runs_of(offsets) for ch, offsets in pubs.acked.items()} if pubs else {}
         self.send("published", self.plan.index, sent)
         (_, finals, acked_runs) = await self.expect("final")
         acked = {ch: offsets_in(runs) for ch, runs in acked_runs.items()}

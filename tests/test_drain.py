@@ -18,7 +18,13 @@ import pytest
 from tests.fixtures.server_processes import ServerProcess
 from tests.support import WsClient, ws_open
 
-DRAIN = {"SWITCHBOARD_SERVER_DRAIN_S": "1.5", "SWITCHBOARD_SERVER_SHUTDOWN_GRACE_S": "3"}
+
+def drain_for(seconds: float) -> dict[str, str]:
+    """Settings for a drain spread over `seconds`, with 3 s of grace after it."""
+    return {"SWITCHBOARD_SERVER_DRAIN_S": str(seconds), "SWITCHBOARD_SERVER_SHUTDOWN_GRACE_S": "3"}
+
+
+DRAIN = drain_for(1.5)
 
 
 async def told_to_go(client: WsClient) -> tuple[float, dict[str, object], int | None]:
@@ -26,6 +32,15 @@ async def told_to_go(client: WsClient) -> tuple[float, dict[str, object], int | 
     push = await client.push_of("disconnect", timeout=15)
     at = time.monotonic()
     return at, push, await client.closed(timeout=5)
+
+
+async def drain_begun(server: ServerProcess, clients: list[WsClient]) -> list[asyncio.Future[Any]]:
+    """SIGTERM, then wait until the first client is told to go (the workers have stopped
+    accepting by then); returns every client's wait for its `disconnect` push."""
+    server.proc.send_signal(signal.SIGTERM)
+    told = [asyncio.ensure_future(c.push_of("disconnect", timeout=15)) for c in clients]
+    await asyncio.wait(told, return_when=asyncio.FIRST_COMPLETED)
+    return told
 
 
 @pytest.mark.asyncio
@@ -106,13 +121,10 @@ async def test_a_stopping_port_refuses_connects_rather_than_queueing_them_unacce
     """With --processes, the parent holds the listening socket too: unless it lets go, the
     kernel keeps completing connects that no worker will ever accept, and a proxy in front
     waits on them until the last process exits instead of trying another host."""
-    env = {"SWITCHBOARD_SERVER_DRAIN_S": "4", "SWITCHBOARD_SERVER_SHUTDOWN_GRACE_S": "3"}
-    server = server_processes(redis_url, redis_prefix, processes=2, env=env)
+    server = server_processes(redis_url, redis_prefix, processes=2, env=drain_for(4))
     server.wait_ready()
     clients = [await ws_open(server.ws_url) for _ in range(80)]
-    server.proc.send_signal(signal.SIGTERM)
-    told = [asyncio.ensure_future(c.push_of("disconnect", timeout=15)) for c in clients]
-    await asyncio.wait(told, return_when=asyncio.FIRST_COMPLETED)
+    told = await drain_begun(server, clients)
     refused = False
     deadline = time.monotonic() + 1.0
     while not refused and time.monotonic() < deadline:
@@ -136,8 +148,7 @@ async def test_while_draining_upgrades_on_kept_alive_connections_get_503_and_rea
 ) -> None:
     """A proxy's keep-alive connection outlives the listening socket: an upgrade arriving on
     it must be refused (the proxy then tries another host), never accepted and dropped."""
-    env = {"SWITCHBOARD_SERVER_DRAIN_S": "3", "SWITCHBOARD_SERVER_SHUTDOWN_GRACE_S": "3"}
-    server = server_processes(redis_url, redis_prefix, env=env)
+    server = server_processes(redis_url, redis_prefix, env=drain_for(3))
     server.wait_ready()
     kept = [http.client.HTTPConnection("127.0.0.1", server.port, timeout=5) for _ in range(2)]
     for conn in kept:  # open and kept alive before the drain
@@ -145,9 +156,7 @@ async def test_while_draining_upgrades_on_kept_alive_connections_get_503_and_rea
         resp = conn.getresponse()
         assert resp.status == 200 and resp.read()
     clients = [await ws_open(server.ws_url) for _ in range(40)]
-    server.proc.send_signal(signal.SIGTERM)
-    first = [asyncio.ensure_future(c.push_of("disconnect", timeout=15)) for c in clients]
-    await asyncio.wait(first, return_when=asyncio.FIRST_COMPLETED)
+    first = await drain_begun(server, clients)
     upgrade = {
         "Upgrade": "websocket",
         "Connection": "Upgrade",
