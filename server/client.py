@@ -85,7 +85,8 @@ class Connection:
         self.state = State.OPEN
         #: Set by any frame or pong from the client; the keep-alive sweep resets it.
         self.alive = True
-        self._expiry: asyncio.TimerHandle | None = None
+        #: The second its token expires in (server.expiry), while watched.
+        self._expiry: int | None = None
         #: Replies held in command order while pipelined commands run (made at the first one).
         self._replies: Replies | None = None
         #: A policy close waiting for those replies, once one is due.
@@ -120,7 +121,7 @@ class Connection:
             return
         self.state = State.GONE
         if self._expiry is not None:
-            self._expiry.cancel()
+            self.node.expiries.forget(self, self._expiry)
         await self.node.client_gone(self)
 
     def send_json(self, payload: bytes | dict[str, Any]) -> None:
@@ -166,16 +167,18 @@ class Connection:
         self.node.release(self, channel, pos)
 
     def _watch_expiry(self) -> None:
+        expiries = self.node.expiries
         if self._expiry is not None:
-            self._expiry.cancel()
+            expiries.forget(self, self._expiry)
             self._expiry = None
         exp = self.identity.expires_at
         if exp is not None:
-            loop = asyncio.get_running_loop()
-            delay = exp + auth.LEEWAY_S - time.time()
-            self._expiry = loop.call_later(
-                max(delay, 0.0), self.disconnect, Close.UNAUTHORIZED, "token expired", False
-            )
+            self._expiry = expiries.watch(self, exp + auth.LEEWAY_S)
+
+    def expired(self) -> None:
+        """Its token expired (server.expiry)."""
+        self._expiry = None
+        self.disconnect(Close.UNAUTHORIZED, "token expired", False)
 
     # -- the transport's callbacks (server.ws.transport.TransportOwner) -----------------------
 

@@ -24,6 +24,7 @@ from server import protocol, recovery, sequencer
 from server.broker.base import Broker
 from server.config import Config, NamespaceConfig
 from server.delivery import RESUBSCRIBE, Delivery
+from server.expiry import Expiries
 from server.hub import Hub
 from server.observe.stats import Stats
 from server.outage import guard, quietly, retry
@@ -69,6 +70,8 @@ class Node:
         self._emptied = asyncio.Event()  # set when the last client left
         #: Set when the process starts draining: new connections go to other processes.
         self.draining = False
+        #: Connections to close when their token expires.
+        self.expiries = Expiries()
         self._services: list[Service] = []
         self._started = False
         self._background: set[asyncio.Future[Any]] = set()
@@ -203,7 +206,9 @@ class Node:
         if self.hub.subscribe(channel, client, buffer=True):
             self._broker_subs[channel] = asyncio.ensure_future(self.broker.subscribe(channel))
         try:
-            await guard(asyncio.shield(self._broker_subs[channel]))
+            broker_sub = self._broker_subs[channel]
+            if not _succeeded(broker_sub):  # most subscribers join a channel already there
+                await guard(asyncio.shield(broker_sub))
             pos = await self.sequencer.position(channel, ns)
             recovered, missed = True, list[tuple[int, bytes]]()
             if since is not None:
@@ -376,3 +381,7 @@ class Node:
             except Unavailable as exc:
                 problems[name] = str(exc) or type(exc).__name__
         return problems
+
+
+def _succeeded(fut: asyncio.Future[Any]) -> bool:
+    return fut.done() and not fut.cancelled() and fut.exception() is None

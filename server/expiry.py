@@ -1,0 +1,56 @@
+"""Token expiries, kept by the whole second: one timer per second that has any, not one per
+connection. A connection's TimerHandle cost a heap entry and about 150 bytes and was made on
+every connect; most tokens outlive their connections and the timer was only ever cancelled."""
+
+from __future__ import annotations
+
+import asyncio
+import math
+import time
+from collections.abc import Callable
+from typing import Protocol
+
+
+class Expiring(Protocol):
+    def expired(self) -> None: ...
+
+
+class Expiries:
+    """Calls `expired()` on each watched object at most a second after its time, never before."""
+
+    __slots__ = ("_due", "_timers", "_time")
+
+    def __init__(self, clock: Callable[[], float] = time.time) -> None:
+        self._due: dict[int, set[Expiring]] = {}
+        self._timers: dict[int, asyncio.TimerHandle] = {}
+        self._time = clock
+
+    def watch(self, obj: Expiring, at: float) -> int:
+        """Watch `obj` until wall-clock time `at`; returns the key to `forget` it by."""
+        second = math.ceil(at)
+        due = self._due.get(second)
+        if due is None:
+            due = self._due[second] = set()
+            loop = asyncio.get_running_loop()
+            delay = max(second - self._time(), 0.0)
+            self._timers[second] = loop.call_later(delay, self._fire, second)
+        due.add(obj)
+        return second
+
+    def forget(self, obj: Expiring, second: int) -> None:
+        due = self._due.get(second)
+        if due is None:
+            return
+        due.discard(obj)
+        if not due:
+            del self._due[second]
+            self._timers.pop(second).cancel()
+
+    def _fire(self, second: int) -> None:
+        self._timers.pop(second, None)
+        for obj in self._due.pop(second, ()):
+            obj.expired()
+
+    def __len__(self) -> int:
+        """Objects watched."""
+        return sum(len(due) for due in self._due.values())
