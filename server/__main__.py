@@ -16,14 +16,13 @@ import socket
 import sys
 from collections.abc import Callable, Sequence
 
-import tornado.netutil
-
 from server import assets
 from server import config as config_mod
 from server.app import build_node, make_app, make_server
 from server.config import Config, ConfigError
 from server.observe import metrics
 from server.process import admission, cluster, logs
+from server.process import sockets as process_sockets
 from server.process.drain import drain
 from server.store.embedded import EmbeddedError, EmbeddedMongo
 from server.store.mongo import prepare_store
@@ -31,7 +30,6 @@ from server.store.schema import SchemaTooNew
 
 log = logging.getLogger("switchboard")
 GC_THRESHOLDS = (50_000, 20, 100)
-LISTEN_BACKLOG = 4096  # Tornado's default of 128 refuses bursts of connects
 
 
 def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
@@ -105,6 +103,10 @@ async def serve(
     app = make_app(node)  # builds only: the node's timers start with it
     await node.start()
     server = make_server(app, cfg)
+    try:
+        process_sockets.listen(sockets)  # only now: see server/process/sockets.py
+    except OSError as exc:
+        raise SystemExit(f"switchboard: cannot listen on port {cfg.server.port}: {exc}") from None
     server.add_sockets(sockets)
     tune_gc()
     port = sockets[0].getsockname()[1]
@@ -183,8 +185,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 2
     admission.raise_open_files()  # max_sockets = 0 derives from it
     try:
-        sockets = tornado.netutil.bind_sockets(
-            cfg.server.port, cfg.server.host, backlog=LISTEN_BACKLOG, reuse_port=args.processes > 1
+        sockets = process_sockets.bind(
+            cfg.server.port, cfg.server.host, reuse_port=args.processes > 1
         )
     except OSError as exc:
         print(
