@@ -6,6 +6,7 @@ import asyncio
 import os
 import subprocess
 import sys
+import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any
 
@@ -124,11 +125,12 @@ async def test_workers_forked_on_one_port_exchange_messages(
     server = server_processes(redis_url, redis_prefix, processes=2)
     server.wait_ready()
     by_node: dict[str, WsClient] = {}
-    for _ in range(50):
+    deadline = time.monotonic() + 10  # /readyz answers once the first worker listens
+    while len(by_node) < 2 and time.monotonic() < deadline:
         client = await clients(server.ws_url)
         by_node.setdefault(client.hello["node"], client)
-        if len(by_node) == 2:
-            break
+        if len(by_node) < 2:
+            await asyncio.sleep(0.02)
     assert len(by_node) == 2, "connections never landed on a second worker"
     sub, pub = by_node.values()
     await sub.ok("subscribe", channel="shared")

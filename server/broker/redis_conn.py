@@ -8,7 +8,9 @@ BrokerUnavailable at once, so the client hears `unavailable` and decides itself.
 from __future__ import annotations
 
 import random
+from typing import Any
 
+import hiredis
 import redis.asyncio
 import redis.exceptions
 from redis.asyncio.cluster import RedisCluster
@@ -34,6 +36,20 @@ CLUSTER_ERRORS = (
 )
 
 
+class _Connection(redis.asyncio.Connection):
+    """Packs commands with hiredis (C), as redis-py's own synchronous client can: its asyncio
+    connection packs them in Python, 8 µs for one publish script, a tenth of a fast
+    publisher's server CPU per publication (2.7 µs with hiredis)."""
+
+    def pack_command(self, *args: Any) -> list[bytes]:
+        head = args[0]
+        if isinstance(head, str):  # "CONFIG GET" and alike go as separate words
+            head = head.encode()
+        if b" " in head:
+            return [hiredis.pack_command((*head.split(), *args[1:]))]
+        return [hiredis.pack_command((head, *args[1:]))]
+
+
 def client(url: str) -> redis.asyncio.Redis:
     """A command client with its connection pool: bytes in, bytes out, no retries.
 
@@ -47,6 +63,7 @@ def client(url: str) -> redis.asyncio.Redis:
         retry=Retry(NoBackoff(), 0),
         decode_responses=False,
         protocol=2,
+        connection_class=_Connection,
     )
 
 
