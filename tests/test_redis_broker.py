@@ -8,9 +8,11 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 
 import pytest
 import pytest_asyncio
+import redis.asyncio
 
 from server.broker.base import BrokerUnavailable
 from server.broker.redis import RedisBroker
+from server.broker.redis_conn import PackedConnection
 from server.position import Position
 from tests.broker_recorder import Recorder
 from tests.fixtures.redis import redis_broker
@@ -127,3 +129,19 @@ async def test_a_broker_started_without_redis_connects_later(
         await asyncio.sleep(0.05)
     await broker.subscribe("c")
     assert rec.events.empty()  # the first link is no *re*connection
+
+
+@pytest.mark.parametrize(
+    "args",
+    [
+        ("EVAL", "return 1", 1, "k", b"\x00\xffbody", 256, 3600000),
+        ("CONFIG GET", "maxmemory"),
+        (b"CLIENT SETNAME", "sb-node"),
+        ("PUBLISH", "ch:é", "ü" * 10_000),
+        ("INCRBYFLOAT", "k", 0.5),
+    ],
+)
+def test_commands_are_packed_as_redis_py_packs_them(args: tuple[object, ...]) -> None:
+    ours = PackedConnection().pack_command(*args)
+    theirs = redis.asyncio.Connection().pack_command(*args)
+    assert b"".join(ours) == b"".join(theirs)
