@@ -16,11 +16,13 @@ from typing import Any
 import pytest
 import pytest_asyncio
 import tornado.httpclient
+from prometheus_client import Histogram
 from prometheus_client.metrics_core import Metric
 from prometheus_client.openmetrics.parser import text_string_to_metric_families as parse_om
 from prometheus_client.parser import text_string_to_metric_families as parse_text
 
 from server.observe import metrics
+from server.observe.stats import LATENCY_BUCKETS, Tally
 from tests.fixtures.server_processes import ServerProcess
 from tests.support import API_KEY, RunningServer, WsClient, make_config, start_server, ws_open
 
@@ -219,3 +221,22 @@ async def test_the_grafana_dashboard_asks_only_for_series_the_server_exports(
     exprs = [t["expr"] for p in dashboard["panels"] for t in p["targets"]]
     asked = {m for e in exprs for m in re.findall(r"\b(?:switchboard|process)_\w+", e)}
     assert len(asked) >= 12 and asked <= exported, asked - exported
+
+
+def test_a_tally_added_to_a_histogram_equals_observing_each_value() -> None:
+    values = [0.0, 0.0005, 0.001, 0.0011, 0.0025, 0.03, 0.25, 0.2500001, 9.9, 10.0, 10.5, 1e9]
+    observed = Histogram("h", "h", registry=None, buckets=LATENCY_BUCKETS)
+    added = Histogram("h", "h", registry=None, buckets=LATENCY_BUCKETS)
+    tally = Tally()
+    for v in values:
+        observed.observe(v)
+        tally.observe(v)
+    metrics._add(added, *tally.drain())
+    assert tally.drain() == ([0] * (len(LATENCY_BUCKETS) + 1), 0.0)  # drained
+    metrics._add(added, *tally.drain())  # an empty tally adds nothing
+    samples = [
+        [(s.name, s.labels, s.value) for s in h.collect()[0].samples if s.name != "h_created"]
+        for h in (observed, added)
+    ]
+    assert samples[0] == samples[1]
+    assert ("h_count", {}, len(values)) in samples[1]

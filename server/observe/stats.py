@@ -1,8 +1,10 @@
 """Process figures: plain counters on the hot path, read out for /api/stats and /metrics.
 
-Counters are plain ints, read out at scrape time (server/observe/metrics.py). Latencies go into
-Prometheus histograms, observed once per publication, command or history write, never per
-delivery: a fan-out to 10,000 subscribers costs one observation.
+Counters are plain ints, read out at scrape time (server/observe/metrics.py). Latencies are
+tallied here by bucket and added to the Prometheus histograms at the same time: observed once per
+publication, command or history write, never per delivery, and a tally costs a fifth of
+prometheus_client's observe (which takes two locks), three of which were 5 % of a fast
+publisher's CPU per publication.
 """
 
 from __future__ import annotations
@@ -10,10 +12,10 @@ from __future__ import annotations
 import os
 import socket
 import time
+from bisect import bisect_left
 from typing import TYPE_CHECKING, Any
 
 import psutil
-from prometheus_client import Histogram
 
 from server.version import VERSION
 
@@ -29,6 +31,27 @@ LATENCY_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0,
 COMMANDS = ("auth", "subscribe", "unsubscribe", "publish", "history", "presence")
 
 
+class Tally:
+    """Observations counted by latency bucket, until `drain` hands them to a histogram."""
+
+    __slots__ = ("counts", "total")
+
+    def __init__(self) -> None:
+        #: One count per bucket of LATENCY_BUCKETS and a last one past them (+Inf).
+        self.counts = [0] * (len(LATENCY_BUCKETS) + 1)
+        self.total = 0.0
+
+    def observe(self, seconds: float) -> None:
+        self.counts[bisect_left(LATENCY_BUCKETS, seconds)] += 1  # its bucket: the first ≥ it
+        self.total += seconds
+
+    def drain(self) -> tuple[list[int], float]:
+        """The counts and sum since the last drain."""
+        counts, total = self.counts, self.total
+        self.counts, self.total = [0] * len(counts), 0.0
+        return counts, total
+
+
 class Stats:
     """Counters a process keeps; incremented as plain ints, never through a metrics library."""
 
@@ -42,8 +65,7 @@ class Stats:
         "_process",
         "lag",
         "store_append",
-        "command_duration",
-        "_commands",
+        "commands",
         "loop_lag_ms",
     )
 
@@ -56,28 +78,10 @@ class Stats:
         self.started = time.time()
         self.loop_lag_ms = 0.0  # the worst of the last second (server/observe/looplag.py)
         self._process = psutil.Process(os.getpid())
-        # Registered by server/observe/metrics.py (one process) or read from its files (several).
-        self.lag = Histogram(
-            "switchboard_delivery_lag_seconds",
-            "From a publication's acceptance to its frame queued to this process's subscribers "
-            "(once per publication and process; to the millisecond)",
-            buckets=LATENCY_BUCKETS,
-            registry=None,
-        )
-        self.store_append = Histogram(
-            "switchboard_store_append_seconds",
-            "A publication's history write until acknowledged, group commit included",
-            buckets=LATENCY_BUCKETS,
-            registry=None,
-        )
-        self.command_duration = Histogram(
-            "switchboard_command_duration_seconds",
-            "WebSocket commands from their frame to their reply (all but ping)",
-            ["command"],
-            buckets=LATENCY_BUCKETS,
-            registry=None,
-        )
-        self._commands = {op: self.command_duration.labels(op) for op in COMMANDS}
+        #: Latencies, tallied for server/observe/metrics.py's histograms.
+        self.lag = Tally()  # a publication's acceptance to its frames queued here
+        self.store_append = Tally()  # a history write until acknowledged
+        self.commands = {op: Tally() for op in COMMANDS}  # a command's frame to its reply
 
     def observe_lag(self, body: bytes) -> None:
         """Observe a publication's lag from the `ts` (ms) its publisher stamped last in `body`."""
@@ -91,9 +95,9 @@ class Stats:
         self.lag.observe(max(0.0, time.time() - ts_ms / 1000))
 
     def observe_command(self, op: str, seconds: float) -> None:
-        child = self._commands.get(op)
-        if child is not None:
-            child.observe(seconds)
+        tally = self.commands.get(op)
+        if tally is not None:
+            tally.observe(seconds)
 
     def snapshot(self, node: Node) -> dict[str, Any]:
         hub = node.hub
