@@ -49,13 +49,13 @@ function upgradeRequest(target, query) {
   );
 }
 
-// One masked text frame.
-function frame(text) {
+// One masked frame: text, or a pong (opcode 10) echoing a ping's payload.
+function frame(text, opcode = 1) {
   const payload = Buffer.from(text);
   const n = payload.length;
   const head = n < 126 ? 6 : 8;
   const out = Buffer.allocUnsafe(head + n);
-  out[0] = 0x81;
+  out[0] = 0x80 | opcode;
   if (n < 126) {
     out[1] = 0x80 | n;
   } else {
@@ -114,6 +114,7 @@ function open(target, request, localAddress, onMessage, onEnd) {
       const [opcode, text, next] = f;
       at = next;
       if (opcode === 8) return end(); // closed by the server
+      if (opcode === 9) sock.write(frame(text, 10)); // the server's keep-alive ping
       if (opcode === 1) onMessage(JSON.parse(text), send);
     }
     if (at > 0) {

@@ -28,6 +28,11 @@ from server.store.mongo_users import MongoUsers
 from server.store.mongo_writes import MongoWrites
 
 log = logging.getLogger("switchboard.store")
+#: Connections to MongoDB at most. Each is a file descriptor out of the reserve that client
+#: sockets leave (server/process/admission.py, FD_RESERVE: 100 at the least); pymongo's own
+#: default of 100 could take all of it, and did when 19,900 clients recovered at once
+#: (accept then failed with EMFILE). Group commit and shared history reads need few.
+POOL_SIZE = 32
 
 
 def write_concern(config: MongoConfig) -> dict[str, Any]:
@@ -66,6 +71,7 @@ class MongoStore(Store):
                 tz_aware=True,
                 appname="switchboard",
                 retryWrites=True,
+                maxPoolSize=POOL_SIZE,
                 **write_concern(self.config),
             )
         return self._client[self.config.database]
