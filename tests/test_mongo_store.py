@@ -216,3 +216,17 @@ async def test_trimming_many_channels_deletes_by_channel_without_or(
     finally:
         await store.close()
         await drop_database(config)
+
+
+@pytest.mark.asyncio
+async def test_the_store_opens_at_most_its_pool_of_connections(embedded_mongo: str) -> None:
+    """Client sockets leave a reserve of descriptors: the store's pool must fit in it."""
+    store = MongoStore(fresh_config(embedded_mongo))
+    await store.start()
+    try:
+        reads = [store.history(f"c{i}", "e", None, 10, False) for i in range(200)]
+        await asyncio.gather(*reads)
+        client = store._db.client
+        assert client.options.pool_options.max_pool_size == store_mongo.POOL_SIZE <= 50
+    finally:
+        await store.close()
