@@ -62,6 +62,9 @@ class Client(WSListener):
         #: the server's `disconnect` push, if it sent one: whether and when to reconnect
         self.disconnect_push: dict[str, Any] | None = None
         self.hello_at = 0.0  # time.monotonic() when the hello arrived
+        #: Reasons of the server's `unsubscribed` pushes: a subscription it ended (the run
+        #: reports them, rather than counting what followed as lost).
+        self.unsubscribed: list[str] = []
 
     def on_ws_connected(self, transport: WSTransport) -> None:
         self.transport = transport
@@ -95,7 +98,8 @@ class Client(WSListener):
             transport.disconnect()
 
     def _other(self, msg: dict[str, Any]) -> None:
-        """Replies, hello and disconnect pushes; other pushes (join, leave) are ignored."""
+        """Replies, hello, disconnect and unsubscribed pushes; others (join, leave) are
+        ignored."""
         push = msg.get("push")
         if push is None:
             fut = self._pending.pop(msg.get("id", -1), None)
@@ -112,6 +116,8 @@ class Client(WSListener):
             self.disconnect_push = msg
             if not self.closed.done():
                 self.closed.set_result(int(msg.get("code", 0)))
+        elif push == "unsubscribed":
+            self.unsubscribed.append(str(msg.get("reason", "")))
 
     def on_ws_disconnected(self, transport: WSTransport) -> None:
         if not self.closed.done():

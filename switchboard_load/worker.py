@@ -86,6 +86,8 @@ class Worker(Traffic):
             if isinstance(c.tag, OffsetChecker):
                 ch = self.holder_channels[c]
                 self.totals.add(ch, c.tag, finals.get(ch, 0), acked.get(ch))
+            for reason in c.unsubscribed:
+                self.errors[f"unsubscribed:{reason}"] += 1
         if pubs:
             self.errors.update(pubs.errors)
             if pubs.skipped:

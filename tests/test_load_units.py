@@ -11,6 +11,7 @@ import time
 import pytest
 
 from switchboard_load.checker import DeliveryTotals, OffsetChecker, offsets_in, runs_of
+from switchboard_load.client import Client
 from switchboard_load.coordinator import Collected, Coordinator, make_plans
 from switchboard_load.params import ParamError, parse_addresses, parse_params
 from switchboard_load.progress import Progress
@@ -414,3 +415,13 @@ def test_a_message_larger_than_the_pipe_buffer_goes_whole() -> None:
     reader.join()
     assert got == [("published", 0, big)]
     assert not os.get_blocking(ours.fileno())  # left as the loop had it
+
+
+@pytest.mark.asyncio
+async def test_the_client_keeps_the_reasons_of_unsubscribed_pushes() -> None:
+    """A subscription the server ended is reported (as `unsubscribed:<reason>` errors), not
+    left to look like lost publications."""
+    client = Client()
+    client._other({"push": "join", "channel": "c"})
+    client._other({"push": "unsubscribed", "channel": "c", "reason": "insufficient_state"})
+    assert client.unsubscribed == ["insufficient_state"]
