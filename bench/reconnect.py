@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import multiprocessing as mp
 import os
 import random
@@ -165,7 +166,9 @@ async def come_back(t: Tracked, url: str, source: str) -> None:
         return
 
 
-async def worker(index: int, n: int, channels: int, port: int, pipe: Connection) -> None:
+async def worker(
+    index: int, n: int, channels: int, port: int, expect: int, pipe: Connection
+) -> None:
     base = f"ws://127.0.0.1:{port}/ws"
     tracked = [Tracked(f"bench:r{(index * n + i) % channels}") for i in range(n)]
     sem = asyncio.Semaphore(200)
@@ -190,7 +193,7 @@ async def worker(index: int, n: int, channels: int, port: int, pipe: Connection)
     ]
     pipe.send("waiting")
     await asyncio.wait_for(asyncio.gather(*back), 120)
-    expect = await asyncio.get_running_loop().run_in_executor(None, pipe.recv)  # published
+    await asyncio.get_running_loop().run_in_executor(None, pipe.recv)  # all published
     # Every publication, or what came within EXPECT_WAIT_S: a loaded server delivers the last
     # ones late, and only what is still missing then counts as lost.
     deadline = time.monotonic() + EXPECT_WAIT_S
@@ -209,9 +212,11 @@ async def worker(index: int, n: int, channels: int, port: int, pipe: Connection)
             t.client.close()
 
 
-def worker_main(index: int, n: int, channels: int, port: int, pipe: Connection) -> None:
+def worker_main(
+    index: int, n: int, channels: int, port: int, expect: int, pipe: Connection
+) -> None:
     raise_nofile()
-    uvloop.run(worker(index, n, channels, port, pipe))
+    uvloop.run(worker(index, n, channels, port, expect, pipe))
 
 
 # -- the run ------------------------------------------------------------------------------------
@@ -244,11 +249,15 @@ class NodeWorker:
         return orjson.loads(line) if line.startswith("{") else line.strip()
 
     def join(self, timeout: float) -> None:
-        try:
+        with contextlib.suppress(subprocess.TimeoutExpired):
             self.proc.wait(timeout)
-        except subprocess.TimeoutExpired:
-            self.proc.kill()
-            self.proc.wait()
+
+    def is_alive(self) -> bool:
+        return self.proc.poll() is None
+
+    def kill(self) -> None:
+        self.proc.kill()
+        self.proc.wait()
 
 
 def run(clients: int, workers: int, channels: int, missed: int, client: str) -> dict[str, Any]:
@@ -272,7 +281,8 @@ def run(clients: int, workers: int, channels: int, missed: int, client: str) -> 
                 procs.append(worker_proc)
                 continue
             parent, child = ctx.Pipe()
-            proc = ctx.Process(target=worker_main, args=(w, n, channels, port, child), daemon=True)
+            args = (w, n, channels, port, BEFORE + missed, child)
+            proc = ctx.Process(target=worker_main, args=args, daemon=True)
             proc.start()
             pipes.append(parent)
             procs.append(proc)
@@ -295,13 +305,11 @@ def run(clients: int, workers: int, channels: int, missed: int, client: str) -> 
             for ch in range(channels):
                 publish(port, f"bench:r{ch}", {"after": i})
         for p in pipes:
-            p.send(BEFORE + missed if client == "python" else "published")
+            p.send("published")
         results = [p.recv() for p in pipes]
     finally:
         for proc in procs:
             proc.join(5)
-            if isinstance(proc, NodeWorker):
-                continue
             if proc.is_alive():
                 proc.kill()
         server.proc.kill()

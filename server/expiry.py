@@ -18,38 +18,38 @@ class Expiring(Protocol):
 class Expiries:
     """Calls `expired()` on each watched object at most a second after its time, never before."""
 
-    __slots__ = ("_due", "_timers")
+    __slots__ = ("_due",)
 
     def __init__(self) -> None:
-        self._due: dict[int, set[Expiring]] = {}
-        self._timers: dict[int, asyncio.TimerHandle] = {}
+        #: By second: who expires in it, and the timer that tells them.
+        self._due: dict[int, tuple[set[Expiring], asyncio.TimerHandle]] = {}
 
     def watch(self, obj: Expiring, at: float) -> int:
         """Watch `obj` until wall-clock time `at`; returns the key to `forget` it by."""
         second = math.ceil(at)
         due = self._due.get(second)
         if due is None:
-            due = self._due[second] = set()
-            loop = asyncio.get_running_loop()
             delay = max(second - time.time(), 0.0)
-            self._timers[second] = loop.call_later(delay, self._fire, second)
-        due.add(obj)
+            timer = asyncio.get_running_loop().call_later(delay, self._fire, second)
+            due = self._due[second] = (set(), timer)
+        due[0].add(obj)
         return second
 
     def forget(self, obj: Expiring, second: int) -> None:
         due = self._due.get(second)
         if due is None:
             return
-        due.discard(obj)
-        if not due:
+        watched, timer = due
+        watched.discard(obj)
+        if not watched:
             del self._due[second]
-            self._timers.pop(second).cancel()
+            timer.cancel()
 
     def _fire(self, second: int) -> None:
-        self._timers.pop(second, None)
-        for obj in self._due.pop(second, ()):
+        due = self._due.pop(second, None)
+        for obj in due[0] if due is not None else ():
             obj.expired()
 
     def __len__(self) -> int:
         """Objects watched."""
-        return sum(len(due) for due in self._due.values())
+        return sum(len(watched) for watched, _ in self._due.values())
