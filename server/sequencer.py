@@ -64,6 +64,8 @@ class Sequencer:
         self._seeding: dict[str, asyncio.Future[Position]] = {}
         #: Publications waiting for their channel's batch at the broker to come back.
         self._sequencing: dict[str, Waiting] = {}
+        #: The channels whose batch at the broker waits for this process's next store of them.
+        self._stores_awaited: dict[str, asyncio.Future[None]] = {}
         self._store_failed_at = -math.inf  # when a durable append last found the store down
 
     # -- positions ------------------------------------------------------------------------------
@@ -134,6 +136,9 @@ class Sequencer:
                 raise ProtocolError(Code.UNAVAILABLE, f"temporarily unavailable: {exc}") from None
             self.broker.stored(channel, pos)
             self.recoveries.stored(channel)
+            awaited = self._stores_awaited.pop(channel, None)
+            if awaited is not None and not awaited.done():
+                awaited.set_result(None)  # after the report above: it reaches the broker first
             self.stats.store_append.observe(time.perf_counter() - started)
         return pos
 
@@ -208,30 +213,66 @@ class Sequencer:
         done = 0
         seeded, delay, deadline = False, 0.005, time.monotonic() + BACKLOG_WAIT_S
         ttl_s = channel_ttl(ns)
-        while done < len(bodies):
-            try:
-                got = await self.broker.publish_many(channel, bodies[done:], window, ttl_s)
-            except Backlogged as exc:
-                if time.monotonic() > deadline:
+        stored: asyncio.Future[None] | None = None
+        try:
+            while done < len(bodies):
+                if window:  # heard of a store of the channel while the broker call is out?
+                    stored = self._await_store(channel)
+                # No more than the window at once: the broker takes no more, and would be sent
+                # the rest again and again.
+                upto = done + window if window else len(bodies)
+                try:
+                    got = await self.broker.publish_many(channel, bodies[done:upto], window, ttl_s)
+                except Backlogged as exc:
+                    if time.monotonic() > deadline:
+                        return ProtocolError(Code.UNAVAILABLE, f"temporarily unavailable: {exc}")
+                    assert stored is not None
+                    await _stored_or_after(stored, delay)
+                    delay = min(delay * 2, 0.1)
+                    continue
+                except BrokerUnavailable as exc:
                     return ProtocolError(Code.UNAVAILABLE, f"temporarily unavailable: {exc}")
-                await asyncio.sleep(delay)
-                delay = min(delay * 2, 0.1)
-                continue
-            except BrokerUnavailable as exc:
-                return ProtocolError(Code.UNAVAILABLE, f"temporarily unavailable: {exc}")
-            if got is not None:
-                sent(done, got)
-                done += len(got)
-                deadline = time.monotonic() + BACKLOG_WAIT_S  # progress: wait afresh
-                continue
-            if seeded:
-                return ProtocolError(Code.UNAVAILABLE, "the broker lost the channel's position")
-            try:
-                await self._seed(channel, ns)
-            except ProtocolError as exc:
-                return exc
-            seeded = True
-        return None
+                if got is not None:
+                    sent(done, got)
+                    done += len(got)
+                    deadline = time.monotonic() + BACKLOG_WAIT_S  # progress: wait afresh
+                    if done < len(bodies):  # the window is full: more now would be refused
+                        stored = self._await_store(channel)
+                        await _stored_or_after(stored, delay)
+                    continue
+                if seeded:
+                    return ProtocolError(Code.UNAVAILABLE, "the broker lost the channel's position")
+                try:
+                    await self._seed(channel, ns)
+                except ProtocolError as exc:
+                    return exc
+                seeded = True
+            return None
+        finally:
+            if stored is not None and self._stores_awaited.get(channel) is stored:
+                del self._stores_awaited[channel]
+
+    def _await_store(self, channel: str) -> asyncio.Future[None]:
+        """A future done once this process next stores a publication of `channel`: the store
+        reports it to the broker first, so a publish sent after it finds the window freed."""
+        awaited = self._stores_awaited[channel] = asyncio.get_running_loop().create_future()
+        return awaited
+
+
+async def _stored_or_after(stored: asyncio.Future[None], delay: float) -> None:
+    """Wait for `stored`, or `delay` seconds when the window is held by other processes'."""
+    if stored.done():
+        return
+    timer = asyncio.get_running_loop().call_later(delay, _wake, stored)
+    try:
+        await stored
+    finally:
+        timer.cancel()
+
+
+def _wake(waiting: asyncio.Future[None]) -> None:
+    if not waiting.done():
+        waiting.set_result(None)
 
 
 def _take_batch(waiting: Waiting) -> tuple[Waiting, Waiting]:
