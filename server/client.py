@@ -14,9 +14,10 @@ import time
 from collections.abc import Awaitable, Callable
 from typing import Any
 
-from server import auth, protocol
+from server import auth, commands, protocol
 from server.auth import ANONYMOUS, Identity
-from server.commands import HANDLERS, PIPELINED, Handler
+from server.commands import HANDLERS, Handler
+from server.config import NamespaceConfig
 from server.limits import StrikeCounter, TokenBucket
 from server.node import Node
 from server.position import Position
@@ -57,6 +58,7 @@ class Connection:
         "state",
         "_expiry",
         "_replies",
+        "_publishing",
         "_closing",
         "__weakref__",
     )
@@ -89,6 +91,8 @@ class Connection:
         self._expiry: int | None = None
         #: Replies held in command order while pipelined commands run (made at the first one).
         self._replies: Replies | None = None
+        #: Publishes read since the last ran: published together (`_queue_publish`).
+        self._publishing: list[tuple[Slot, Command]] | None = None
         #: A policy close waiting for those replies, once one is due.
         self._closing: asyncio.Future[None] | None = None
 
@@ -218,11 +222,11 @@ class Connection:
                 protocol.reply_error(cmd.id, Code.LIMIT_EXCEEDED, "publish bytes rate exceeded")
             )
             return None
+        if cmd.op == "publish":
+            return self._queue_publish(cmd)
         handler = HANDLERS.get(cmd.op)
         if handler is None:
             return self._refuse(cmd.id, Code.UNKNOWN_OP, f"unknown op {cmd.op!r}")
-        if cmd.op in PIPELINED:
-            return self._start(handler, cmd)
         if self._replies is not None and self._replies.running:
             return self._after_running(handler, cmd)
         return self._run(handler, cmd)
@@ -268,31 +272,75 @@ class Connection:
 
     # -- pipelining: publishes run at once; replies keep command order ----------------------
 
-    def _start(self, handler: Handler, cmd: Command) -> Awaitable[None] | None:
-        """Run a command alongside those still running; the reader waits only past the limit."""
+    def _queue_publish(self, cmd: Command) -> Awaitable[None] | None:
+        """Publish alongside the commands still running; the reader waits only past the limit.
+        The publishes of one read go together: one task, one sequencer call per channel."""
         replies = self._replies
         if replies is None:
             replies = self._replies = Replies(self.transport.reply, MAX_RUNNING)
-        slot = replies.start()
-        self.node.spawn(self._run_in(replies, slot, handler, cmd))
+        if self._publishing is None:
+            self._publishing = []
+            self.node.spawn(self._publish_queued())
+        self._publishing.append((replies.start(), cmd))
         return replies.room() if replies.full else None
 
-    async def _run_in(self, replies: Replies, slot: Slot, handler: Handler, cmd: Command) -> None:
+    async def _publish_queued(self) -> None:
+        """Check every queued publish, queue each channel's at the sequencer in one call, then
+        reply to each as it is acknowledged (Replies keeps them in command order)."""
+        batch, self._publishing = self._publishing or [], None
+        replies = self._replies
+        assert replies is not None
+        node = self.node
         started = time.perf_counter()
-        code = None
-        try:
-            reply = protocol.reply_ok(cmd.id, await handler(self, cmd))
-        except ProtocolError as exc:
-            reply = protocol.reply_error(cmd.id, exc.code, exc.message)
-            code = exc.code
-        except Exception:
-            log.exception("command %s failed", cmd.op, extra={"client": self.id})
-            reply = protocol.reply_error(cmd.id, Code.INTERNAL, "internal error")
-        self.node.stats.observe_command(cmd.op, time.perf_counter() - started)
-        replies.finish(slot, wsframe.text(reply))
-        closing = self._strike(code) if code is not None else None
-        if closing is not None:
-            await closing
+        closing: list[Awaitable[None]] = []
+
+        def answer(slot: Slot, reply: bytes, code: Code | None = None) -> None:
+            node.stats.observe_command("publish", time.perf_counter() - started)
+            replies.finish(slot, wsframe.text(reply))
+            strike = self._strike(code) if code is not None else None
+            if strike is not None:
+                closing.append(strike)  # awaited last: it waits for these very replies
+
+        def refused(slot: Slot, cmd: Command, exc: Exception) -> None:
+            if isinstance(exc, ProtocolError):
+                answer(slot, protocol.reply_error(cmd.id, exc.code, exc.message), exc.code)
+            else:
+                log.error("command publish failed", exc_info=exc, extra={"client": self.id})
+                answer(slot, protocol.reply_error(cmd.id, Code.INTERNAL, "internal error"))
+
+        queued: list[tuple[Slot, Command, str, NamespaceConfig, bytes]] = []
+        by_channel: dict[str, list[int]] = {}
+        for slot, cmd in batch:
+            try:
+                channel, ns, body = commands.publication(self, cmd)
+            except Exception as exc:
+                refused(slot, cmd, exc)
+                continue
+            by_channel.setdefault(channel, []).append(len(queued))
+            queued.append((slot, cmd, channel, ns, body))
+        published: dict[int, Awaitable[Position] | Exception] = {}
+        for channel, indexes in by_channel.items():
+            ns = queued[indexes[0]][3]
+            try:
+                futures = await node.sequencer.publish_many(
+                    channel, ns, [queued[i][4] for i in indexes]
+                )
+            except Exception as exc:
+                published.update(dict.fromkeys(indexes, exc))
+            else:
+                published.update(zip(indexes, futures, strict=True))
+        for i, (slot, cmd, channel, ns, body) in enumerate(queued):
+            try:
+                pub = published[i]
+                if isinstance(pub, Exception):
+                    raise pub
+                pos = await node.acknowledge(channel, ns, body, pub)
+            except Exception as exc:
+                refused(slot, cmd, exc)
+            else:
+                answer(slot, protocol.reply_ok(cmd.id, pos.as_dict()))
+        if closing:
+            await closing[0]  # the same wait for every strike (_close_after_replies)
 
     async def settled(self) -> None:
         """Done once every command received so far has its reply queued."""

@@ -12,6 +12,7 @@ from typing import TYPE_CHECKING, Any
 
 from server import auth, protocol
 from server.auth import TokenError
+from server.config import NamespaceConfig
 from server.position import Position
 from server.presence.stats import presence_stats
 from server.protocol import Close, Code, Command, ProtocolError
@@ -53,7 +54,9 @@ async def op_unsubscribe(conn: Connection, cmd: Command) -> dict[str, Any]:
     return {}
 
 
-async def op_publish(conn: Connection, cmd: Command) -> dict[str, Any]:
+def publication(conn: Connection, cmd: Command) -> tuple[str, NamespaceConfig, bytes]:
+    """A publish checked and made into its channel, namespace and body, at once: the
+    connection publishes what arrived together as one batch (Connection.publish_queued)."""
     channel = protocol.check_channel(cmd.args.get("channel"))
     if "data" not in cmd.args:
         raise ProtocolError(Code.BAD_REQUEST, "`data` is required")
@@ -64,8 +67,7 @@ async def op_publish(conn: Connection, cmd: Command) -> dict[str, Any]:
     info = {"user": conn.user, "client": conn.id}
     if conn.name is not None:
         info["name"] = conn.name  # shown with the message, in history too
-    pos = await node.publish(channel, cmd.args["data"], info, ns)
-    return pos.as_dict()
+    return channel, ns, node.publication(channel, cmd.args["data"], info)
 
 
 async def op_history(conn: Connection, cmd: Command) -> dict[str, Any]:
@@ -90,16 +92,12 @@ async def op_presence_stats(conn: Connection, cmd: Command) -> dict[str, Any]:
     return await presence_stats(conn.node, channel, ns)
 
 
-#: Commands that may run while others of the connection run: publishes (a channel's are
-#: numbered in the order they came: the node's batches). Every other command runs alone, after
-#: those before it, so it sees what they did (a history after a publish includes it).
-PIPELINED = frozenset(("publish",))
-
+#: Every command but `publish` (see `publication`) runs alone, after the publishes before it,
+#: so it sees what they did (a history after a publish includes it).
 HANDLERS: dict[str, Handler] = {
     "auth": op_auth,
     "subscribe": op_subscribe,
     "unsubscribe": op_unsubscribe,
-    "publish": op_publish,
     "history": op_history,
     "presence": op_presence,
     "presence_stats": op_presence_stats,

@@ -150,12 +150,26 @@ class Node:
         channel's namespace, passed by commands that resolved it already (as every `ns` here)."""
         if ns is None:
             ns = self.config.namespace_of(channel)
+        body = self.publication(channel, data, info)
+        (published,) = await self.sequencer.publish_many(channel, ns, [body])
+        return await self.acknowledge(channel, ns, body, published)
+
+    def publication(self, channel: str, data: Any, info: dict[str, str | None] | None) -> bytes:
+        """The body of a publication, refused when larger than `max_message_bytes`."""
         body = protocol.pub_body(channel, data, info, int(time.time() * 1000))
         if len(body) > self.config.server.max_message_bytes:
             raise ProtocolError(
                 Code.LIMIT_EXCEEDED, "publication larger than max_message_bytes", status=413
             )
-        pos = await self.sequencer.publish(channel, ns, body)
+        return body
+
+    async def acknowledge(
+        self, channel: str, ns: NamespaceConfig, body: bytes, published: Awaitable[Position]
+    ) -> Position:
+        """The position of a publication queued by `sequencer.publish_many`, once it may be
+        acknowledged: published, stored where the namespace keeps history, and queued for
+        webhooks where the namespace sends them."""
+        pos = await published
         if ns.webhook_publications and self.extension is not None:
             await self.extension.published(channel, pos, body)
         self.stats.published += 1

@@ -117,86 +117,110 @@ class Sequencer:
 
     async def publish(self, channel: str, ns: NamespaceConfig, body: bytes) -> Position:
         """Number and broadcast `body` and, where the namespace keeps history, store it."""
-        window = recovery.unstored_window(ns) if ns.keeps_history else 0
-        if ns.keeps_history and self._store_failed_at > time.monotonic() - STORE_DOUBT_S:
-            await guard(self.store.check())  # recently down: refuse before broadcasting
-            self._store_failed_at = -math.inf
-        pos = await self._sequence(channel, ns, body, window)
-        if ns.keeps_history:
-            keep = ns.history_size + window
-            started = time.perf_counter()
-            try:
-                await self.store.append(
-                    channel, pos.epoch, pos.offset, body, keep, ns.history_ttl_s
-                )
-            except StoreConflict as exc:
-                raise ProtocolError(Code.UNAVAILABLE, f"temporarily unavailable: {exc}") from None
-            except Unavailable as exc:
-                self._store_failed_at = time.monotonic()
-                raise ProtocolError(Code.UNAVAILABLE, f"temporarily unavailable: {exc}") from None
-            self.broker.stored(channel, pos)
-            self.recoveries.stored(channel)
-            awaited = self._stores_awaited.pop(channel, None)
-            if awaited is not None and not awaited.done():
-                awaited.set_result(None)  # after the report above: it reaches the broker first
-            self.stats.store_append.observe(time.perf_counter() - started)
-        return pos
+        (published,) = await self.publish_many(channel, ns, [body])
+        return await published
 
-    async def _sequence(
-        self, channel: str, ns: NamespaceConfig, body: bytes, window: int
-    ) -> Position:
-        """Have the broker number and send a publication, in the order publications of the
-        channel came to this process.
+    async def publish_many(
+        self, channel: str, ns: NamespaceConfig, bodies: list[bytes]
+    ) -> list[asyncio.Future[Position]]:
+        """Queue publications of one channel, numbered in this order: each future holds the
+        position once published (and stored, where the namespace keeps history), or the
+        ProtocolError that refused it.
 
         While one batch of a channel is at the broker, the channel's next publications gather
         and go together as the next batch (one broker call): a connection that pipelines its
         publishes keeps their order, and a busy channel costs one round trip per batch.
         """
+        if ns.keeps_history and self._store_failed_at > time.monotonic() - STORE_DOUBT_S:
+            await guard(self.store.check())  # recently down: refuse before broadcasting
+            self._store_failed_at = -math.inf
+        loop = asyncio.get_running_loop()
+        queued = [(body, loop.create_future()) for body in bodies]
         waiting = self._sequencing.get(channel)
         if waiting is not None:
-            fut: asyncio.Future[Position] = asyncio.get_running_loop().create_future()
-            waiting.append((body, fut))
-            return await fut
-        self._sequencing[channel] = []
-        done: list[Position] = []
-        try:
-            error = await self._sequence_batch(
-                channel, ns, [body], window, lambda _, sent: done.extend(sent)
-            )
-        finally:
-            self._next_batch(channel, ns, window)
-        if error is not None:
-            raise error
-        return done[0]
+            waiting += queued
+        else:
+            self._sequencing[channel] = queued
+            self._next_batch(channel, ns)
+        return [fut for _, fut in queued]
 
-    def _next_batch(self, channel: str, ns: NamespaceConfig, window: int) -> None:
+    def _next_batch(self, channel: str, ns: NamespaceConfig) -> None:
         waiting = self._sequencing.get(channel)
         if not waiting:
             self._sequencing.pop(channel, None)
             return
         batch, rest = _take_batch(waiting)
         self._sequencing[channel] = rest
-        self.spawn(self._run_batch(channel, ns, window, batch))
+        self.spawn(self._run_batch(channel, ns, batch))
 
-    async def _run_batch(
-        self, channel: str, ns: NamespaceConfig, window: int, batch: Waiting
-    ) -> None:
+    async def _run_batch(self, channel: str, ns: NamespaceConfig, batch: Waiting) -> None:
+        """Send a batch to the broker; each run sent is stored (in a task of its own, so the
+        next run goes out meanwhile) or, without history, acknowledged at once."""
+        handed = 0  # the batch's first `handed` publications are sent
 
         def sent(start: int, positions: list[Position]) -> None:
-            for (_, fut), pos in zip(batch[start:], positions, strict=False):
+            nonlocal handed
+            run = batch[start : start + len(positions)]
+            handed = start + len(positions)
+            if ns.keeps_history:
+                self.spawn(self._store(channel, ns, run, positions))
+                return
+            for (_, fut), pos in zip(run, positions, strict=True):
                 if not fut.done():
                     fut.set_result(pos)
 
+        window = recovery.unstored_window(ns) if ns.keeps_history else 0
         try:
             error = await self._sequence_batch(channel, ns, [b for b, _ in batch], window, sent)
-            for _, fut in batch:
+            for _, fut in batch[handed:]:
                 if not fut.done():
                     fut.set_exception(error or ProtocolError(Code.INTERNAL, "not published"))
         finally:
-            for _, fut in batch:
+            for _, fut in batch[handed:]:
                 if not fut.done():
                     fut.set_exception(ProtocolError(Code.UNAVAILABLE, "publishing was cancelled"))
-            self._next_batch(channel, ns, window)
+            self._next_batch(channel, ns)
+
+    async def _store(
+        self, channel: str, ns: NamespaceConfig, run: Waiting, positions: list[Position]
+    ) -> None:
+        """Store a run of published publications and acknowledge each stored one."""
+        keep = ns.history_size + recovery.unstored_window(ns)
+        items = [(pos.offset, body) for (body, _), pos in zip(run, positions, strict=True)]
+        started = time.perf_counter()
+        try:
+            refused = await self.store.append_many(
+                channel, positions[0].epoch, items, keep, ns.history_ttl_s
+            )
+        except asyncio.CancelledError:  # the node is closing: nobody waits for ever
+            for _, fut in run:
+                if not fut.done():
+                    fut.set_exception(ProtocolError(Code.UNAVAILABLE, "publishing was cancelled"))
+            raise
+        except Exception as exc:
+            refused = dict.fromkeys(range(len(run)), exc)
+        elapsed = time.perf_counter() - started
+        newest = None
+        for i, ((_, fut), pos) in enumerate(zip(run, positions, strict=True)):
+            error = refused.get(i)
+            if error is None:
+                newest = pos
+                self.stats.store_append.observe(elapsed)
+                if not fut.done():
+                    fut.set_result(pos)
+                continue
+            if isinstance(error, Unavailable):
+                if not isinstance(error, StoreConflict):  # the store itself failed
+                    self._store_failed_at = time.monotonic()
+                error = ProtocolError(Code.UNAVAILABLE, f"temporarily unavailable: {error}")
+            if not fut.done():
+                fut.set_exception(error)
+        if newest is not None:
+            self.broker.stored(channel, newest)
+            self.recoveries.stored(channel)
+        awaited = self._stores_awaited.pop(channel, None)
+        if awaited is not None and not awaited.done():
+            awaited.set_result(None)  # after the report above: it reaches the broker first
 
     async def _sequence_batch(
         self,

@@ -28,6 +28,9 @@ class StoreConflict(StoreUnavailable):
 #: The body `span` gives a void offset: one that holds no acknowledged publication, ever.
 VOID = None
 
+#: What a write refused: the index of each item not stored, with why.
+Refused = dict[int, BaseException]
+
 
 @dataclass(frozen=True, slots=True)
 class User:
@@ -59,15 +62,30 @@ class Store(ABC):
 
     # -- history ------------------------------------------------------------------------------
 
-    @abstractmethod
     async def append(
         self, channel: str, epoch: str, offset: int, body: bytes, history_size: int, ttl_s: float
     ) -> None:
-        """Store a publication durably, keeping the newest `history_size` for `ttl_s` seconds.
+        """Store one publication (`append_many`); raise why it was not stored."""
+        refused = await self.append_many(channel, epoch, [(offset, body)], history_size, ttl_s)
+        if refused:
+            raise refused[0]
 
-        A publication of a new epoch drops what the channel held under the old one. Raises
-        StoreConflict when the offset was made void first (`void`); a retry of a publication
-        already stored succeeds.
+    @abstractmethod
+    async def append_many(
+        self,
+        channel: str,
+        epoch: str,
+        items: list[tuple[int, bytes]],
+        history_size: int,
+        ttl_s: float,
+    ) -> Refused:
+        """Store publications (offset, body) of one channel durably, keeping the newest
+        `history_size` for `ttl_s` seconds; returns those not stored, by index.
+
+        A publication of a new epoch drops what the channel held under the old one. One is
+        refused with StoreConflict when its offset was made void first (`void`); a retry of a
+        publication already stored succeeds. Raises StoreUnavailable when the store cannot
+        be reached at all.
         """
 
     @abstractmethod

@@ -12,9 +12,9 @@ import asyncio
 from collections.abc import Awaitable, Callable
 from typing import Generic, TypeVar
 
+from server.store.base import Refused
+
 T = TypeVar("T")
-#: What a write refused: the batch index of each item with the error its submitter gets.
-Refused = dict[int, BaseException]
 
 
 class GroupCommit(Generic[T]):
@@ -33,11 +33,15 @@ class GroupCommit(Generic[T]):
         self._task: asyncio.Task[None] | None = None
 
     async def submit(self, item: T) -> None:
+        await self.enqueue(item)
+
+    def enqueue(self, item: T) -> asyncio.Future[None]:
+        """Queue `item`; the future is done once it is written, or holds why it was not."""
         fut: asyncio.Future[None] = asyncio.get_running_loop().create_future()
         self._pending.append((item, fut))
         if self._task is None or self._task.done():
             self._task = asyncio.ensure_future(self._run())
-        await fut
+        return fut
 
     async def flush(self) -> None:
         """Wait until everything submitted so far is written (or has failed)."""

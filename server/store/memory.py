@@ -8,7 +8,7 @@ import time
 from dataclasses import dataclass, field
 
 from server.position import Position
-from server.store.base import VOID, Session, Store, StoreConflict, User
+from server.store.base import VOID, Refused, Session, Store, StoreConflict, User
 
 #: How often writes look for channels whose whole history expired.
 SWEEP_S = 10.0
@@ -85,15 +85,27 @@ class MemoryStore(Store):
             h = self._history[channel] = _History(epoch)
         return h
 
-    async def append(
-        self, channel: str, epoch: str, offset: int, body: bytes, history_size: int, ttl_s: float
-    ) -> None:
+    async def append_many(
+        self,
+        channel: str,
+        epoch: str,
+        items: list[tuple[int, bytes]],
+        history_size: int,
+        ttl_s: float,
+    ) -> Refused:
         h = self._of_epoch(channel, epoch)
-        kept = h.entries.get(offset)
-        if kept is not None and kept[0] is VOID:
-            raise StoreConflict(f"offset {offset} of {channel} was made void before it was stored")
-        h.put(offset, body, time.time() + ttl_s)
+        expires = time.time() + ttl_s
+        refused: Refused = {}
+        for i, (offset, body) in enumerate(items):
+            kept = h.entries.get(offset)
+            if kept is not None and kept[0] is VOID:
+                refused[i] = StoreConflict(
+                    f"offset {offset} of {channel} was made void before it was stored"
+                )
+            else:
+                h.put(offset, body, expires)
         h.trim(history_size)
+        return refused
 
     async def history(
         self, channel: str, epoch: str, since: int | None, limit: int, reverse: bool

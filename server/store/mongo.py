@@ -21,7 +21,7 @@ from pymongo import AsyncMongoClient
 from server.config import MongoConfig
 from server.position import Position
 from server.store import schema
-from server.store.base import Session, Store, StoreUnavailable, User
+from server.store.base import Refused, Session, Store, StoreUnavailable, User
 from server.store.mongo_io import Db, outage
 from server.store.mongo_reads import MongoReads
 from server.store.mongo_users import MongoUsers
@@ -108,10 +108,15 @@ class MongoStore(Store):
 
     # -- history ------------------------------------------------------------------------------
 
-    async def append(
-        self, channel: str, epoch: str, offset: int, body: bytes, history_size: int, ttl_s: float
-    ) -> None:
-        await self._writes.append(channel, epoch, offset, body, history_size, ttl_s)
+    async def append_many(
+        self,
+        channel: str,
+        epoch: str,
+        items: list[tuple[int, bytes]],
+        history_size: int,
+        ttl_s: float,
+    ) -> Refused:
+        return await self._writes.append_many(channel, epoch, items, history_size, ttl_s)
 
     async def history(
         self, channel: str, epoch: str, since: int | None, limit: int, reverse: bool

@@ -15,8 +15,8 @@ from pymongo import DeleteMany
 from pymongo.errors import BulkWriteError, DuplicateKeyError
 
 from server.store import schema
-from server.store.base import StoreConflict, StoreUnavailable
-from server.store.commit import GroupCommit, Refused
+from server.store.base import Refused, StoreConflict, StoreUnavailable
+from server.store.commit import GroupCommit
 from server.store.mongo_io import Db, Ready, outage, when
 
 #: Channels whose epoch and trim floor this process remembers (least recently written go).
@@ -59,16 +59,26 @@ class MongoWrites:
         if self._commit is not None:
             await self._commit.flush()
 
-    async def append(
-        self, channel: str, epoch: str, offset: int, body: bytes, history_size: int, ttl_s: float
-    ) -> None:
-        item = Append(channel, epoch, offset, body, history_size, when(time.time() + ttl_s))
+    async def append_many(
+        self,
+        channel: str,
+        epoch: str,
+        items: list[tuple[int, bytes]],
+        history_size: int,
+        ttl_s: float,
+    ) -> Refused:
+        expire_at = when(time.time() + ttl_s)
+        appends = [Append(channel, epoch, o, b, history_size, expire_at) for o, b in items]
         if self._commit is None:
-            refused = await self._write([item])
-            if refused:
-                raise refused[0]
-        else:
-            await self._commit.submit(item)
+            return await self._write(appends)
+        written = [self._commit.enqueue(a) for a in appends]
+        refused: Refused = {}
+        for i, fut in enumerate(written):  # a run may span two group commits: one may fail
+            try:
+                await fut
+            except Exception as exc:
+                refused[i] = exc
+        return refused
 
     async def _write(self, batch: list[Append]) -> Refused:
         """Write a batch: per channel, drop older epochs, insert the newest, trim to size.
