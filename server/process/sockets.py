@@ -14,9 +14,11 @@ from __future__ import annotations
 import errno
 import socket
 
-#: Connects the kernel queues for accepting (capped by net.core.somaxconn; Tornado's default
-#: of 128 refuses bursts of connects).
-BACKLOG = 4096
+#: Connects the kernel queues for accepting: as many as net.core.somaxconn allows (4,096 by
+#: default), so raising it (docs/deploy.md) takes effect without a change here. Tornado's
+#: default of 128 refuses bursts of connects; past the backlog a client's SYN is dropped and
+#: it waits out TCP's retransmission (1, then 3, then 7 s).
+BACKLOG = 65535
 
 
 def bind(port: int, host: str | None, reuse_port: bool = False) -> list[socket.socket]:

@@ -1,0 +1,134 @@
+"""The kernel's floor for fan-out: CPU per `send` of one small frame to one socket, no server.
+
+A fan-out server's cost per delivery cannot go below what one `send` of the frame costs its
+process: on loopback the sender's `send` also runs the receiver's TCP receive path and wake-up.
+This measures that floor with the cost scenarios' shape (`bench.suite` `cost-1k-50`,
+`cost-10k-5`): a sender process (pinned to core 0, as the servers are) sends one frame of
+`--payload` bytes to each of `--sockets` sockets, `--rate` rounds a second; a receiver process
+(core 1, as the tester) reads them all. Printed: the sender's CPU per send, user and system.
+Compare it with the servers' CPU per delivery measured in the same minutes.
+
+    python -m bench.send_floor [--sockets 1000] [--rate 50] [--seconds 5] [--payload 150]
+"""
+
+from __future__ import annotations
+
+import argparse
+import multiprocessing
+import os
+import resource
+import selectors
+import socket
+import time
+from multiprocessing.connection import Connection
+
+SERVER_CORE, CLIENT_CORE = 0, 1
+
+
+def pin(core: int) -> None:
+    """Pin this process to `core` where the machine has it (as bench.suite pins)."""
+    if hasattr(os, "sched_setaffinity") and core < (os.cpu_count() or 1):
+        os.sched_setaffinity(0, {core})
+
+
+def receive(port: int, count: int, ready: Connection) -> None:
+    """Connect `count` sockets and read everything sent to them until the sender hangs up."""
+    pin(CLIENT_CORE)
+    sel = selectors.DefaultSelector()
+    socks = []
+    for _ in range(count):
+        s = socket.create_connection(("127.0.0.1", port))
+        s.setblocking(False)
+        sel.register(s, selectors.EVENT_READ)
+        socks.append(s)
+    ready.send(True)
+    open_count = count
+    while open_count:
+        for key, _ in sel.select():
+            sock = key.fileobj
+            assert isinstance(sock, socket.socket)
+            try:
+                data = sock.recv(65536)
+            except BlockingIOError:
+                continue
+            if not data:
+                sel.unregister(sock)
+                sock.close()
+                open_count -= 1
+
+
+def cpu_s() -> tuple[float, float]:
+    usage = resource.getrusage(resource.RUSAGE_SELF)
+    return usage.ru_utime, usage.ru_stime
+
+
+def measure(sockets: int, rate: float, seconds: float, payload: int) -> dict[str, float]:
+    """Send rounds for `seconds` after one second of warm-up; CPU per send in µs."""
+    pin(SERVER_CORE)
+    listener = socket.create_server(("127.0.0.1", 0), backlog=sockets)
+    port = listener.getsockname()[1]
+    parent, child = multiprocessing.Pipe()
+    receiver = multiprocessing.Process(target=receive, args=(port, sockets, child), daemon=True)
+    receiver.start()
+    conns = []
+    for _ in range(sockets):
+        conn, _ = listener.accept()
+        conn.setblocking(False)
+        conns.append(conn)
+    listener.close()
+    parent.recv()
+    # One unmasked WebSocket text frame, as a server sends a publication.
+    body = b"x" * payload
+    frame = bytes([0x81, 126]) + len(body).to_bytes(2, "big") + body
+    interval = 1 / rate
+    sends = 0
+    start_cpu: tuple[float, float] | None = None
+    started = time.monotonic()
+    warm_until = started + 1.0
+    next_round = started
+    while True:
+        now = time.monotonic()
+        if start_cpu is None and now >= warm_until:
+            start_cpu, measured_from, sends = cpu_s(), now, 0
+        if start_cpu is not None and now >= measured_from + seconds:
+            break
+        for conn in conns:
+            try:
+                conn.send(frame)
+            except BlockingIOError:
+                pass  # the receiver fell behind: this frame is dropped, not counted
+            else:
+                sends += 1
+        next_round += interval
+        delay = next_round - time.monotonic()
+        if delay > 0:
+            time.sleep(delay)
+    user, system = cpu_s()
+    assert start_cpu is not None
+    for conn in conns:
+        conn.close()
+    receiver.join(10)
+    return {
+        "sends/s": sends / seconds,
+        "µs CPU per send": (user - start_cpu[0] + system - start_cpu[1]) / sends * 1e6,
+        "of it system": (system - start_cpu[1]) / sends * 1e6,
+    }
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(prog="python -m bench.send_floor", description=__doc__)
+    p.add_argument("--sockets", type=int, default=1000)
+    p.add_argument("--rate", type=float, default=50.0, help="rounds (frames per socket) a second")
+    p.add_argument("--seconds", type=float, default=5.0)
+    p.add_argument("--payload", type=int, default=150, help="frame payload bytes")
+    args = p.parse_args()
+    figures = measure(args.sockets, args.rate, args.seconds, args.payload)
+    print(
+        f"send floor, {args.sockets} sockets × {args.rate:g}/s, {args.payload}-byte payload: "
+        f"{figures['µs CPU per send']:.2f} µs CPU per send "
+        f"({figures['of it system']:.2f} system), {figures['sends/s']:,.0f} sends/s"
+    )
+
+
+if __name__ == "__main__":
+    main()
