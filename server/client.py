@@ -319,11 +319,12 @@ class Connection:
             by_channel.setdefault(channel, []).append(len(queued))
             queued.append((slot, cmd, channel, ns, body))
         published: dict[int, Awaitable[Position] | Exception] = {}
+        here = len(by_channel) == 1  # one channel: sent from this task (publish_many)
         for channel, indexes in by_channel.items():
             ns = queued[indexes[0]][3]
             try:
                 futures = await node.sequencer.publish_many(
-                    channel, ns, [queued[i][4] for i in indexes]
+                    channel, ns, [queued[i][4] for i in indexes], here
                 )
             except Exception as exc:
                 published.update(dict.fromkeys(indexes, exc))

@@ -151,7 +151,7 @@ class Node:
         if ns is None:
             ns = self.config.namespace_of(channel)
         body = self.publication(channel, data, info)
-        (published,) = await self.sequencer.publish_many(channel, ns, [body])
+        (published,) = await self.sequencer.publish_many(channel, ns, [body], here=True)
         return await self.acknowledge(channel, ns, body, published)
 
     def publication(self, channel: str, data: Any, info: dict[str, str | None] | None) -> bytes:

@@ -117,11 +117,11 @@ class Sequencer:
 
     async def publish(self, channel: str, ns: NamespaceConfig, body: bytes) -> Position:
         """Number and broadcast `body` and, where the namespace keeps history, store it."""
-        (published,) = await self.publish_many(channel, ns, [body])
+        (published,) = await self.publish_many(channel, ns, [body], here=True)
         return await published
 
     async def publish_many(
-        self, channel: str, ns: NamespaceConfig, bodies: list[bytes]
+        self, channel: str, ns: NamespaceConfig, bodies: list[bytes], here: bool = False
     ) -> list[asyncio.Future[Position]]:
         """Queue publications of one channel, numbered in this order: each future holds the
         position once published (and stored, where the namespace keeps history), or the
@@ -130,6 +130,11 @@ class Sequencer:
         While one batch of a channel is at the broker, the channel's next publications gather
         and go together as the next batch (one broker call): a connection that pipelines its
         publishes keeps their order, and a busy channel costs one round trip per batch.
+
+        With `here`, when the channel has no batch in flight this one is sent (and its last run
+        stored) before returning, in the caller's task: no task of its own and, on the
+        in-memory broker and store, no loop turn. A caller publishing to several channels at
+        once leaves it off, so that one channel's round trip does not hold up the next.
         """
         if ns.keeps_history and self._store_failed_at > time.monotonic() - STORE_DOUBT_S:
             await guard(self.store.check())  # recently down: refuse before broadcasting
@@ -139,6 +144,9 @@ class Sequencer:
         waiting = self._sequencing.get(channel)
         if waiting is not None:
             waiting += queued
+        elif here:
+            batch, self._sequencing[channel] = _take_batch(queued)
+            await self._run_batch(channel, ns, batch, here=True)
         else:
             self._sequencing[channel] = queued
             self._next_batch(channel, ns)
@@ -153,17 +161,24 @@ class Sequencer:
         self._sequencing[channel] = rest
         self.spawn(self._run_batch(channel, ns, batch))
 
-    async def _run_batch(self, channel: str, ns: NamespaceConfig, batch: Waiting) -> None:
+    async def _run_batch(
+        self, channel: str, ns: NamespaceConfig, batch: Waiting, here: bool = False
+    ) -> None:
         """Send a batch to the broker; each run sent is stored (in a task of its own, so the
-        next run goes out meanwhile) or, without history, acknowledged at once."""
+        next run goes out meanwhile; `here`, the last one in this task) or, without history,
+        acknowledged at once."""
         handed = 0  # the batch's first `handed` publications are sent
+        last: tuple[Waiting, list[Position]] | None = None
 
         def sent(start: int, positions: list[Position]) -> None:
-            nonlocal handed
+            nonlocal handed, last
             run = batch[start : start + len(positions)]
             handed = start + len(positions)
             if ns.keeps_history:
-                self.spawn(self._store(channel, ns, run, positions))
+                if here and handed == len(batch):
+                    last = (run, positions)  # nothing is awaited between this and the store
+                else:
+                    self.spawn(self._store(channel, ns, run, positions))
                 return
             for (_, fut), pos in zip(run, positions, strict=True):
                 if not fut.done():
@@ -180,6 +195,8 @@ class Sequencer:
                 if not fut.done():
                     fut.set_exception(ProtocolError(Code.UNAVAILABLE, "publishing was cancelled"))
             self._next_batch(channel, ns)
+        if last is not None:
+            await self._store(channel, ns, *last)
 
     async def _store(
         self, channel: str, ns: NamespaceConfig, run: Waiting, positions: list[Position]
