@@ -1,0 +1,23 @@
+"""bench.send_floor: every frame of every round reaches a socket, and its CPU is counted."""
+
+from __future__ import annotations
+
+import re
+import subprocess
+import sys
+
+
+def test_send_floor_sends_every_round_to_every_socket() -> None:
+    out = subprocess.run(
+        [sys.executable, "-m", "bench.send_floor", "--sockets", "20", "--rate", "20"]
+        + ["--seconds", "1"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=True,
+    ).stdout
+    found = re.search(r"([\d.]+) µs CPU per send \(([\d.]+) system\), ([\d,]+) sends/s", out)
+    assert found, out
+    per_send, system, rate = float(found[1]), float(found[2]), int(found[3].replace(",", ""))
+    assert 360 <= rate <= 440, out  # 20 sockets × 20 rounds a second
+    assert 0 < system <= per_send, out
