@@ -33,6 +33,8 @@ _unpackb = ormsgpack.unpackb
 MSGPACK = "switchboard.msgpack"
 
 PubHandler = Callable[["Client", dict[str, Any]], None]
+#: Hears of an `unsubscribed` push: the client and the push's channel and reason.
+UnsubscribedHandler = Callable[["Client", str, str], None]
 
 
 class CommandError(Exception):
@@ -65,6 +67,8 @@ class Client(WSListener):
         #: Reasons of the server's `unsubscribed` pushes: a subscription it ended (the run
         #: reports them, rather than counting what followed as lost).
         self.unsubscribed: list[str] = []
+        #: The owner's answer to an `unsubscribed` push (the worker resubscribes its holders).
+        self.on_unsubscribed: UnsubscribedHandler | None = None
 
     def on_ws_connected(self, transport: WSTransport) -> None:
         self.transport = transport
@@ -117,7 +121,10 @@ class Client(WSListener):
             if not self.closed.done():
                 self.closed.set_result(int(msg.get("code", 0)))
         elif push == "unsubscribed":
-            self.unsubscribed.append(str(msg.get("reason", "")))
+            reason = str(msg.get("reason", ""))
+            self.unsubscribed.append(reason)
+            if self.on_unsubscribed is not None:
+                self.on_unsubscribed(self, str(msg.get("channel", "")), reason)
 
     def on_ws_disconnected(self, transport: WSTransport) -> None:
         if not self.closed.done():

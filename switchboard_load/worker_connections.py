@@ -70,25 +70,54 @@ class Connections(WorkerState):
         client.name = name
         self.connect_hist.add_many([(time.perf_counter() - t0) * 1e6])
         if channel is not None:
-            client.tag = []
             try:
-                res = await subscribe_retrying(client, channel, since, self.p.connect_timeout)
+                await self.subscribe(client, channel, since, checker)
             except BaseException:
                 client.close()
                 raise
-            early = client.tag
-            chk = checker
-            if chk is None or since is None or res["epoch"] != since["epoch"]:
-                if chk is not None:  # a new epoch: offsets start again, so does the check
-                    self.totals.add(channel, chk, None)
-                chk = OffsetChecker(int(res["offset"]))
-            for pub in res.get("missed") or ():
-                chk.see(int(pub["offset"]))
-            for off in early:
-                chk.see(off)
-            client.epoch = str(res["epoch"])
-            client.tag = chk
+            client.on_unsubscribed = self.unsubscribed
         return client
+
+    async def subscribe(
+        self,
+        client: Client,
+        channel: str,
+        since: dict[str, Any] | None,
+        checker: OffsetChecker | None,
+    ) -> None:
+        """Subscribe (from `since`, continuing `checker`); the client's tag becomes the check."""
+        client.tag = []
+        res = await subscribe_retrying(client, channel, since, self.p.connect_timeout)
+        early = client.tag
+        chk = checker
+        if chk is None or since is None or res["epoch"] != since["epoch"]:
+            if chk is not None:  # a new epoch: offsets start again, so does the check
+                self.totals.add(channel, chk, None)
+            chk = OffsetChecker(int(res["offset"]))
+        for pub in res.get("missed") or ():
+            chk.see(int(pub["offset"]))
+        for off in early:
+            chk.see(off)
+        client.epoch = str(res["epoch"])
+        client.tag = chk
+
+    def unsubscribed(self, client: Client, channel: str, reason: str) -> None:
+        """The server ended a holder's subscription: with `insufficient_state` it asks the
+        client to resubscribe from where it is, as the browser client does (docs/protocol.md);
+        `server` means an admin ended it, and it stays ended."""
+        if reason != "insufficient_state" or self.closing:
+            return
+        task = asyncio.ensure_future(self.resubscribe(client, channel))
+        self.reconnecting.add(task)
+        task.add_done_callback(self.reconnecting.discard)
+
+    async def resubscribe(self, client: Client, channel: str) -> None:
+        checker = client.tag if isinstance(client.tag, OffsetChecker) else None
+        try:
+            await self.subscribe(client, channel, since_of(client), checker)
+        except Exception as exc:
+            self.errors[f"resubscribe:{error_cause(exc)}"] += 1
+            client.tag = checker  # what followed counts as lost
 
     def watch(self, client: Client, kind: str) -> None:
         """Count a connection the server closes on us, by close code; a holder the server
