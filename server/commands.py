@@ -56,7 +56,7 @@ async def op_unsubscribe(conn: Connection, cmd: Command) -> dict[str, Any]:
 
 def publication(conn: Connection, cmd: Command) -> tuple[str, NamespaceConfig, bytes]:
     """A publish checked and made into its channel, namespace and body, at once: the
-    connection publishes what arrived together as one batch (Connection.publish_queued)."""
+    connection publishes what arrived together as one batch (Connection._publish_queued)."""
     channel = protocol.check_channel(cmd.args.get("channel"))
     if "data" not in cmd.args:
         raise ProtocolError(Code.BAD_REQUEST, "`data` is required")

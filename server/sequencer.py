@@ -115,11 +115,6 @@ class Sequencer:
 
     # -- publishing -----------------------------------------------------------------------------
 
-    async def publish(self, channel: str, ns: NamespaceConfig, body: bytes) -> Position:
-        """Number and broadcast `body` and, where the namespace keeps history, store it."""
-        (published,) = await self.publish_many(channel, ns, [body], here=True)
-        return await published
-
     async def publish_many(
         self, channel: str, ns: NamespaceConfig, bodies: list[bytes], here: bool = False
     ) -> list[asyncio.Future[Position]]:

@@ -15,9 +15,9 @@ import errno
 import socket
 
 #: Connects the kernel queues for accepting: as many as net.core.somaxconn allows (4,096 by
-#: default), so raising it (docs/deploy.md) takes effect without a change here. Tornado's
-#: default of 128 refuses bursts of connects; past the backlog a client's SYN is dropped and
-#: it waits out TCP's retransmission (1, then 3, then 7 s).
+#: default), so raising it (docs/scaling.md, "Kernel settings") takes effect without a change
+#: here. Tornado's default of 128 refuses bursts of connects; past the backlog a client's SYN
+#: is dropped and it waits out TCP's retransmission (1, then 3, then 7 s).
 BACKLOG = 65535
 
 
