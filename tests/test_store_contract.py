@@ -127,6 +127,20 @@ async def test_a_void_offset_refuses_its_late_publication(any_store: Store) -> N
     assert [o for o, _ in await any_store.history("c", "e1", None, 100, False)] == [1, 2, 4]
 
 
+async def test_a_run_appended_together_refuses_only_its_void_offsets(any_store: Store) -> None:
+    """append_many (the sequencer stores a run of publications at once): the void offsets are
+    refused by their index in the run, the others kept, a retried one among them too."""
+    await fill(any_store, "c", "e1", range(1, 3))
+    await any_store.void("c", "e1", [4, 6], 600)
+    run = [(o, body(o)) for o in range(2, 8)]  # 2 is stored already
+    refused = await any_store.append_many("c", "e1", run, 100, 600)
+    assert sorted(refused) == [2, 4]  # offsets 4 and 6
+    assert all(isinstance(error, StoreConflict) for error in refused.values())
+    kept = await any_store.history("c", "e1", None, 100, False)
+    assert [o for o, _ in kept] == [1, 2, 3, 5, 7]
+    assert dict(kept)[5] == body(5)
+
+
 async def test_a_void_and_a_publication_racing_keep_exactly_one(any_store: Store) -> None:
     await fill(any_store, "c", "e1", range(1, 2))
     outcomes = await asyncio.gather(
