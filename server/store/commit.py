@@ -1,8 +1,8 @@
 """Group commit: the writes of a few milliseconds become one batch, each caller still waits.
 
 The embedded server inserts about 1,000 documents a second one by one and about 19,000 in one
-insert_many, so durable publishing is batched: `submit` returns once the batch holding the
-caller's item is written, or raises the batch's error (or the item's own, when the write
+insert_many, so durable publishing is batched: `enqueue` gives a future done once the batch
+holding the item is written, or holding the batch's error (or the item's own, when the write
 refused only some items).
 """
 
@@ -31,9 +31,6 @@ class GroupCommit(Generic[T]):
         self._max_batch = max_batch
         self._pending: list[tuple[T, asyncio.Future[None]]] = []
         self._task: asyncio.Task[None] | None = None
-
-    async def submit(self, item: T) -> None:
-        await self.enqueue(item)
 
     def enqueue(self, item: T) -> asyncio.Future[None]:
         """Queue `item`; the future is done once it is written, or holds why it was not."""
