@@ -1,9 +1,9 @@
 """Durable publishing and recovery with the MongoDB store: how fast, and what group commit buys.
 
 Four measurements, each against a fresh embedded MongoDB-compatible server:
-- ceiling: documents/s the embedded server inserts with `insert_many` into a collection with
-  the publications collection's indexes (server/store/schema.py): every durable publication
-  is one such document, so no batching goes past this;
+- ceiling: publications/s the embedded server inserts with `insert_many` into a collection
+  with the publications collection's indexes (server/store/schema.py), in runs of 1, 10 and 50
+  publications a document (a group commit writes one run per channel, mongo_docs.py);
 - node: acknowledged publishes/s through Node.publish in this process (no sockets), with the
   embedded server in a child process (as `python -m server` runs it) or in this process, to show
   what its threads cost the IOLoop;
@@ -103,30 +103,33 @@ async def node_rate(url: str, group_commit_ms: float, seconds: float) -> tuple[f
     return rate, lag
 
 
-async def insert_ceiling(url: str, batch: int = 1000, rounds: int = 3) -> float:
-    """Documents/s of unordered insert_many batches under the publications indexes."""
-    from datetime import UTC, datetime
-
+async def insert_ceiling(url: str, per_run: int, batch: int = 1000, rounds: int = 3) -> float:
+    """Publications/s of unordered insert_many batches of runs of `per_run` publications (one
+    run per channel per group commit, server/store/mongo_docs.py) under the publications
+    indexes."""
     from pymongo import AsyncMongoClient
 
-    from server.store import schema
+    from server.store import mongo_docs, schema
+    from server.store.mongo_io import when
 
     client: AsyncMongoClient[dict[str, Any]] = AsyncMongoClient(url)
     try:
         coll = client[f"ceiling{time.time_ns()}"][schema.PUBLICATIONS]
         await coll.create_indexes(schema.INDEXES[schema.PUBLICATIONS])
-        expire_at = datetime.fromtimestamp(time.time() + 3600, UTC)
+        expire_at = when(time.time() + 3600)
+        body = b'{"channel":"h:c","data":{"i":1},"ts":1}'
         start = time.perf_counter()
         for r in range(rounds):
             docs = [
-                {
-                    "channel": f"h:c{i % 20}",
-                    "epoch": "e",
-                    "offset": r * batch + i,
-                    "body": b'{"channel":"h:c","data":{"i":1},"ts":1}',
-                    "expire_at": expire_at,
-                }
-                for i in range(batch)
+                doc
+                for first in range(r * batch, (r + 1) * batch, per_run)
+                for doc in mongo_docs.runs(
+                    f"h:c{first // per_run % 20}",
+                    "e",
+                    [(o, body) for o in range(first, first + per_run)],
+                    1000,
+                    expire_at,
+                )
             ]
             await coll.insert_many(docs, ordered=False)
         return rounds * batch / (time.perf_counter() - start)
@@ -139,11 +142,12 @@ def bench_node(seconds: float) -> None:
         child = EmbeddedMongo(Path(tmp) / "child")
         url = child.start()
         try:
-            ceiling = asyncio.run(insert_ceiling(url))
-            print(
-                f"ceiling: the embedded server inserts {ceiling:,.0f} documents/s under the "
-                "publications indexes (insert_many of 1,000, unordered)"
-            )
+            for per_run in (1, 10, 50):
+                ceiling = asyncio.run(insert_ceiling(url, per_run))
+                print(
+                    f"ceiling: the embedded server stores {ceiling:,.0f} publications/s in runs "
+                    f"of {per_run} under the publications indexes (insert_many, unordered)"
+                )
             for gc_ms in (0.0, 2.0):
                 rate, lag = asyncio.run(node_rate(url, gc_ms, seconds))
                 print(

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import AsyncIterator
+from datetime import UTC, datetime, timedelta
 from functools import partial
 from typing import Any
 
@@ -16,6 +17,7 @@ from server.config import MongoConfig
 from server.position import Position
 from server.store import mongo as store_mongo
 from server.store import schema
+from server.store.base import VOID, StoreConflict
 from server.store.mongo import MongoStore
 from tests.fixtures.mongo import drop_database, fresh_config
 from tests.support import make_config
@@ -50,7 +52,8 @@ async def test_body_is_stored_as_binary(mongo_store: MongoStore, raw: object) ->
     body = b'{"channel":"c","data":{"$where":1,"x.y":123456789012345678901234567890},"ts":1}'
     await mongo_store.append("c", "e1", 1, body, 10, 60)
     doc = await raw[schema.PUBLICATIONS].find_one({"channel": "c"})  # type: ignore[index]
-    assert type(doc["body"]) is bytes and doc["body"] == body
+    assert doc["offset"] == [1] and doc["size"] == 10
+    assert type(doc["body"][0]) is bytes and doc["body"] == [body]
 
 
 @pytest.mark.asyncio
@@ -190,12 +193,12 @@ class _Deletes(monitoring.CommandListener):
 
 
 @pytest.mark.asyncio
-async def test_trimming_many_channels_deletes_by_channel_without_or(
-    mongo_url: str, monkeypatch: pytest.MonkeyPatch
+async def test_trimming_many_channels_deletes_runs_by_id_without_or(
+    mongo_url: str, monkeypatch: pytest.MonkeyPatch, raw: object
 ) -> None:
-    """A group commit spanning channels trims each one through its (channel, offset) range:
-    an `$or` across channels made the embedded server scan the whole collection on every
-    write once histories were full, which stalled publishing (docs/reliability.md, soak)."""
+    """A group commit spanning channels trims all of them in one delete of the runs' ids: an
+    `$or` across channels made the embedded server scan the whole collection on every write
+    once histories were full, which stalled publishing (docs/reliability.md, soak)."""
     deletes = _Deletes()
     monkeypatch.setattr(
         store_mongo, "AsyncMongoClient", partial(AsyncMongoClient, event_listeners=[deletes])
@@ -205,17 +208,76 @@ async def test_trimming_many_channels_deletes_by_channel_without_or(
     await store.start()
     try:
         channels = [f"c{i}" for i in range(4)]
-        for offset in range(1, 8):
+        for offset in range(1, 8):  # a commit each, holding one offset of every channel
             await asyncio.gather(*(store.append(c, "e1", offset, b"{}", 3, 60) for c in channels))
         for c in channels:
             assert [o for o, _ in await store.history(c, "e1", None, 10, False)] == [5, 6, 7]
-        trims = [f for f in deletes.filters if "$lte" in f.get("offset", {})]
-        assert trims, deletes.filters
-        assert all("$or" not in f for f in deletes.filters), deletes.filters
-        assert {f["channel"] for f in trims} == set(channels)
+        assert deletes.filters, "nothing was trimmed"
+        assert all(list(f) == ["_id"] and list(f["_id"]) == ["$in"] for f in deletes.filters)
+        pubs = store._db[schema.PUBLICATIONS]
+        for c in channels:  # the runs of offsets 1-4 are gone, not only hidden
+            left = [d["offset"] async for d in pubs.find({"channel": c})]
+            assert sorted(left) == [[5], [6], [7]], left
     finally:
         await store.close()
         await drop_database(config)
+
+
+@pytest.mark.asyncio
+async def test_a_run_straddling_the_floor_is_hidden_below_it_then_trimmed(
+    mongo_store: MongoStore,
+) -> None:
+    await asyncio.gather(*(mongo_store.append("c", "e1", o, b"%d" % o, 5, 60) for o in range(1, 5)))
+    await asyncio.gather(*(mongo_store.append("c", "e1", o, b"%d" % o, 5, 60) for o in range(5, 9)))
+    pubs = mongo_store._db[schema.PUBLICATIONS]
+    runs = sorted([d["offset"] async for d in pubs.find({"channel": "c"})])
+    assert runs == [[1, 2, 3, 4], [5, 6, 7, 8]]  # the floor is 3: the first run stays
+    assert [o for o, _ in await mongo_store.history("c", "e1", None, 10, False)] == [4, 5, 6, 7, 8]
+    assert await mongo_store.lowest("c", "e1") == 4
+    assert [o for o, _ in await mongo_store.span("c", "e1", 1, 8)] == [4, 5, 6, 7, 8]
+    await mongo_store.append("c", "e1", 9, b"9", 5, 60)  # floor 4: now wholly below it
+    runs = sorted([d["offset"] async for d in pubs.find({"channel": "c"})])
+    assert runs == [[5, 6, 7, 8], [9]]
+
+
+@pytest.mark.asyncio
+async def test_a_new_process_trims_runs_an_earlier_one_left(mongo_config: MongoConfig) -> None:
+    first = MongoStore(mongo_config)
+    await first.start()
+    await asyncio.gather(*(first.append("c", "e1", o, b"{}", 5, 60) for o in range(1, 6)))
+    await first.close()
+    second = MongoStore(mongo_config)
+    await second.start()
+    try:
+        await asyncio.gather(*(second.append("c", "e1", o, b"{}", 5, 60) for o in range(6, 11)))
+        pubs = second._db[schema.PUBLICATIONS]
+        assert [d["offset"] async for d in pubs.find({"channel": "c"})] == [[6, 7, 8, 9, 10]]
+    finally:
+        await second.close()
+
+
+@pytest.mark.asyncio
+async def test_version_1_documents_are_read_as_they_are(
+    mongo_store: MongoStore, raw: object
+) -> None:
+    """A database written by schema version 1 (a document per offset) needs no migration."""
+    pubs = raw[schema.PUBLICATIONS]  # type: ignore[index]
+    await raw[schema.CHANNELS].insert_one({"_id": "c", "epoch": "e1"})  # type: ignore[index]
+    expire_at = datetime.now(UTC) + timedelta(minutes=5)
+    await pubs.insert_many(
+        [
+            {"channel": "c", "epoch": "e1", "offset": o, "body": b"%d" % o, "expire_at": expire_at}
+            for o in (1, 2, 4)
+        ]
+        + [{"channel": "c", "epoch": "e1", "offset": 3, "void": True, "expire_at": expire_at}]
+    )
+    assert await mongo_store.position("c") == Position(4, "e1")
+    assert await mongo_store.span("c", "e1", 1, 4) == [(1, b"1"), (2, b"2"), (3, VOID), (4, b"4")]
+    await mongo_store.append("c", "e1", 5, b"5", 3, 60)  # floor 2: the version 1 ones go too
+    assert await mongo_store.history("c", "e1", None, 10, True) == [(5, b"5"), (4, b"4")]
+    assert [d["offset"] async for d in pubs.find({"channel": "c"}).sort("offset", 1)] == [3, 4, [5]]
+    with pytest.raises(StoreConflict):
+        await mongo_store.append("c", "e1", 3, b"3", 3, 60)
 
 
 @pytest.mark.asyncio

@@ -9,7 +9,7 @@ from collections.abc import Iterable
 from typing import Any
 
 from server.position import Position
-from server.store import schema
+from server.store import mongo_docs, schema
 from server.store.base import VOID
 from server.store.mongo_io import Ready, outage, when
 
@@ -23,23 +23,9 @@ class MongoReads:
     async def history(
         self, channel: str, epoch: str, since: int | None, limit: int, reverse: bool
     ) -> list[tuple[int, bytes]]:
-        db = await self._ready()
-        query: dict[str, Any] = {
-            "channel": channel,
-            "epoch": epoch,
-            "expire_at": {"$gt": when(time.time())},
-            "void": {"$ne": True},
-        }
-        if since is not None:
-            query["offset"] = {"$gt": since}
-        with outage("reading history"):
-            cursor = (
-                db[schema.PUBLICATIONS]
-                .find(query, {"_id": 0, "offset": 1, "body": 1})
-                .sort("offset", -1 if reverse else 1)
-                .limit(limit)
-            )
-            return [(d["offset"], d["body"]) async for d in cursor]
+        kept = await self._visible(channel, epoch, since, bodies=True)
+        pubs = [(o, b) for o, b in kept if b is not VOID and (since is None or o > since)]
+        return (pubs[::-1] if reverse else pubs)[:limit]
 
     async def span(
         self, channel: str, epoch: str, since: int, upto: int
@@ -72,44 +58,40 @@ class MongoReads:
     async def _read_span(
         self, channel: str, epoch: str, since: int, upto: int
     ) -> list[tuple[int, bytes | None]]:
-        db = await self._ready()
-        query = {
-            "channel": channel,
-            "epoch": epoch,
-            "offset": {"$gte": since, "$lte": upto},
-            "expire_at": {"$gt": when(time.time())},
-        }
-        with outage("reading history"):
-            cursor = db[schema.PUBLICATIONS].find(
-                query, {"_id": 0, "offset": 1, "body": 1, "void": 1}
-            )
-            kept = [(d["offset"], VOID if d.get("void") else d["body"]) async for d in cursor]
-        return sorted(kept, key=lambda entry: entry[0])
+        kept = await self._visible(channel, epoch, since, bodies=True)
+        return [(o, b) for o, b in kept if since <= o <= upto]
 
     async def lowest(self, channel: str, epoch: str) -> int | None:
-        db = await self._ready()
-        query = {"channel": channel, "epoch": epoch, "expire_at": {"$gt": when(time.time())}}
-        with outage("reading history"):
-            doc = await db[schema.PUBLICATIONS].find_one(
-                query, {"_id": 0, "offset": 1}, sort=[("offset", 1)]
-            )
-        return None if doc is None else int(doc["offset"])
+        kept = await self._visible(channel, epoch, None, bodies=False)
+        return kept[0][0] if kept else None
 
     async def position(self, channel: str) -> Position | None:
         db = await self._ready()
         with outage("reading the position"):
             current = await db[schema.CHANNELS].find_one({"_id": channel})
-            if current is None:
-                return None
-            newest = await db[schema.PUBLICATIONS].find_one(
-                {
-                    "channel": channel,
-                    "epoch": current["epoch"],
-                    "expire_at": {"$gt": when(time.time())},
-                },
-                {"_id": 0, "offset": 1},
-                sort=[("offset", -1)],
-            )
-        if newest is None:
+        if current is None:
             return None
-        return Position(max(newest["offset"], current.get("reserved", 0)), current["epoch"])
+        kept = await self._visible(channel, current["epoch"], None, bodies=False)
+        if not kept:
+            return None
+        return Position(max(kept[-1][0], current.get("reserved", 0)), current["epoch"])
+
+    async def _visible(
+        self, channel: str, epoch: str, since: int | None, bodies: bool
+    ) -> list[tuple[int, bytes | None]]:
+        """What readers see of the channel's `epoch` (mongo_docs.visible), from `since` on.
+
+        Every document from `since` to the newest is read, the newest setting the floor: one
+        index range on (channel, offset), the rest filtered here, where extra fields in the
+        query made the embedded server scan the collection.
+        """
+        db = await self._ready()
+        query: dict[str, Any] = {"channel": channel}
+        if since is not None:
+            query["offset"] = {"$gte": since}
+        fields = {"_id": 0, "epoch": 1, "offset": 1, "void": 1, "size": 1, "expire_at": 1}
+        if bodies:
+            fields["body"] = 1
+        with outage("reading history"):
+            docs = await db[schema.PUBLICATIONS].find(query, fields).to_list(None)
+        return mongo_docs.visible(docs, epoch, when(time.time()))

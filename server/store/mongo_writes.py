@@ -1,27 +1,30 @@
-"""Writing a channel's history to MongoDB: appends (group-committed, `[mongo] group_commit_ms`),
-voids, reserved offsets, and the epoch and trim floor each channel is written under."""
+"""Writing a channel's history to MongoDB: appends (group-committed, `[mongo] group_commit_ms`,
+one run per channel per commit: mongo_docs), voids, trims, reserved offsets, and the epoch and
+trim floor each channel is written under."""
 
 from __future__ import annotations
 
 import asyncio
 import time
-from collections import OrderedDict
+from collections import OrderedDict, deque
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
-from pymongo import DeleteMany
 from pymongo.errors import BulkWriteError, DuplicateKeyError
 
-from server.store import schema
+from server.store import mongo_docs, schema
 from server.store.base import Refused, StoreConflict, StoreUnavailable
 from server.store.commit import GroupCommit
+from server.store.mongo_docs import Doc
 from server.store.mongo_io import Db, Ready, outage, when
 
 #: Channels whose epoch and trim floor this process remembers (least recently written go).
 CHANNEL_CACHE = 10_000
 DUPLICATE_KEY = 11000
+#: Rounds of writing a run again without the offsets other writes took meanwhile.
+SETTLE_ATTEMPTS = 5
 
 
 @dataclass(frozen=True, slots=True)
@@ -36,11 +39,14 @@ class Append:
 
 @dataclass(slots=True)
 class _Kept:
-    """What this process knows of a channel: its epoch and the offset it is trimmed up to."""
+    """What this process knows of a channel: its epoch, the offset it is trimmed up to and the
+    runs it wrote that are not trimmed yet."""
 
     epoch: str
     recorded: asyncio.Future[None]  # the epoch is in the channels collection
     floor: int = 0
+    runs: deque[tuple[int, Any]] = field(default_factory=deque)  # (newest offset, _id)
+    swept: bool = False  # leftovers of other writers were looked for
 
 
 class MongoWrites:
@@ -81,7 +87,8 @@ class MongoWrites:
         return refused
 
     async def _write(self, batch: list[Append]) -> Refused:
-        """Write a batch: per channel, drop older epochs, insert the newest, trim to size.
+        """Write a batch: per channel, one run of the newest epoch's offsets above the floor
+        (older epochs' documents go, `_kept`); then trim.
 
         Returns the items refused because their offset was made void first.
         """
@@ -89,24 +96,20 @@ class MongoWrites:
         by_channel: dict[str, list[Append]] = {}
         for item in batch:
             by_channel.setdefault(item.channel, []).append(item)
-        docs: list[dict[str, Any]] = []
+        docs: list[Doc] = []
         kept: dict[str, _Kept] = {}
-        refused: Refused = {}
         for channel, items in by_channel.items():
             newest = max(items, key=lambda i: i.offset)
             k = kept[channel] = await self._kept(db, channel, newest.epoch)
             k.floor = max(k.floor, newest.offset - newest.history_size)
-            docs += [
-                {
-                    "channel": i.channel,
-                    "epoch": i.epoch,
-                    "offset": i.offset,
-                    "body": i.body,
-                    "expire_at": i.expire_at,
-                }
-                for i in items
-                if i.epoch == newest.epoch and i.offset > k.floor
-            ]
+            run = {
+                i.offset: i.body for i in items if i.epoch == newest.epoch and i.offset > k.floor
+            }
+            expire_at = max(i.expire_at for i in items)
+            docs += mongo_docs.runs(
+                channel, newest.epoch, sorted(run.items()), newest.history_size, expire_at
+            )
+        refused: Refused = {}
         if docs:
             try:
                 voided = await self._insert(db, docs)
@@ -117,56 +120,76 @@ class MongoWrites:
                     refused[i] = StoreConflict(
                         f"offset {item.offset} of {item.channel} was made void before it was stored"
                     )
-        # Trim after inserting, to the highest floor known by now: a concurrent write that
-        # trimmed while ours was in flight leaves nothing of ours below its floor. One delete
-        # per channel, in one round trip: each is a range of the (channel, offset) index, where
-        # an `$or` of channels made the embedded server scan the whole collection per write.
-        trims = [
-            DeleteMany({"channel": c, "offset": {"$lte": k.floor}})
-            for c, k in kept.items()
-            if k.floor
-        ]
-        if trims:
-            with outage("trimming history"):
-                await db[schema.PUBLICATIONS].bulk_write(trims, ordered=False)
+        await self._trim(db, kept)
         return refused
 
-    async def _insert(self, db: Db, docs: list[dict[str, Any]]) -> set[tuple[str, int]]:
-        """Insert; an older epoch's leftover is replaced, a retried one kept.
+    async def _trim(self, db: Db, kept: dict[str, _Kept]) -> None:
+        """Delete the runs wholly at or below their channel's floor, in one round trip.
+
+        The runs this process wrote are known; those left by a previous run of the process or
+        by a process gone are looked for once per channel (the channel's first trim here).
+        """
+        ids: list[Any] = []
+        for channel, k in kept.items():
+            if not k.floor:
+                continue
+            if not k.swept:
+                k.swept = True
+                ids += await self._leftovers(db, channel, k)
+            while k.runs and k.runs[0][0] <= k.floor:
+                ids.append(k.runs.popleft()[1])
+        if ids:
+            with outage("trimming history"):
+                await db[schema.PUBLICATIONS].delete_many({"_id": {"$in": list(set(ids))}})
+
+    async def _leftovers(self, db: Db, channel: str, k: _Kept) -> list[Any]:
+        """The ids of `k.epoch`'s runs of `channel` wholly at or below its floor."""
+        with outage("trimming history"):
+            found = db[schema.PUBLICATIONS].find(
+                {"channel": channel, "offset": {"$lte": k.floor}}, {"epoch": 1, "offset": 1}
+            )
+            return [
+                d["_id"]
+                async for d in found
+                if d["epoch"] == k.epoch and max(mongo_docs.offsets(d)) <= k.floor
+            ]
+
+    async def _insert(self, db: Db, docs: list[Doc]) -> set[tuple[str, int]]:
+        """Insert runs; an offset held by an older epoch's leftover is taken over, one held by
+        the same epoch is left to its holder (a retried publication is stored already).
 
         Returns the (channel, offset) of publications refused because a void holds the offset.
         """
         pubs = db[schema.PUBLICATIONS]
+        voided: set[tuple[str, int]] = set()
         with outage("storing publications"):
-            try:
-                await pubs.insert_many(docs, ordered=False)
-                return set()
-            except BulkWriteError as exc:
-                dups = _duplicates(exc, docs)
-            by_epoch: dict[tuple[str, str], list[int]] = {}
-            for doc in dups:
-                by_epoch.setdefault((doc["channel"], doc["epoch"]), []).append(doc["offset"])
-            for (channel, epoch), offsets in by_epoch.items():  # one round trip per channel
-                await pubs.delete_many(
-                    {"channel": channel, "offset": {"$in": offsets}, "epoch": {"$ne": epoch}}
-                )
-            try:
-                await pubs.insert_many(dups, ordered=False)
-                return set()
-            except BulkWriteError as exc:
-                same = _duplicates(exc, dups)  # now the same epoch's: stored, or a void
-            mine: dict[str, list[int]] = {}
-            for d in same:
-                if not d.get("void"):
-                    mine.setdefault(d["channel"], []).append(d["offset"])
-            voided: set[tuple[str, int]] = set()
-            for channel, offsets in mine.items():  # by channel: an index range each, no `$or`
-                found = pubs.find(
-                    {"channel": channel, "offset": {"$in": offsets}, "void": True},
-                    {"_id": 0, "offset": 1},
-                )
-                voided.update([(channel, d["offset"]) async for d in found])
-            return voided
+            for _ in range(SETTLE_ATTEMPTS):
+                try:
+                    await pubs.insert_many(docs, ordered=False)
+                    self._remember(docs)
+                    return voided
+                except BulkWriteError as exc:
+                    refused = _duplicates(exc, docs)
+                taken = {id(d) for d in refused}
+                self._remember([d for d in docs if id(d) not in taken])
+                docs = []
+                for doc in refused:
+                    rest = await _settle(pubs, doc, voided)
+                    if rest is not None:
+                        docs.append(rest)
+                if not docs:
+                    return voided
+        raise StoreUnavailable(
+            f"MongoDB storing publications failed: offsets of {docs[0]['channel']} kept being "
+            f"taken by other writes ({SETTLE_ATTEMPTS} attempts)"
+        )
+
+    def _remember(self, docs: list[Doc]) -> None:
+        """Note written runs for trimming, under their channel's current epoch."""
+        for doc in docs:
+            k = self._channels.get(doc["channel"])
+            if k is not None and k.epoch == doc["epoch"]:
+                k.runs.append((doc["offset"][-1], doc["_id"]))
 
     async def _kept(self, db: Db, channel: str, epoch: str) -> _Kept:
         """The channel's state under `epoch`, shared by concurrent writes, once recorded."""
@@ -208,13 +231,9 @@ class MongoWrites:
             return
         db = await self._ready()
         await self._kept(db, channel, epoch)
-        expire_at = when(time.time() + ttl_s)
-        docs = [
-            {"channel": channel, "epoch": epoch, "offset": o, "void": True, "expire_at": expire_at}
-            for o in offsets
-        ]
+        doc = mongo_docs.void_run(channel, epoch, sorted(set(offsets)), when(time.time() + ttl_s))
         try:
-            await self._insert(db, docs)
+            await self._insert(db, [doc])
         finally:
             self._written((channel,))
 
@@ -224,6 +243,28 @@ class MongoWrites:
             await db[schema.CHANNELS].update_one(
                 {"_id": channel, "epoch": epoch}, {"$max": {"reserved": offset}}
             )
+
+
+async def _settle(pubs: Any, doc: Doc, voided: set[tuple[str, int]]) -> Doc | None:
+    """What of a run refused as a duplicate to write again: its offsets no document of its
+    epoch holds. Documents of another epoch holding any are deleted (the channel moved on);
+    offsets of a publication run that a void holds go to `voided`."""
+    channel, epoch, mine = doc["channel"], doc["epoch"], mongo_docs.offsets(doc)
+    held: dict[int, bool] = {}  # offset -> held by a void
+    stale: list[Any] = []
+    found = pubs.find(
+        {"channel": channel, "offset": {"$in": mine}}, {"epoch": 1, "offset": 1, "void": 1}
+    )
+    async for d in found:
+        if d["epoch"] != epoch:
+            stale.append(d["_id"])
+        else:
+            held.update(dict.fromkeys(mongo_docs.offsets(d), bool(d.get("void"))))
+    if stale:
+        await pubs.delete_many({"_id": {"$in": stale}})
+    if not doc.get("void"):
+        voided.update((channel, o) for o in mine if held.get(o))
+    return mongo_docs.remainder(doc, {o for o in mine if o not in held})
 
 
 def _duplicates(exc: BulkWriteError, docs: list[dict[str, Any]]) -> list[dict[str, Any]]:

@@ -15,7 +15,10 @@ from pymongo.asynchronous.database import AsyncDatabase
 from server.store.base import StoreUnavailable
 
 #: The schema this code writes. Raise it (and migrate in `ensure`) when documents change shape.
-VERSION = 1
+#: 2: a publications document holds a run of offsets (mongo_docs); version 1 documents, one
+#: offset each, are read as they are, so there is nothing to migrate. A version 1 process
+#: cannot read runs: stop those before starting this version on their database.
+VERSION = 2
 
 USERS = "users"
 SESSIONS = "sessions"
