@@ -292,3 +292,14 @@ async def test_the_store_opens_at_most_its_pool_of_connections(embedded_mongo: s
         assert client.options.pool_options.max_pool_size == store_mongo.POOL_SIZE <= 50
     finally:
         await store.close()
+
+
+@pytest.mark.asyncio
+async def test_a_run_longer_than_a_group_commit_is_stored_in_two(mongo_store: MongoStore) -> None:
+    """Group commit takes at most 2,000 items a batch: a longer run is split across two
+    commits, two documents, and reads back whole."""
+    run = [(o, b"%d" % o) for o in range(1, 2501)]
+    assert await mongo_store.append_many("c", "e1", run, 3000, 60) == {}
+    assert await mongo_store.history("c", "e1", None, 3000, False) == run
+    docs = mongo_store._db[schema.PUBLICATIONS].find({"channel": "c"}, {"offset": 1})
+    assert sorted([len(d["offset"]) async for d in docs]) == [500, 2000]
