@@ -303,3 +303,39 @@ async def test_a_run_longer_than_a_group_commit_is_stored_in_two(mongo_store: Mo
     assert await mongo_store.history("c", "e1", None, 3000, False) == run
     docs = mongo_store._db[schema.PUBLICATIONS].find({"channel": "c"}, {"offset": 1})
     assert sorted([len(d["offset"]) async for d in docs]) == [500, 2000]
+
+
+class _Finds(_Deletes):
+    """Records the filter and projection of every find."""
+
+    def started(self, event: monitoring.CommandStartedEvent) -> None:
+        if event.command_name == "find":
+            self.filters.append(
+                {"filter": event.command["filter"], "projection": event.command.get("projection")}
+            )
+
+
+@pytest.mark.asyncio
+async def test_a_page_of_history_reads_the_bodies_of_its_runs_only(
+    mongo_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    finds = _Finds()
+    monkeypatch.setattr(
+        store_mongo, "AsyncMongoClient", partial(AsyncMongoClient, event_listeners=[finds])
+    )
+    config = fresh_config(mongo_url)
+    store = MongoStore(config)
+    await store.start()
+    try:
+        for first in range(1, 51, 10):  # five runs of ten
+            run = [(o, b"%d" % o) for o in range(first, first + 10)]
+            assert await store.append_many("c", "e1", run, 100, 60) == {}
+        finds.filters.clear()
+        page = await store.history("c", "e1", None, 3, True)
+        assert page == [(50, b"50"), (49, b"49"), (48, b"48")]
+        offsets, bodies = finds.filters
+        assert "body" not in offsets["projection"]
+        assert len(bodies["filter"]["_id"]["$in"]) == 1  # the newest run alone
+    finally:
+        await store.close()
+        await drop_database(config)

@@ -14,6 +14,7 @@ until it is wholly below it (trimming removes whole runs), and is never seen mea
 
 from __future__ import annotations
 
+from bisect import bisect_left
 from datetime import datetime
 from typing import Any
 
@@ -96,25 +97,36 @@ def offsets(doc: Doc) -> list[int]:
 
 
 def items(doc: Doc) -> list[Item]:
-    """(offset, body) of a document of either schema version; VOID for a void offset, and for
-    every offset when the bodies were left out of the read."""
+    """(offset, body) of a document of either schema version, VOID for a void offset."""
     found = offsets(doc)
-    if doc.get("void") or "body" not in doc:
+    if doc.get("void"):
         return [(o, VOID) for o in found]
     bodies = doc["body"]
     return list(zip(found, bodies if isinstance(bodies, list) else [bodies], strict=True))
 
 
-def visible(docs: list[Doc], epoch: str, now: datetime) -> list[Item]:
-    """What readers see of a channel's documents: `epoch`'s, unexpired, above the floor,
-    oldest first. `docs` must include the channel's newest, which sets the floor."""
+def body(doc: Doc, offset: int) -> bytes | None:
+    """The body `doc` holds for `offset` (one of its offsets), VOID for a void offset."""
+    if doc.get("void"):
+        return VOID
+    bodies = doc["body"]
+    if not isinstance(bodies, list):
+        return bytes(bodies)
+    found: bytes = bodies[bisect_left(doc["offset"], offset)]  # a run's offsets ascend
+    return found
+
+
+def visible(docs: list[Doc], epoch: str, now: datetime) -> list[tuple[int, Doc]]:
+    """What readers see of a channel's documents: each offset of `epoch` still unexpired and
+    above the floor, oldest first, with the document holding it. `docs` must include the
+    channel's newest, which sets the floor."""
     floor = 0
-    kept: list[Item] = []
+    kept: list[tuple[int, Doc]] = []
     for doc in docs:
         if doc["epoch"] != epoch or doc["expire_at"] <= now:
             continue
-        found = items(doc)
-        kept += found
+        found = offsets(doc)
+        kept += [(o, doc) for o in found]
         if "size" in doc:
-            floor = max(floor, found[-1][0] - doc["size"])
-    return sorted((item for item in kept if item[0] > floor), key=lambda item: item[0])
+            floor = max(floor, found[-1] - doc["size"])
+    return sorted((entry for entry in kept if entry[0] > floor), key=lambda entry: entry[0])

@@ -23,9 +23,24 @@ class MongoReads:
     async def history(
         self, channel: str, epoch: str, since: int | None, limit: int, reverse: bool
     ) -> list[tuple[int, bytes]]:
-        kept = await self._visible(channel, epoch, since, bodies=True)
-        pubs = [(o, b) for o, b in kept if b is not VOID and (since is None or o > since)]
-        return (pubs[::-1] if reverse else pubs)[:limit]
+        """Offsets first, then the bodies of only the runs holding the page: a small page of a
+        long history of large publications reads little."""
+        kept = await self._visible(channel, epoch, since, bodies=False)
+        pubs = [(o, d) for o, d in kept if not d.get("void") and (since is None or o > since)]
+        page = (pubs[::-1] if reverse else pubs)[:limit]
+        if not page:
+            return []
+        db = await self._ready()
+        ids = list({d["_id"] for _, d in page})
+        with outage("reading history"):
+            found = db[schema.PUBLICATIONS].find({"_id": {"$in": ids}}, {"offset": 1, "body": 1})
+            runs = {d["_id"]: d async for d in found}
+        # A run trimmed in between lay below the floor by then: its offsets are left out.
+        return [
+            (o, body)
+            for o, d in page
+            if d["_id"] in runs and (body := mongo_docs.body(runs[d["_id"]], o)) is not VOID
+        ]
 
     async def span(
         self, channel: str, epoch: str, since: int, upto: int
@@ -59,7 +74,7 @@ class MongoReads:
         self, channel: str, epoch: str, since: int, upto: int
     ) -> list[tuple[int, bytes | None]]:
         kept = await self._visible(channel, epoch, since, bodies=True)
-        return [(o, b) for o, b in kept if since <= o <= upto]
+        return [(o, mongo_docs.body(d, o)) for o, d in kept if since <= o <= upto]
 
     async def lowest(self, channel: str, epoch: str) -> int | None:
         kept = await self._visible(channel, epoch, None, bodies=False)
@@ -78,7 +93,7 @@ class MongoReads:
 
     async def _visible(
         self, channel: str, epoch: str, since: int | None, bodies: bool
-    ) -> list[tuple[int, bytes | None]]:
+    ) -> list[tuple[int, mongo_docs.Doc]]:
         """What readers see of the channel's `epoch` (mongo_docs.visible), from `since` on.
 
         Every document from `since` to the newest is read, the newest setting the floor: one
@@ -89,7 +104,7 @@ class MongoReads:
         query: dict[str, Any] = {"channel": channel}
         if since is not None:
             query["offset"] = {"$gte": since}
-        fields = {"_id": 0, "epoch": 1, "offset": 1, "void": 1, "size": 1, "expire_at": 1}
+        fields = {"epoch": 1, "offset": 1, "void": 1, "size": 1, "expire_at": 1}
         if bodies:
             fields["body"] = 1
         with outage("reading history"):
