@@ -12,7 +12,7 @@ export function el(tag, text = "", className = "", data = {}) {
 }
 
 /** Keep the #state badge saying "connected", "reconnecting in N s" or "offline", and offer
- *  `button` ("Reconnect now") whenever the page is not connected. */
+ *  `button` ("Reconnect now") whenever the page has lost its connection. */
 export function showState(sb, badge, button = document.getElementById("reconnect")) {
   let countdown = null;
   const render = (state, until) => {
@@ -27,7 +27,9 @@ export function showState(sb, badge, button = document.getElementById("reconnect
     const until = Date.now() + (info.retryInMs || 0);
     render(state, until);
     if (info.retryInMs > 1000) countdown = setInterval(() => render(state, until), 250);
-    if (button) button.hidden = state === "connected" || (state !== "disconnected" && !info.retryInMs);
+    // Hidden only while connected and during the first connect: once the connection is lost it
+    // stays offered, also while an attempt is under way (a browser may hold one for seconds).
+    if (button) button.hidden = state === "connected" || (state === "connecting" && !info.retryInMs);
   });
   button?.addEventListener("click", () => {
     button.hidden = true;
