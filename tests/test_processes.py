@@ -8,6 +8,7 @@ import subprocess
 import sys
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
+from pathlib import Path
 from typing import Any
 
 import orjson
@@ -66,6 +67,37 @@ async def test_a_subscriber_on_a_gets_every_publication_made_on_b_in_order(
     got = [await sub.push_of("pub") for _ in range(1000)]
     assert [p["data"] for p in got] == list(range(1000))
     assert [p["offset"] for p in got] == offsets
+
+
+@pytest.mark.asyncio
+async def test_two_processes_on_uvloop_fan_out_in_order_and_exit_cleanly(
+    server_processes: Callable[..., ServerProcess],
+    redis_url: str,
+    redis_prefix: str,
+    clients: Callable[[str], Awaitable[WsClient]],
+) -> None:
+    """`[server] event_loop = "uvloop"`: the listener's own upgrades (a peek at the head, the
+    socket detached from Tornado), pipelined publishes, Redis fan-out and the drain on SIGTERM
+    all run on libuv's loop as on asyncio's."""
+    env = {"SWITCHBOARD_SERVER_EVENT_LOOP": "uvloop"}
+    a, b = (server_processes(redis_url, redis_prefix, env=env) for _ in range(2))
+    a.wait_ready()
+    b.wait_ready()
+    sub, pub = await clients(a.ws_url), await clients(b.ws_url)
+    start = await sub.ok("subscribe", channel="news")
+    replies = await asyncio.gather(
+        *(pub.call("publish", channel="news", data=i) for i in range(300))
+    )
+    assert [r["result"]["offset"] for r in replies] == list(
+        range(start["offset"] + 1, start["offset"] + 301)
+    )
+    got = [await sub.push_of("pub") for _ in range(300)]
+    assert [p["data"] for p in got] == list(range(300))
+    for server in (a, b):  # libuv's loop is loaded only when the setting asks for it
+        maps = Path(f"/proc/{server.proc.pid}/maps").read_text()
+        assert "uvloop/loop." in maps
+    assert a.stop() == 0 and b.stop() == 0
+    assert "Traceback" not in a.log() + b.log(), a.log() + b.log()
 
 
 @pytest.mark.asyncio
