@@ -112,6 +112,8 @@ class ServerAPI:
             response = await tornado.httpclient.AsyncHTTPClient().fetch(request, raise_error=False)
         except OSError as exc:
             raise SwitchboardError("unavailable", f"{self.base_url} unreachable: {exc}") from None
+        except tornado.httpclient.HTTPClientError as exc:  # no response: closed, timed out
+            raise SwitchboardError("unavailable", f"{self.base_url}: {exc}", status=None) from None
         try:
             decoded = orjson.loads(response.body or b"null")
         except orjson.JSONDecodeError:
@@ -123,8 +125,6 @@ class ServerAPI:
             raise SwitchboardError(
                 str(error.get("code")), str(error.get("message")), status=response.code
             )
-        if response.code == 599:  # Tornado's own status for a request that got no response
-            raise SwitchboardError("unavailable", str(response.error), status=None)
         raise SwitchboardError(
             "unavailable" if response.code >= 500 else "bad_request",
             f"HTTP {response.code} {response.reason}",

@@ -174,6 +174,28 @@ async def test_server_api_unreachable() -> None:
     assert caught.value.code == "unavailable"
 
 
+@pytest.mark.asyncio
+@pytest.mark.parametrize("peer", ["hangs_up", "never_answers"])
+async def test_server_api_without_a_response_is_unavailable(peer: str) -> None:
+    """A request that gets no response (the process died mid-request, or stalls past the
+    timeout) is a SwitchboardError like any other failure, not Tornado's own exception."""
+
+    async def on_connect(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        await reader.readuntil(b"\r\n\r\n")
+        if peer == "never_answers":
+            await reader.read()  # until the client gives up and closes
+        writer.close()
+
+    server = await asyncio.start_server(on_connect, "127.0.0.1", 0)
+    port = server.sockets[0].getsockname()[1]
+    try:
+        with pytest.raises(SwitchboardError) as caught:
+            await ServerAPI(f"http://127.0.0.1:{port}", API_KEY, timeout=0.5).stats()
+        assert caught.value.code == "unavailable" and caught.value.status is None
+    finally:
+        server.close()
+
+
 def test_backoff_windows_double_to_the_cap_with_full_jitter() -> None:
     backoff = Backoff(0.5, 20.0)
     windows = [0.5, 1, 2, 4, 8, 16, 20, 20, 20]
