@@ -105,8 +105,6 @@ async def fetch_json(
         resp = await tornado.httpclient.AsyncHTTPClient().fetch(req, raise_error=False)
     except (OSError, tornado.httpclient.HTTPClientError):
         raise ProviderError(f"{label} could not be reached. Try again in a moment.") from None
-    if resp.code == 599:
-        raise ProviderError(f"{label} could not be reached. Try again in a moment.")
     try:
         body = orjson.loads(resp.body or b"")
     except orjson.JSONDecodeError:

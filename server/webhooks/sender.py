@@ -156,4 +156,4 @@ class Sender:
             return f"{type(exc).__name__}: {exc}"
         if 200 <= response.code < 300:
             return None
-        return f"HTTP {response.code}" if response.code != 599 else str(response.error)
+        return f"HTTP {response.code}"
