@@ -234,44 +234,48 @@ def encodings_cost(subscribers: int, rate: float) -> Body:
     return body
 
 
-def fast_publisher(srv: Running, out: Outcome, sz: Sizes, outdir: Path, tag: str) -> None:
+def fast_publisher(channels: int) -> Body:
     """One WebSocket connection publishing as fast as the server acknowledges (at most 1,000
-    unanswered), to one channel with one subscriber."""
-    seconds = sz.secs(8)
-    doc = load(
-        [
-            "fanout",
-            "--url",
-            srv.ws_url,
-            "--subscribers",
-            "1",
-            "--publishers",
-            "1",
-            "--rate",
-            "40000",
-            "--channels",
-            "1",
-            "--duration",
-            str(seconds),
-            "--channel-prefix",
-            prefix(srv),
-            "--api-key",
-            API_KEY,
-            "--quiet",
-        ],
-        out,
-        outdir,
-        tag,
-    )
-    if doc:
-        errors = sum(v for k, v in doc["errors"].items() if k.startswith("publish:error"))
-        out.figures |= {
-            "acknowledged publications/s": round((doc["published"] - errors) / seconds),
-            "deliveries/s": doc["deliveries_per_s"],
-            "p99 ms (publish to delivery)": doc["latency_ms"]["p99"],
-            "lost": doc["lost"] + doc["duplicated"] + doc["reordered"],
-        }
-        server_cost(out, doc, "publication")
+    unanswered), round-robin to `channels` channels with a subscriber each."""
+
+    def body(srv: Running, out: Outcome, sz: Sizes, outdir: Path, tag: str) -> None:
+        seconds = sz.secs(8)
+        doc = load(
+            [
+                "fanout",
+                "--url",
+                srv.ws_url,
+                "--subscribers",
+                str(channels),
+                "--publishers",
+                "1",
+                "--rate",
+                "40000",
+                "--channels",
+                str(channels),
+                "--duration",
+                str(seconds),
+                "--channel-prefix",
+                prefix(srv),
+                "--api-key",
+                API_KEY,
+                "--quiet",
+            ],
+            out,
+            outdir,
+            tag,
+        )
+        if doc:
+            errors = sum(v for k, v in doc["errors"].items() if k.startswith("publish:error"))
+            out.figures |= {
+                "acknowledged publications/s": round((doc["published"] - errors) / seconds),
+                "deliveries/s": doc["deliveries_per_s"],
+                "p99 ms (publish to delivery)": doc["latency_ms"]["p99"],
+                "lost": doc["lost"] + doc["duplicated"] + doc["reordered"],
+            }
+            server_cost(out, doc, "publication")
+
+    return body
 
 
 def churn(srv: Running, out: Outcome, sz: Sizes, outdir: Path, tag: str) -> None:

@@ -118,10 +118,19 @@ SCENARIOS = [
     Scenario(
         "publisher-redis",
         "One WebSocket connection publishing through Redis (one process)",
-        fast_publisher,
+        fast_publisher(1),
         redis=True,
         baseline=False,
         no_baseline="No baseline: the baselines acknowledge a publish without Redis.",
+    ),
+    Scenario(
+        "publisher-durable",
+        "One WebSocket connection publishing to 20 channels whose history the embedded MongoDB "
+        "server keeps, each publication acknowledged once stored (one process)",
+        fast_publisher(20),
+        baseline=False,
+        no_baseline="No baseline: the baselines keep no history.",
+        mongo_url="",
     ),
     Scenario(
         "fanout-1k",
