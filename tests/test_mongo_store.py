@@ -339,3 +339,69 @@ async def test_a_page_of_history_reads_the_bodies_of_its_runs_only(
     finally:
         await store.close()
         await drop_database(config)
+
+
+class _Returned(_Deletes):
+    """Counts the documents every find and getMore returned."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.returned = 0
+
+    def started(self, event: monitoring.CommandStartedEvent) -> None:
+        pass
+
+    def succeeded(self, event: monitoring.CommandSucceededEvent) -> None:
+        cursor = event.reply.get("cursor", {}) if event.command_name in ("find", "getMore") else {}
+        self.returned += len(cursor.get("firstBatch", cursor.get("nextBatch", [])))
+
+
+@pytest.mark.asyncio
+async def test_a_page_of_history_stops_reading_runs_once_it_is_whole(
+    mongo_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Fifty runs of one publication (a quiet channel, a commit each): a page of three reads
+    about four documents, not fifty, either way."""
+    returned = _Returned()
+    monkeypatch.setattr(
+        store_mongo, "AsyncMongoClient", partial(AsyncMongoClient, event_listeners=[returned])
+    )
+    config = fresh_config(mongo_url)
+    store = MongoStore(config)
+    await store.start()
+    try:
+        for o in range(1, 51):
+            await store.append("c", "e1", o, b"%d" % o, 100, 60)
+        for reverse, since, want in (
+            (True, None, [50, 49, 48]),
+            (False, None, [1, 2, 3]),
+            (False, 20, [21, 22, 23]),
+            (True, 20, [50, 49, 48]),
+        ):
+            returned.returned = 0
+            page = await store.history("c", "e1", since, 3, reverse)
+            assert [o for o, _ in page] == want
+            # the newest run (forward only), a batch of limit + 1, the page's runs with bodies
+            assert returned.returned <= 1 + (3 + 1) + 3, (reverse, since, returned.returned)
+    finally:
+        await store.close()
+        await drop_database(config)
+
+
+@pytest.mark.asyncio
+async def test_pages_of_interleaved_runs_and_of_a_channel_ending_in_a_void(
+    mongo_store: MongoStore,
+) -> None:
+    """Two writers' runs interleave (1, 3, 5 and 2, 4, 6); a void as the newest document sets
+    no floor, so a forward page reads the channel whole."""
+    assert await mongo_store.append_many("c", "e1", [(1, b"1"), (3, b"3"), (5, b"5")], 9, 60) == {}
+    assert await mongo_store.append_many("c", "e1", [(2, b"2"), (4, b"4"), (6, b"6")], 9, 60) == {}
+    history = mongo_store.history
+    assert [o for o, _ in await history("c", "e1", None, 2, True)] == [6, 5]
+    assert [o for o, _ in await history("c", "e1", None, 2, False)] == [1, 2]
+    assert [o for o, _ in await history("c", "e1", 2, 3, False)] == [3, 4, 5]
+    await mongo_store.void("c", "e1", [7, 8], 60)
+    assert [o for o, _ in await history("c", "e1", None, 3, False)] == [1, 2, 3]
+    assert [o for o, _ in await history("c", "e1", None, 3, True)] == [6, 5, 4]
+    await mongo_store.append_many("c", "e1", [(9, b"9"), (10, b"10"), (11, b"11")], 9, 60)
+    assert [o for o, _ in await history("c", "e1", None, 3, False)] == [3, 4, 5]  # floor 2

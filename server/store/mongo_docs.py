@@ -117,17 +117,26 @@ def body(doc: Doc, offset: int) -> bytes | None:
     return found
 
 
-def visible(docs: list[Doc], epoch: str, now: datetime) -> list[tuple[int, Doc]]:
+def current(doc: Doc, epoch: str, now: datetime) -> bool:
+    """Whether readers of `epoch` see anything of `doc` (its epoch's, not expired)."""
+    return bool(doc["epoch"] == epoch and doc["expire_at"] > now)
+
+
+def floor_of(doc: Doc) -> int | None:
+    """The floor a run sets (its newest offset minus its size); None for a void or a
+    version 1 document, which set none."""
+    return max(offsets(doc)) - doc["size"] if "size" in doc else None
+
+
+def visible(docs: list[Doc], epoch: str, now: datetime, floor: int = 0) -> list[tuple[int, Doc]]:
     """What readers see of a channel's documents: each offset of `epoch` still unexpired and
-    above the floor, oldest first, with the document holding it. `docs` must include the
-    channel's newest, which sets the floor."""
-    floor = 0
+    above the floor, oldest first, with the document holding it. The floor is the highest of
+    `floor` and those the runs set: `docs` must include the channel's newest unless `floor`
+    was read from it."""
     kept: list[tuple[int, Doc]] = []
     for doc in docs:
-        if doc["epoch"] != epoch or doc["expire_at"] <= now:
+        if not current(doc, epoch, now):
             continue
-        found = offsets(doc)
-        kept += [(o, doc) for o in found]
-        if "size" in doc:
-            floor = max(floor, found[-1] - doc["size"])
+        kept += [(o, doc) for o in offsets(doc)]
+        floor = max(floor, floor_of(doc) or 0)
     return sorted((entry for entry in kept if entry[0] > floor), key=lambda entry: entry[0])

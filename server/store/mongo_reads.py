@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import time
+from bisect import bisect_left, bisect_right, insort
 from collections.abc import Iterable
 from typing import Any
 
@@ -12,6 +13,9 @@ from server.position import Position
 from server.store import mongo_docs, schema
 from server.store.base import VOID
 from server.store.mongo_io import Ready, outage, when
+
+#: What reads of offsets take of a document: everything but the bodies.
+FIELDS = {"epoch": 1, "offset": 1, "void": 1, "size": 1, "expire_at": 1}
 
 
 class MongoReads:
@@ -25,9 +29,7 @@ class MongoReads:
     ) -> list[tuple[int, bytes]]:
         """Offsets first, then the bodies of only the runs holding the page: a small page of a
         long history of large publications reads little."""
-        kept = await self._visible(channel, epoch, since, bodies=False)
-        pubs = [(o, d) for o, d in kept if not d.get("void") and (since is None or o > since)]
-        page = (pubs[::-1] if reverse else pubs)[:limit]
+        page = await self._page(channel, epoch, since, limit, reverse)
         if not page:
             return []
         db = await self._ready()
@@ -41,6 +43,57 @@ class MongoReads:
             for o, d in page
             if d["_id"] in runs and (body := mongo_docs.body(runs[d["_id"]], o)) is not VOID
         ]
+
+    async def _page(
+        self, channel: str, epoch: str, since: int | None, limit: int, reverse: bool
+    ) -> list[tuple[int, mongo_docs.Doc]]:
+        """The page's offsets with the runs holding them. Runs are read in order (newest first
+        by their newest offset, or oldest first by their oldest) and the read stops once no
+        run left can hold an offset of the page. Going forward needs the floor first, from the
+        newest run; when the newest document sets none (a void), the channel is read whole."""
+        db = await self._ready()
+        pubs = db[schema.PUBLICATIONS]
+        now = when(time.time())
+        floor = 0
+        if not reverse:
+            with outage("reading history"):
+                newest = await pubs.find_one({"channel": channel}, FIELDS, sort=[("offset", -1)])
+            if newest is None:
+                return []
+            set_by = mongo_docs.floor_of(newest) if mongo_docs.current(newest, epoch, now) else None
+            if set_by is None:
+                kept = await self._visible(channel, epoch, since, bodies=False)
+                return [
+                    (o, d) for o, d in kept if not d.get("void") and (since is None or o > since)
+                ][:limit]
+            floor = set_by
+        low = max(since or 0, floor)
+        query: dict[str, Any] = {"channel": channel}
+        if low:
+            query["offset"] = {"$gt": low}
+        docs: list[mongo_docs.Doc] = []
+        found: list[int] = []  # offsets of the page so far, ascending
+        with outage("reading history"):
+            cursor = pubs.find(query, FIELDS).sort("offset", -1 if reverse else 1)
+            try:
+                async for doc in cursor.batch_size(min(limit + 1, 1000)):
+                    held = mongo_docs.offsets(doc)
+                    if reverse:
+                        beyond = len(found) - bisect_right(found, max(held))
+                    else:
+                        beyond = bisect_left(found, min(held))
+                    if beyond >= limit:
+                        break
+                    docs.append(doc)
+                    if mongo_docs.current(doc, epoch, now) and not doc.get("void"):
+                        for o in held:
+                            if o > low:
+                                insort(found, o)
+            finally:
+                await cursor.close()
+        kept = mongo_docs.visible(docs, epoch, now, floor)
+        page = [(o, d) for o, d in kept if not d.get("void") and o > low]
+        return (page[::-1] if reverse else page)[:limit]
 
     async def span(
         self, channel: str, epoch: str, since: int, upto: int
@@ -104,9 +157,7 @@ class MongoReads:
         query: dict[str, Any] = {"channel": channel}
         if since is not None:
             query["offset"] = {"$gte": since}
-        fields = {"epoch": 1, "offset": 1, "void": 1, "size": 1, "expire_at": 1}
-        if bodies:
-            fields["body"] = 1
+        fields = dict(FIELDS, body=1) if bodies else FIELDS
         with outage("reading history"):
             docs = await db[schema.PUBLICATIONS].find(query, fields).to_list(None)
         return mongo_docs.visible(docs, epoch, when(time.time()))
