@@ -137,12 +137,22 @@ class MongoReads:
         db = await self._ready()
         with outage("reading the position"):
             current = await db[schema.CHANNELS].find_one({"_id": channel})
-        if current is None:
+            if current is None:
+                return None
+            newest = await db[schema.PUBLICATIONS].find_one(
+                {"channel": channel}, FIELDS, sort=[("offset", -1)]
+            )
+        if newest is None:
             return None
-        kept = await self._visible(channel, current["epoch"], None, bodies=False)
-        if not kept:
+        epoch = current["epoch"]
+        if mongo_docs.current(newest, epoch, when(time.time())):
+            top: int | None = max(mongo_docs.offsets(newest))
+        else:  # another epoch's or expired: what is left of this epoch, if anything
+            kept = await self._visible(channel, epoch, None, bodies=False)
+            top = kept[-1][0] if kept else None
+        if top is None:
             return None
-        return Position(max(kept[-1][0], current.get("reserved", 0)), current["epoch"])
+        return Position(max(top, current.get("reserved", 0)), epoch)
 
     async def _visible(
         self, channel: str, epoch: str, since: int | None, bodies: bool
