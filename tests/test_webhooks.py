@@ -17,8 +17,12 @@ import pytest_asyncio
 from server import auth
 from server.config import ConfigError, MongoConfig
 from server.webhooks import events
+from server.webhooks.claims import MemoryClaims
+from server.webhooks.events import SeqClock
 from server.webhooks.mongo_queue import MongoQueue
 from server.webhooks.queue import EventQueue, MemoryQueue
+from server.webhooks.sender import Sender
+from server.webhooks.tracker import Tracker
 from tests.fixtures.mongo import drop_database, fresh_config
 from tests.support import TOKEN_SECRET, http, make_config, start_server, ws_open
 from tests.webhook_receiver import SECRET, Receiver
@@ -241,3 +245,31 @@ async def test_queue_hands_out_again_an_event_whose_lease_ran_out(queue: EventQu
 def test_webhook_settings_are_checked(webhooks: dict[str, Any], message: str) -> None:
     with pytest.raises(ConfigError, match=message.replace(".", r"\.")):
         make_config(webhooks=webhooks)
+
+
+@pytest.mark.asyncio
+async def test_stopping_as_the_sender_is_woken_still_stops() -> None:
+    """On Python 3.11 `asyncio.wait_for` drops a cancellation that arrives just as what it
+    waits for completes: a `wake` (an event queued) in the same loop turn as `stop` (the server
+    shutting down) left the sender looping and `stop` waiting for it forever (a test run hung
+    in CI)."""
+    config = make_config(webhooks=hooks("http://127.0.0.1:9/hook")).webhooks
+    sender = Sender(config, MemoryQueue())
+    sender.start()
+    await asyncio.sleep(0.05)  # idle: waiting to be woken or for the next poll
+    sender.wake()
+    stopping = asyncio.ensure_future(sender.stop())
+    done, _ = await asyncio.wait({stopping}, timeout=3)  # not cancelled: stop swallows that
+    assert done, "stop() did not return"
+
+
+@pytest.mark.asyncio
+async def test_stopping_as_the_tracker_is_woken_still_stops() -> None:
+    """The presence tracker's loop has the same shape as the sender's (see above)."""
+    tracker = Tracker(MemoryClaims(0.1, SeqClock()), lambda *change: None, 60.0, 60.0)
+    tracker.start()
+    await asyncio.sleep(0.05)
+    tracker.channel_occupied("room")  # wakes it
+    stopping = asyncio.ensure_future(tracker.stop())
+    done, _ = await asyncio.wait({stopping}, timeout=3)
+    assert done, "stop() did not return"

@@ -54,6 +54,7 @@ class ShardLinks:
         self._home: dict[bytes, str] = {}  # channel -> primary it is subscribed (or subscribing) on
         self._wake = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
+        self._closing = False
         self._topology_down: str | None = "redis cluster: not connected yet"
 
     # -- state --------------------------------------------------------------------------------
@@ -98,6 +99,7 @@ class ShardLinks:
 
     async def close(self) -> None:
         if self._task is not None:
+            self._closing = True  # a cancellation `wait_for` drops (Python 3.11) still stops
             self._task.cancel()
             await asyncio.gather(self._task, return_exceptions=True)
             self._task = None
@@ -162,7 +164,7 @@ class ShardLinks:
     async def _watch(self) -> None:
         """Read the slot map now and then, sooner while something is amiss; move channels."""
         attempt = 0
-        while True:
+        while not self._closing:
             amiss = self._topology_down is not None or self.down is not None
             try:
                 await asyncio.wait_for(self._wake.wait(), RETRY_S if amiss else REFRESH_S)

@@ -49,6 +49,7 @@ class Sender:
         self.sent = 0
         self.failed = 0
         self._in_flight: dict[str, Queued] = {}
+        self._stopping = False
 
     def start(self) -> None:
         self._http = tornado.httpclient.AsyncHTTPClient(force_instance=True, max_clients=BATCH)
@@ -62,6 +63,9 @@ class Sender:
         """Stop sending; events cut off mid-attempt are handed back at once, not after their
         lease, so a restarted process (or another one) sends them without delay."""
         if self._task is not None:
+            # The flag too: on Python 3.11 `wait_for` drops a cancellation that arrives just as
+            # what it waits for completes (a `wake` in the same turn), and the loop would go on.
+            self._stopping = True
             self._task.cancel()
             try:
                 await self._task
@@ -82,7 +86,7 @@ class Sender:
 
     async def _run(self) -> None:
         failures = 0
-        while True:
+        while not self._stopping:
             self._wake.clear()
             try:
                 batch = await self._queue.claim(time.time(), self.lease_s, BATCH)

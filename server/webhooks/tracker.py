@@ -43,6 +43,7 @@ class Tracker:
         self._dirty: dict[str, dict[str, None]] = {kind: {} for kind in KINDS}
         self._wake = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
+        self._stopping = False
 
     # -- the hub's observer -------------------------------------------------------------------
 
@@ -89,6 +90,7 @@ class Tracker:
         """Tell the claims what changed last (clients leave on shutdown), then stop."""
         if self._task is None:
             return
+        self._stopping = True  # as the sender's: a cancellation `wait_for` drops still stops
         self._task.cancel()
         try:
             await self._task
@@ -105,7 +107,7 @@ class Tracker:
         next_sweep = loop.time() + self._sweep_s
         next_renew = loop.time() + self._renew_s
         failures = 0
-        while True:
+        while not self._stopping:
             wait = min(next_sweep, next_renew if self._claims.renews else next_sweep) - loop.time()
             try:
                 await asyncio.wait_for(self._wake.wait(), max(0.0, wait))
