@@ -175,52 +175,81 @@ async def start_and_close(store: MongoStore) -> None:
         await store.close()
 
 
-class _Deletes(monitoring.CommandListener):
-    """The filters of every delete statement the store sends."""
+class _Commands(monitoring.CommandListener):
+    """Every command the store sends and every reply it gets, to look at what it asked for."""
 
     def __init__(self) -> None:
-        self.filters: list[dict[str, Any]] = []
+        self.sent: list[tuple[str, dict[str, Any]]] = []
+        self.replies: list[tuple[str, dict[str, Any]]] = []
 
     def started(self, event: monitoring.CommandStartedEvent) -> None:
-        if event.command_name == "delete":
-            self.filters += [d["q"] for d in event.command["deletes"]]
+        self.sent.append((event.command_name, event.command))
 
     def succeeded(self, event: monitoring.CommandSucceededEvent) -> None:
-        pass
+        self.replies.append((event.command_name, event.reply))
 
     def failed(self, event: monitoring.CommandFailedEvent) -> None:
         pass
 
+    def clear(self) -> None:
+        self.sent.clear()
+        self.replies.clear()
 
-@pytest.mark.asyncio
-async def test_trimming_many_channels_deletes_runs_by_id_without_or(
-    mongo_url: str, monkeypatch: pytest.MonkeyPatch, raw: object
-) -> None:
-    """A group commit spanning channels trims all of them in one delete of the runs' ids: an
-    `$or` across channels made the embedded server scan the whole collection on every write
-    once histories were full, which stalled publishing (docs/reliability.md, soak)."""
-    deletes = _Deletes()
+    def deletes(self) -> list[dict[str, Any]]:
+        """The filter of every delete statement."""
+        return [d["q"] for name, c in self.sent if name == "delete" for d in c["deletes"]]
+
+    def finds(self) -> list[dict[str, Any]]:
+        """The filter and projection of every find."""
+        return [
+            {"filter": c["filter"], "projection": c.get("projection")}
+            for name, c in self.sent
+            if name == "find"
+        ]
+
+    def returned(self) -> int:
+        """How many documents the finds and getMores returned."""
+        batches = [r.get("cursor", {}) for name, r in self.replies if name in ("find", "getMore")]
+        return sum(len(b.get("firstBatch", b.get("nextBatch", []))) for b in batches)
+
+
+@pytest_asyncio.fixture
+async def heard(
+    mongo_url: str, monkeypatch: pytest.MonkeyPatch
+) -> AsyncIterator[tuple[MongoStore, _Commands]]:
+    """A store on a database of its own, every command it sends recorded."""
+    commands = _Commands()
     monkeypatch.setattr(
-        store_mongo, "AsyncMongoClient", partial(AsyncMongoClient, event_listeners=[deletes])
+        store_mongo, "AsyncMongoClient", partial(AsyncMongoClient, event_listeners=[commands])
     )
     config = fresh_config(mongo_url)
     store = MongoStore(config)
     await store.start()
-    try:
-        channels = [f"c{i}" for i in range(4)]
-        for offset in range(1, 8):  # a commit each, holding one offset of every channel
-            await asyncio.gather(*(store.append(c, "e1", offset, b"{}", 3, 60) for c in channels))
-        for c in channels:
-            assert [o for o, _ in await store.history(c, "e1", None, 10, False)] == [5, 6, 7]
-        assert deletes.filters, "nothing was trimmed"
-        assert all(list(f) == ["_id"] and list(f["_id"]) == ["$in"] for f in deletes.filters)
-        pubs = store._db[schema.PUBLICATIONS]
-        for c in channels:  # the runs of offsets 1-4 are gone, not only hidden
-            left = [d["offset"] async for d in pubs.find({"channel": c})]
-            assert sorted(left) == [[5], [6], [7]], left
-    finally:
-        await store.close()
-        await drop_database(config)
+    yield store, commands
+    await store.close()
+    await drop_database(config)
+
+
+@pytest.mark.asyncio
+async def test_trimming_many_channels_deletes_runs_by_id_without_or(
+    heard: tuple[MongoStore, _Commands],
+) -> None:
+    """A group commit spanning channels trims all of them in one delete of the runs' ids: an
+    `$or` across channels made the embedded server scan the whole collection on every write
+    once histories were full, which stalled publishing (docs/reliability.md, soak)."""
+    store, commands = heard
+    channels = [f"c{i}" for i in range(4)]
+    for offset in range(1, 8):  # a commit each, holding one offset of every channel
+        await asyncio.gather(*(store.append(c, "e1", offset, b"{}", 3, 60) for c in channels))
+    for c in channels:
+        assert [o for o, _ in await store.history(c, "e1", None, 10, False)] == [5, 6, 7]
+    deletes = commands.deletes()
+    assert deletes, "nothing was trimmed"
+    assert all(list(f) == ["_id"] and list(f["_id"]) == ["$in"] for f in deletes)
+    pubs = store._db[schema.PUBLICATIONS]
+    for c in channels:  # the runs of offsets 1-4 are gone, not only hidden
+        left = [d["offset"] async for d in pubs.find({"channel": c})]
+        assert sorted(left) == [[5], [6], [7]], left
 
 
 @pytest.mark.asyncio
@@ -305,87 +334,42 @@ async def test_a_run_longer_than_a_group_commit_is_stored_in_two(mongo_store: Mo
     assert sorted([len(d["offset"]) async for d in docs]) == [500, 2000]
 
 
-class _Finds(_Deletes):
-    """Records the filter and projection of every find."""
-
-    def started(self, event: monitoring.CommandStartedEvent) -> None:
-        if event.command_name == "find":
-            self.filters.append(
-                {"filter": event.command["filter"], "projection": event.command.get("projection")}
-            )
-
-
 @pytest.mark.asyncio
 async def test_a_page_of_history_reads_the_bodies_of_its_runs_only(
-    mongo_url: str, monkeypatch: pytest.MonkeyPatch
+    heard: tuple[MongoStore, _Commands],
 ) -> None:
-    finds = _Finds()
-    monkeypatch.setattr(
-        store_mongo, "AsyncMongoClient", partial(AsyncMongoClient, event_listeners=[finds])
-    )
-    config = fresh_config(mongo_url)
-    store = MongoStore(config)
-    await store.start()
-    try:
-        for first in range(1, 51, 10):  # five runs of ten
-            run = [(o, b"%d" % o) for o in range(first, first + 10)]
-            assert await store.append_many("c", "e1", run, 100, 60) == {}
-        finds.filters.clear()
-        page = await store.history("c", "e1", None, 3, True)
-        assert page == [(50, b"50"), (49, b"49"), (48, b"48")]
-        offsets, bodies = finds.filters
-        assert "body" not in offsets["projection"]
-        assert len(bodies["filter"]["_id"]["$in"]) == 1  # the newest run alone
-    finally:
-        await store.close()
-        await drop_database(config)
-
-
-class _Returned(_Deletes):
-    """Counts the documents every find and getMore returned."""
-
-    def __init__(self) -> None:
-        super().__init__()
-        self.returned = 0
-
-    def started(self, event: monitoring.CommandStartedEvent) -> None:
-        pass
-
-    def succeeded(self, event: monitoring.CommandSucceededEvent) -> None:
-        cursor = event.reply.get("cursor", {}) if event.command_name in ("find", "getMore") else {}
-        self.returned += len(cursor.get("firstBatch", cursor.get("nextBatch", [])))
+    store, commands = heard
+    for first in range(1, 51, 10):  # five runs of ten
+        run = [(o, b"%d" % o) for o in range(first, first + 10)]
+        assert await store.append_many("c", "e1", run, 100, 60) == {}
+    commands.clear()
+    page = await store.history("c", "e1", None, 3, True)
+    assert page == [(50, b"50"), (49, b"49"), (48, b"48")]
+    offsets, bodies = commands.finds()
+    assert "body" not in offsets["projection"]
+    assert len(bodies["filter"]["_id"]["$in"]) == 1  # the newest run alone
 
 
 @pytest.mark.asyncio
 async def test_a_page_of_history_stops_reading_runs_once_it_is_whole(
-    mongo_url: str, monkeypatch: pytest.MonkeyPatch
+    heard: tuple[MongoStore, _Commands],
 ) -> None:
     """Fifty runs of one publication (a quiet channel, a commit each): a page of three reads
     about four documents, not fifty, either way."""
-    returned = _Returned()
-    monkeypatch.setattr(
-        store_mongo, "AsyncMongoClient", partial(AsyncMongoClient, event_listeners=[returned])
-    )
-    config = fresh_config(mongo_url)
-    store = MongoStore(config)
-    await store.start()
-    try:
-        for o in range(1, 51):
-            await store.append("c", "e1", o, b"%d" % o, 100, 60)
-        for reverse, since, want in (
-            (True, None, [50, 49, 48]),
-            (False, None, [1, 2, 3]),
-            (False, 20, [21, 22, 23]),
-            (True, 20, [50, 49, 48]),
-        ):
-            returned.returned = 0
-            page = await store.history("c", "e1", since, 3, reverse)
-            assert [o for o, _ in page] == want
-            # the newest run (forward only), a batch of limit + 1, the page's runs with bodies
-            assert returned.returned <= 1 + (3 + 1) + 3, (reverse, since, returned.returned)
-    finally:
-        await store.close()
-        await drop_database(config)
+    store, commands = heard
+    for o in range(1, 51):
+        await store.append("c", "e1", o, b"%d" % o, 100, 60)
+    for reverse, since, want in (
+        (True, None, [50, 49, 48]),
+        (False, None, [1, 2, 3]),
+        (False, 20, [21, 22, 23]),
+        (True, 20, [50, 49, 48]),
+    ):
+        commands.clear()
+        page = await store.history("c", "e1", since, 3, reverse)
+        assert [o for o, _ in page] == want
+        # the newest run (forward only), a batch of limit + 1, the page's runs with bodies
+        assert commands.returned() <= 1 + (3 + 1) + 3, (reverse, since, commands.returned())
 
 
 @pytest.mark.asyncio

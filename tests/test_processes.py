@@ -23,12 +23,21 @@ from tests.support import API_KEY, WsClient, ws_open
 Pair = tuple[ServerProcess, ServerProcess]
 
 
-@pytest.fixture
-def pair(server_processes: Callable[..., ServerProcess], redis_url: str, redis_prefix: str) -> Pair:
-    a, b = (server_processes(redis_url, redis_prefix) for _ in range(2))
+def start_pair(
+    server_processes: Callable[..., ServerProcess],
+    redis_url: str,
+    redis_prefix: str,
+    env: dict[str, str] | None = None,
+) -> Pair:
+    a, b = (server_processes(redis_url, redis_prefix, env=env) for _ in range(2))
     a.wait_ready()
     b.wait_ready()
     return a, b
+
+
+@pytest.fixture
+def pair(server_processes: Callable[..., ServerProcess], redis_url: str, redis_prefix: str) -> Pair:
+    return start_pair(server_processes, redis_url, redis_prefix)
 
 
 @pytest_asyncio.fixture
@@ -51,6 +60,20 @@ async def get_json(url: str) -> tuple[int, dict[str, Any]]:
     return resp.code, orjson.loads(resp.body)
 
 
+async def fan_out_in_order(sub: WsClient, pub: WsClient, count: int) -> None:
+    """`count` publishes pipelined by `pub` take consecutive offsets and reach `sub` (on the
+    other process) once each, in order."""
+    start = await sub.ok("subscribe", channel="news")
+    replies = await asyncio.gather(
+        *(pub.call("publish", channel="news", data=i) for i in range(count))
+    )
+    offsets = [r["result"]["offset"] for r in replies]
+    assert offsets == list(range(start["offset"] + 1, start["offset"] + count + 1))
+    got = [await sub.push_of("pub") for _ in range(count)]
+    assert [p["data"] for p in got] == list(range(count))
+    assert [p["offset"] for p in got] == offsets
+
+
 @pytest.mark.asyncio
 async def test_a_subscriber_on_a_gets_every_publication_made_on_b_in_order(
     pair: Pair, clients: Callable[[str], Awaitable[WsClient]]
@@ -58,15 +81,7 @@ async def test_a_subscriber_on_a_gets_every_publication_made_on_b_in_order(
     a, b = pair
     sub, pub = await clients(a.ws_url), await clients(b.ws_url)
     assert sub.hello["node"] != pub.hello["node"]
-    start = await sub.ok("subscribe", channel="news")
-    replies = await asyncio.gather(
-        *(pub.call("publish", channel="news", data=i) for i in range(1000))
-    )
-    offsets = [r["result"]["offset"] for r in replies]
-    assert offsets == list(range(start["offset"] + 1, start["offset"] + 1001))
-    got = [await sub.push_of("pub") for _ in range(1000)]
-    assert [p["data"] for p in got] == list(range(1000))
-    assert [p["offset"] for p in got] == offsets
+    await fan_out_in_order(sub, pub, 1000)
 
 
 @pytest.mark.asyncio
@@ -80,19 +95,8 @@ async def test_two_processes_on_uvloop_fan_out_in_order_and_exit_cleanly(
     socket detached from Tornado), pipelined publishes, Redis fan-out and the drain on SIGTERM
     all run on libuv's loop as on asyncio's."""
     env = {"SWITCHBOARD_SERVER_EVENT_LOOP": "uvloop"}
-    a, b = (server_processes(redis_url, redis_prefix, env=env) for _ in range(2))
-    a.wait_ready()
-    b.wait_ready()
-    sub, pub = await clients(a.ws_url), await clients(b.ws_url)
-    start = await sub.ok("subscribe", channel="news")
-    replies = await asyncio.gather(
-        *(pub.call("publish", channel="news", data=i) for i in range(300))
-    )
-    assert [r["result"]["offset"] for r in replies] == list(
-        range(start["offset"] + 1, start["offset"] + 301)
-    )
-    got = [await sub.push_of("pub") for _ in range(300)]
-    assert [p["data"] for p in got] == list(range(300))
+    a, b = start_pair(server_processes, redis_url, redis_prefix, env)
+    await fan_out_in_order(await clients(a.ws_url), await clients(b.ws_url), 300)
     for server in (a, b):  # libuv's loop is loaded only when the setting asks for it
         maps = Path(f"/proc/{server.proc.pid}/maps").read_text()
         assert "uvloop/loop." in maps

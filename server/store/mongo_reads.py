@@ -7,6 +7,7 @@ import asyncio
 import time
 from bisect import bisect_left, bisect_right, insort
 from collections.abc import Iterable
+from datetime import datetime
 from typing import Any
 
 from server.position import Position
@@ -54,44 +55,20 @@ class MongoReads:
         db = await self._ready()
         pubs = db[schema.PUBLICATIONS]
         now = when(time.time())
-        floor = 0
+        floor: int | None = 0
         if not reverse:
             with outage("reading history"):
                 newest = await pubs.find_one({"channel": channel}, FIELDS, sort=[("offset", -1)])
             if newest is None:
                 return []
-            set_by = mongo_docs.floor_of(newest) if mongo_docs.current(newest, epoch, now) else None
-            if set_by is None:
-                kept = await self._visible(channel, epoch, since, bodies=False)
-                return [
-                    (o, d) for o, d in kept if not d.get("void") and (since is None or o > since)
-                ][:limit]
-            floor = set_by
-        low = max(since or 0, floor)
-        query: dict[str, Any] = {"channel": channel}
-        if low:
-            query["offset"] = {"$gt": low}
-        docs: list[mongo_docs.Doc] = []
-        found: list[int] = []  # offsets of the page so far, ascending
-        with outage("reading history"):
-            cursor = pubs.find(query, FIELDS).sort("offset", -1 if reverse else 1)
-            try:
-                async for doc in cursor.batch_size(min(limit + 1, 1000)):
-                    held = mongo_docs.offsets(doc)
-                    if reverse:
-                        beyond = len(found) - bisect_right(found, max(held))
-                    else:
-                        beyond = bisect_left(found, min(held))
-                    if beyond >= limit:
-                        break
-                    docs.append(doc)
-                    if mongo_docs.current(doc, epoch, now) and not doc.get("void"):
-                        for o in held:
-                            if o > low:
-                                insort(found, o)
-            finally:
-                await cursor.close()
-        kept = mongo_docs.visible(docs, epoch, now, floor)
+            floor = mongo_docs.floor_of(newest) if mongo_docs.current(newest, epoch, now) else None
+        if floor is None:
+            kept = await self._visible(channel, epoch, since, bodies=False)
+            low = since or 0
+        else:
+            low = max(since or 0, floor)
+            docs = await _in_order(pubs, channel, epoch, now, low, limit, reverse)
+            kept = mongo_docs.visible(docs, epoch, now, floor)
         page = [(o, d) for o, d in kept if not d.get("void") and o > low]
         return (page[::-1] if reverse else page)[:limit]
 
@@ -171,3 +148,41 @@ class MongoReads:
         with outage("reading history"):
             docs = await db[schema.PUBLICATIONS].find(query, fields).to_list(None)
         return mongo_docs.visible(docs, epoch, when(time.time()))
+
+
+async def _in_order(
+    pubs: Any,
+    channel: str,
+    epoch: str,
+    now: datetime,
+    low: int,
+    limit: int,
+    reverse: bool,
+) -> list[mongo_docs.Doc]:
+    """The channel's documents holding offsets above `low`, newest first by their newest
+    offset (or oldest first by their oldest), up to the first that cannot hold one of the
+    `limit` publications nearest that end."""
+    query: dict[str, Any] = {"channel": channel}
+    if low:
+        query["offset"] = {"$gt": low}
+    docs: list[mongo_docs.Doc] = []
+    found: list[int] = []  # publications' offsets so far, ascending
+    with outage("reading history"):
+        cursor = pubs.find(query, FIELDS).sort("offset", -1 if reverse else 1)
+        try:
+            async for doc in cursor.batch_size(min(limit + 1, 1000)):
+                held = mongo_docs.offsets(doc)
+                if reverse:
+                    beyond = len(found) - bisect_right(found, max(held))
+                else:
+                    beyond = bisect_left(found, min(held))
+                if beyond >= limit:
+                    break
+                docs.append(doc)
+                if mongo_docs.current(doc, epoch, now) and not doc.get("void"):
+                    for o in held:
+                        if o > low:
+                            insort(found, o)
+        finally:
+            await cursor.close()
+    return docs
