@@ -35,6 +35,16 @@ def age_s(pid: int) -> float | None:
     return uptime - started
 
 
+def cpu_s(pid: int) -> float | None:
+    """User and system CPU seconds `pid` has used, or None if it is gone."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return None
+    fields = stat.rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / _TICKS  # fields 14 and 15: utime, stime
+
+
 def rss_bytes(pid: int) -> int | None:
     try:
         return int(Path(f"/proc/{pid}/statm").read_text().split()[1]) * _PAGE
