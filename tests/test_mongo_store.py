@@ -334,36 +334,6 @@ async def test_a_run_longer_than_a_group_commit_is_stored_in_two(mongo_store: Mo
     assert sorted([len(d["offset"]) async for d in docs]) == [500, 2000]
 
 
-@pytest.mark.parametrize("same_epoch", [True, False])
-@pytest.mark.asyncio
-async def test_a_seed_records_the_channel_epoch_once(
-    heard: tuple[MongoStore, _Commands], same_epoch: bool
-) -> None:
-    """A restarted process seeding a channel (position, reserve, void) does not record the
-    epoch again for the void when its reserve found the channel under that epoch: a round
-    trip less per channel in a restart. Under another epoch the void still records it."""
-    store, commands = heard
-    for o in range(1, 4):
-        await store.append("c", "e1", o, b"{}", 10, 60)
-    restarted = MongoStore(store.config)  # a new process: it knows nothing of the channel
-    await restarted.start()
-    try:
-        commands.clear()
-        assert await restarted.position("c") == Position(3, "e1")
-        epoch = "e1" if same_epoch else "e2"
-        await restarted.reserve("c", epoch, 13)
-        await restarted.void("c", epoch, list(range(4, 14)), 60)
-        recorded = [c for name, c in commands.sent if name == "findAndModify"]
-        assert len(recorded) == (0 if same_epoch else 1)
-        if same_epoch:
-            assert await restarted.position("c") == Position(13, "e1")
-            kept = await restarted.span("c", "e1", 1, 13)
-            assert [o for o, _ in kept] == list(range(1, 14))
-            assert all(body is VOID for o, body in kept if o > 3)
-    finally:
-        await restarted.close()
-
-
 @pytest.mark.asyncio
 async def test_a_page_of_history_reads_the_bodies_of_its_runs_only(
     heard: tuple[MongoStore, _Commands],

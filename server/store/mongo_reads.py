@@ -111,18 +111,15 @@ class MongoReads:
         return kept[0][0] if kept else None
 
     async def position(self, channel: str) -> Position | None:
-        """The channel's epoch and newest document are read at once, not one after the other:
-        a restart's seeds wait for this, and each round trip through a busy event loop takes
-        pymongo about nine of its turns (docs/benchmarks.md, the sixth round)."""
         db = await self._ready()
         with outage("reading the position"):
-            current, newest = await asyncio.gather(
-                db[schema.CHANNELS].find_one({"_id": channel}),
-                db[schema.PUBLICATIONS].find_one(
-                    {"channel": channel}, FIELDS, sort=[("offset", -1)]
-                ),
+            current = await db[schema.CHANNELS].find_one({"_id": channel})
+            if current is None:
+                return None
+            newest = await db[schema.PUBLICATIONS].find_one(
+                {"channel": channel}, FIELDS, sort=[("offset", -1)]
             )
-        if current is None or newest is None:
+        if newest is None:
             return None
         epoch = current["epoch"]
         if mongo_docs.current(newest, epoch, when(time.time())):

@@ -195,9 +195,10 @@ class MongoWrites:
         """The channel's state under `epoch`, shared by concurrent writes, once recorded."""
         k = self._channels.get(channel)
         if k is None or k.epoch != epoch:
-            k = self._cache_channel(
-                channel, epoch, asyncio.ensure_future(self._record_epoch(db, channel, epoch))
-            )
+            recorded = asyncio.ensure_future(self._record_epoch(db, channel, epoch))
+            k = self._channels[channel] = _Kept(epoch, recorded)
+            if len(self._channels) > CHANNEL_CACHE:
+                self._channels.popitem(last=False)
         else:
             self._channels.move_to_end(channel)
         try:
@@ -237,24 +238,11 @@ class MongoWrites:
             self._written((channel,))
 
     async def reserve(self, channel: str, epoch: str, offset: int) -> None:
-        """Also notes the epoch as recorded when the channel holds it, so that a seed's void,
-        which follows, need not record it again (one round trip less per channel in a
-        restart)."""
         db = await self._ready()
         with outage("reserving offsets"):
-            done = await db[schema.CHANNELS].update_one(
+            await db[schema.CHANNELS].update_one(
                 {"_id": channel, "epoch": epoch}, {"$max": {"reserved": offset}}
             )
-        if done.matched_count and channel not in self._channels:
-            recorded = asyncio.get_running_loop().create_future()
-            recorded.set_result(None)
-            self._cache_channel(channel, epoch, recorded)
-
-    def _cache_channel(self, channel: str, epoch: str, recorded: asyncio.Future[None]) -> _Kept:
-        k = self._channels[channel] = _Kept(epoch, recorded)
-        if len(self._channels) > CHANNEL_CACHE:
-            self._channels.popitem(last=False)
-        return k
 
 
 async def _settle(pubs: Any, doc: Doc, voided: set[tuple[str, int]]) -> Doc | None:
