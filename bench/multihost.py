@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -90,7 +91,11 @@ def main(argv: list[str] | None = None) -> int:
     if args.json:
         args.json.parent.mkdir(parents=True, exist_ok=True)
         args.json.write_bytes(orjson.dumps(result, option=orjson.OPT_INDENT_2))
-    return 0 if result["lost"] == 0 and not result["still_reconnecting"] else 1
+    if result["lost"] or result["still_reconnecting"]:
+        print(f"logs kept in {work}", file=sys.stderr)
+        return 1
+    shutil.rmtree(work, ignore_errors=True)  # the run's services' data: about 20 MB
+    return 0
 
 
 def _watch(stream: IO[str], log: Path) -> threading.Event:
