@@ -9,7 +9,6 @@ a few seconds.
 from __future__ import annotations
 
 import shutil
-import socket
 import subprocess
 import time
 from dataclasses import dataclass
@@ -21,7 +20,14 @@ from redis.crc import key_slot
 from server.broker import redis_conn
 from server.broker.redis import RedisBroker
 from server.presence.redis import RedisPresence
-from tests.redis_server import TEST_TTL_S, free_port, redis_server_binary
+from tests.redis_server import (
+    PORT_TRIES,
+    TEST_TTL_S,
+    PortTaken,
+    answers_ping,
+    free_port,
+    redis_server_binary,
+)
 
 NODE_TIMEOUT_MS = 1000
 
@@ -147,7 +153,15 @@ class RedisClusterProcess:
         for node in self.nodes:
             node.start()
         for node in self.nodes:
-            _wait_port(node.host, node.port, node.prefix)
+            for attempt in range(PORT_TRIES):
+                try:
+                    wait_answering(node)
+                    break
+                except PortTaken:
+                    if attempt + 1 == PORT_TRIES:
+                        raise
+                    node.port, node.bus_port = free_port(), free_port()
+                    node.start()
         addrs = [f"{n.host}:{n.port}" for n in self.nodes]
         self.cli("--cluster", "create", *addrs, "--cluster-replicas", "1", "--cluster-yes")
         self.wait_ok()
@@ -214,27 +228,26 @@ class RedisClusterProcess:
             node.stop()
 
 
-def _wait_port(host: str, port: int, prefix: list[str], timeout: float = 10.0) -> None:
+def wait_answering(node: ClusterNodeProcess, timeout: float = 10.0) -> None:
+    """Until the node answers PING; PortTaken when it exited first (its port or bus port was
+    taken)."""
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
-        if prefix:  # in another network namespace: ask through redis-cli there
+        if node.prefix:  # in another network namespace: ask through redis-cli there
             done = subprocess.run(
-                [*prefix, redis_cli(), "-h", host, "-p", str(port), "ping"],
+                [*node.prefix, redis_cli(), "-h", node.host, "-p", str(node.port), "ping"],
                 capture_output=True,
                 text=True,
             )
             if done.stdout.strip() == "PONG":
                 return
-        else:
-            try:
-                with socket.create_connection((host, port), timeout=0.2) as s:
-                    s.sendall(b"PING\r\n")
-                    if s.recv(16).startswith(b"+PONG"):
-                        return
-            except OSError:
-                pass
+        elif answers_ping(node.host, node.port):
+            return
+        if node.proc is not None and node.proc.poll() is not None:
+            node.proc = None
+            raise PortTaken(f"redis cluster node {node.host}:{node.port} could not listen")
         time.sleep(0.05)
-    raise RuntimeError(f"redis cluster node {host}:{port} did not start")
+    raise RuntimeError(f"redis cluster node {node.host}:{node.port} did not start")
 
 
 def channel_in_slot(slot: int, stem: str = "c") -> str:

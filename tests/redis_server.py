@@ -26,10 +26,30 @@ def redis_server_binary() -> str:
     return found
 
 
+#: Starts of a server whose port another process took first.
+PORT_TRIES = 3
+
+
 def free_port() -> int:
+    """A port free now. Another process may still take it before the server binds it (any
+    outgoing connection picks an ephemeral port): starts check for that (PortTaken)."""
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return int(s.getsockname()[1])
+
+
+class PortTaken(RuntimeError):
+    """redis-server exited before answering: its port was taken between free_port and its
+    bind (a CI run lost the whole cluster fixture to this once)."""
+
+
+def answers_ping(host: str, port: int) -> bool:
+    try:
+        with socket.create_connection((host, port), timeout=0.2) as s:
+            s.sendall(b"PING\r\n")
+            return s.recv(16).startswith(b"+PONG")
+    except OSError:
+        return False
 
 
 class RedisProcess:
@@ -45,6 +65,7 @@ class RedisProcess:
         return f"redis://127.0.0.1:{self.port}/0"
 
     def start(self) -> None:
+        """Start on `port`; raise PortTaken when another process holds it."""
         self.proc = subprocess.Popen(
             [
                 redis_server_binary(),
@@ -64,13 +85,12 @@ class RedisProcess:
         )
         deadline = time.monotonic() + 10
         while time.monotonic() < deadline:
-            try:
-                with socket.create_connection(("127.0.0.1", self.port), timeout=0.2) as s:
-                    s.sendall(b"PING\r\n")
-                    if s.recv(16).startswith(b"+PONG"):
-                        return
-            except OSError:
-                time.sleep(0.02)
+            if answers_ping("127.0.0.1", self.port):
+                return
+            if self.proc.poll() is not None:
+                self.proc = None
+                raise PortTaken(f"redis-server could not listen on port {self.port}")
+            time.sleep(0.02)
         raise RuntimeError(f"redis-server did not start on port {self.port}")
 
     def stop(self) -> None:
@@ -81,6 +101,14 @@ class RedisProcess:
 
 
 def started_redis(workdir: Path) -> RedisProcess:
+    """A server on a free port (another one if the first is taken before it binds)."""
     server = RedisProcess(workdir)
-    server.start()
+    for attempt in range(PORT_TRIES):
+        try:
+            server.start()
+            break
+        except PortTaken:
+            if attempt + 1 == PORT_TRIES:
+                raise
+            server.port = free_port()
     return server
