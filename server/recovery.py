@@ -16,6 +16,7 @@ import time
 from server.config import NamespaceConfig
 from server.position import Position
 from server.store.base import VOID, Store
+from server.waits import woken
 
 #: How long an offset may stay missing before it is made void. Acknowledgements measured under
 #: a resubscribe storm came 20-700 ms after the broadcast.
@@ -73,10 +74,7 @@ async def missed(
             await asyncio.sleep(delay)
         else:
             stored.clear()
-            try:
-                await asyncio.wait_for(stored.wait(), delay)
-            except TimeoutError:
-                pass
+            await woken(stored, delay)
         delay = min(delay * 2, POLL_CAP_S)
     if holes:
         if not await _voidable(store, channel, upto.epoch, kept, since.offset, holes[0]):

@@ -22,6 +22,7 @@ from server.broker.base import BrokerUnavailable
 from server.broker.redis_cluster import Topology
 from server.broker.redis_conn import CONNECT_TIMEOUT_S, backoff
 from server.broker.redis_pubsub import Dialect, PubSubLink, Redirected
+from server.waits import woken
 
 log = logging.getLogger("switchboard.redis")
 
@@ -54,7 +55,6 @@ class ShardLinks:
         self._home: dict[bytes, str] = {}  # channel -> primary it is subscribed (or subscribing) on
         self._wake = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
-        self._closing = False
         self._topology_down: str | None = "redis cluster: not connected yet"
 
     # -- state --------------------------------------------------------------------------------
@@ -99,7 +99,6 @@ class ShardLinks:
 
     async def close(self) -> None:
         if self._task is not None:
-            self._closing = True  # a cancellation `wait_for` drops (Python 3.11) still stops
             self._task.cancel()
             await asyncio.gather(self._task, return_exceptions=True)
             self._task = None
@@ -164,12 +163,9 @@ class ShardLinks:
     async def _watch(self) -> None:
         """Read the slot map now and then, sooner while something is amiss; move channels."""
         attempt = 0
-        while not self._closing:
+        while True:
             amiss = self._topology_down is not None or self.down is not None
-            try:
-                await asyncio.wait_for(self._wake.wait(), RETRY_S if amiss else REFRESH_S)
-            except TimeoutError:
-                pass
+            await woken(self._wake, RETRY_S if amiss else REFRESH_S)
             self._wake.clear()
             try:
                 await self._topology.refresh()

@@ -18,6 +18,7 @@ import tornado.httpclient
 
 from server.config import WebhooksConfig
 from server.store.base import StoreUnavailable
+from server.waits import woken
 from server.webhooks import events
 from server.webhooks.queue import EventQueue, Queued
 
@@ -49,7 +50,6 @@ class Sender:
         self.sent = 0
         self.failed = 0
         self._in_flight: dict[str, Queued] = {}
-        self._stopping = False
 
     def start(self) -> None:
         self._http = tornado.httpclient.AsyncHTTPClient(force_instance=True, max_clients=BATCH)
@@ -63,9 +63,6 @@ class Sender:
         """Stop sending; events cut off mid-attempt are handed back at once, not after their
         lease, so a restarted process (or another one) sends them without delay."""
         if self._task is not None:
-            # The flag too: on Python 3.11 `wait_for` drops a cancellation that arrives just as
-            # what it waits for completes (a `wake` in the same turn), and the loop would go on.
-            self._stopping = True
             self._task.cancel()
             try:
                 await self._task
@@ -86,7 +83,7 @@ class Sender:
 
     async def _run(self) -> None:
         failures = 0
-        while not self._stopping:
+        while True:
             self._wake.clear()
             try:
                 batch = await self._queue.claim(time.time(), self.lease_s, BATCH)
@@ -101,10 +98,7 @@ class Sender:
                 due, failures = None, failures + 1
                 await asyncio.sleep(min(POLL_S, 0.1 * 2**failures))
             wait = POLL_S if due is None else min(POLL_S, max(MIN_WAIT_S, due - time.time()))
-            try:
-                await asyncio.wait_for(self._wake.wait(), wait)
-            except TimeoutError:
-                pass
+            await woken(self._wake, wait)
 
     async def _deliver(self, queued: Queued) -> None:
         event = queued.event

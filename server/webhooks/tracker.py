@@ -16,6 +16,7 @@ from collections.abc import Callable
 from server.broker.base import BrokerUnavailable
 from server.broker.redis_conn import backoff
 from server.hub import Addressable
+from server.waits import woken
 from server.webhooks.claims import CHANNEL, KINDS, USER, Claims
 
 log = logging.getLogger("switchboard.webhooks")
@@ -43,7 +44,6 @@ class Tracker:
         self._dirty: dict[str, dict[str, None]] = {kind: {} for kind in KINDS}
         self._wake = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
-        self._stopping = False
 
     # -- the hub's observer -------------------------------------------------------------------
 
@@ -90,7 +90,6 @@ class Tracker:
         """Tell the claims what changed last (clients leave on shutdown), then stop."""
         if self._task is None:
             return
-        self._stopping = True  # as the sender's: a cancellation `wait_for` drops still stops
         self._task.cancel()
         try:
             await self._task
@@ -107,12 +106,9 @@ class Tracker:
         next_sweep = loop.time() + self._sweep_s
         next_renew = loop.time() + self._renew_s
         failures = 0
-        while not self._stopping:
+        while True:
             wait = min(next_sweep, next_renew if self._claims.renews else next_sweep) - loop.time()
-            try:
-                await asyncio.wait_for(self._wake.wait(), max(0.0, wait))
-            except TimeoutError:
-                pass
+            await woken(self._wake, max(0.0, wait))
             self._wake.clear()
             try:
                 await self.flush()
