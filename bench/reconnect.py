@@ -354,14 +354,18 @@ def _run(
         "restart_s": round(ready - killed, 3),
         "live_after_kill_s": {"p50": at(0.5), "p99": at(0.99), "all": round(live[-1] - killed, 3)},
         "live_after_ready_s": round(live[-1] - ready, 3),
-        "live_after_listening_s": round(live[-1] - listening, 3) if listening else None,
+        "live_after_listening_s": (
+            round(live[-1] - listening, 3) if listening is not None else None
+        ),
         "live_after_ready_by_decile_s": [
             round(live[min(len(live) - 1, len(live) * d // 10)] - ready, 2) for d in range(1, 10)
         ],
         # Everything the new process did for the storm after ready, the missed publications'
         # HTTP requests included: steadier than the wall-clock figures on shared cores.
         "server_cpu_s_after_ready": (
-            round(cpu_at_end - cpu_at_ready, 2) if cpu_at_end and cpu_at_ready else None
+            round(cpu_at_end - cpu_at_ready, 2)
+            if cpu_at_end is not None and cpu_at_ready is not None
+            else None
         ),
         "recovered": sum(r["recovered"] for r in results),
         "doubled_or_reordered": sum(r["bad"] for r in results),

@@ -12,6 +12,7 @@ import shutil
 import subprocess
 import time
 from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
 
 import redis
@@ -21,11 +22,11 @@ from server.broker import redis_conn
 from server.broker.redis import RedisBroker
 from server.presence.redis import RedisPresence
 from tests.redis_server import (
-    PORT_TRIES,
     TEST_TTL_S,
     PortTaken,
     answers_ping,
     free_port,
+    on_free_ports,
     redis_server_binary,
 )
 
@@ -95,6 +96,11 @@ class ClusterNodeProcess:
             stderr=subprocess.DEVNULL,
         )
 
+    def move(self) -> None:
+        """Start again on other ports (another process took one of these)."""
+        self.port, self.bus_port = free_port(), free_port()
+        self.start()
+
     def kill(self) -> None:
         """SIGKILL: a crash, with no chance to hand anything over."""
         if self.proc is not None:
@@ -153,15 +159,7 @@ class RedisClusterProcess:
         for node in self.nodes:
             node.start()
         for node in self.nodes:
-            for attempt in range(PORT_TRIES):
-                try:
-                    wait_answering(node)
-                    break
-                except PortTaken:
-                    if attempt + 1 == PORT_TRIES:
-                        raise
-                    node.port, node.bus_port = free_port(), free_port()
-                    node.start()
+            on_free_ports(partial(wait_answering, node), node.move)
         addrs = [f"{n.host}:{n.port}" for n in self.nodes]
         self.cli("--cluster", "create", *addrs, "--cluster-replicas", "1", "--cluster-yes")
         self.wait_ok()

@@ -9,6 +9,7 @@ import shutil
 import socket
 import subprocess
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 #: Presence expiry in the fixtures' brokers and presences: short, so expiry tests are quick.
@@ -41,6 +42,19 @@ def free_port() -> int:
 class PortTaken(RuntimeError):
     """redis-server exited before answering: its port was taken between free_port and its
     bind (a CI run lost the whole cluster fixture to this once)."""
+
+
+def on_free_ports(start: Callable[[], None], move: Callable[[], None]) -> None:
+    """`start` (a server, or the wait for one); while it raises PortTaken, `move` to other
+    ports and try again, PORT_TRIES times in all."""
+    for attempt in range(PORT_TRIES):
+        try:
+            start()
+            return
+        except PortTaken:
+            if attempt + 1 == PORT_TRIES:
+                raise
+            move()
 
 
 def answers_ping(host: str, port: int) -> bool:
@@ -103,12 +117,9 @@ class RedisProcess:
 def started_redis(workdir: Path) -> RedisProcess:
     """A server on a free port (another one if the first is taken before it binds)."""
     server = RedisProcess(workdir)
-    for attempt in range(PORT_TRIES):
-        try:
-            server.start()
-            break
-        except PortTaken:
-            if attempt + 1 == PORT_TRIES:
-                raise
-            server.port = free_port()
+
+    def move() -> None:
+        server.port = free_port()
+
+    on_free_ports(server.start, move)
     return server

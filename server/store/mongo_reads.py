@@ -58,7 +58,7 @@ class MongoReads:
         floor: int | None = 0
         if not reverse:
             with outage("reading history"):
-                newest = await pubs.find_one({"channel": channel}, FIELDS, sort=[("offset", -1)])
+                newest = await _newest(pubs, channel)
             if newest is None:
                 return []
             floor = mongo_docs.floor_of(newest) if mongo_docs.current(newest, epoch, now) else None
@@ -116,9 +116,7 @@ class MongoReads:
             current = await db[schema.CHANNELS].find_one({"_id": channel})
             if current is None:
                 return None
-            newest = await db[schema.PUBLICATIONS].find_one(
-                {"channel": channel}, FIELDS, sort=[("offset", -1)]
-            )
+            newest = await _newest(db[schema.PUBLICATIONS], channel)
         if newest is None:
             return None
         epoch = current["epoch"]
@@ -148,6 +146,14 @@ class MongoReads:
         with outage("reading history"):
             docs = await db[schema.PUBLICATIONS].find(query, fields).to_list(None)
         return mongo_docs.visible(docs, epoch, when(time.time()))
+
+
+async def _newest(pubs: Any, channel: str) -> mongo_docs.Doc | None:
+    """The channel's document holding its highest offset, without bodies."""
+    found: mongo_docs.Doc | None = await pubs.find_one(
+        {"channel": channel}, FIELDS, sort=[("offset", -1)]
+    )
+    return found
 
 
 async def _in_order(
