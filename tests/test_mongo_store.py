@@ -16,7 +16,7 @@ from server.__main__ import prepare_services
 from server.config import MongoConfig
 from server.position import Position
 from server.store import mongo as store_mongo
-from server.store import schema
+from server.store import mongo_docs, schema
 from server.store.base import VOID, StoreConflict
 from server.store.mongo import MongoStore
 from tests.fixtures.mongo import drop_database, fresh_config
@@ -38,9 +38,10 @@ async def test_indexes_and_schema_version(mongo_store: MongoStore, raw: object) 
     assert users["identity"]["unique"] is True
     sessions = await db[schema.SESSIONS].index_information()  # type: ignore[index]
     assert sessions["expiry"]["expireAfterSeconds"] == 0
-    pubs = await db[schema.PUBLICATIONS].index_information()  # type: ignore[index]
-    assert pubs["channel_offset"]["unique"] is True
-    assert pubs["expiry"]["expireAfterSeconds"] == 0
+    for name in (schema.PUBLICATIONS, schema.VOIDS):
+        found = await db[name].index_information()  # type: ignore[index]
+        assert found["channel_last"]["key"] == [("channel", 1), ("last", 1)]
+        assert found["expiry"]["expireAfterSeconds"] == 0
     meta = await db[schema.META].find_one({"_id": "schema"})  # type: ignore[index]
     assert meta["version"] == schema.VERSION
     await mongo_store.start()  # idempotent: a second start changes nothing
@@ -89,15 +90,8 @@ async def test_retried_and_stale_writes(mongo_store: MongoStore, raw: object) ->
     assert await pubs.count_documents({"channel": "c"}) == 1
     await mongo_store.append("c", "e2", 1, b'{"b":1}', 10, 60)
     # a slow writer of another process lands an old-epoch publication after the change
-    await pubs.insert_one(
-        {
-            "channel": "c",
-            "epoch": "e1",
-            "offset": 2,
-            "body": b'{"a":2}',
-            "expire_at": (await pubs.find_one({"channel": "c"}))["expire_at"],
-        }
-    )
+    expire_at = (await pubs.find_one({"channel": "c"}))["expire_at"]
+    await pubs.insert_many(mongo_docs.runs("c", "e1", [(2, b'{"a":2}')], 10, expire_at))
     await mongo_store.append("c", "e2", 2, b'{"b":2}', 10, 60)
     assert await mongo_store.history("c", "e2", None, 10, False) == [
         (1, b'{"b":1}'),
@@ -199,12 +193,12 @@ class _Commands(monitoring.CommandListener):
         """The filter of every delete statement."""
         return [d["q"] for name, c in self.sent if name == "delete" for d in c["deletes"]]
 
-    def finds(self) -> list[dict[str, Any]]:
-        """The filter and projection of every find."""
+    def finds(self, collection: str) -> list[dict[str, Any]]:
+        """The filter and projection of every find in `collection`."""
         return [
             {"filter": c["filter"], "projection": c.get("projection")}
             for name, c in self.sent
-            if name == "find"
+            if name == "find" and c["find"] == collection
         ]
 
     def returned(self) -> int:
@@ -286,27 +280,54 @@ async def test_a_new_process_trims_runs_an_earlier_one_left(mongo_config: MongoC
 
 
 @pytest.mark.asyncio
-async def test_version_1_documents_are_read_as_they_are(
-    mongo_store: MongoStore, raw: object
-) -> None:
-    """A database written by schema version 1 (a document per offset) needs no migration."""
-    pubs = raw[schema.PUBLICATIONS]  # type: ignore[index]
-    await raw[schema.CHANNELS].insert_one({"_id": "c", "epoch": "e1"})  # type: ignore[index]
+async def test_version_1_and_2_documents_are_migrated(mongo_url: str) -> None:
+    """A database written by versions 1 (a document per offset) and 2 (runs, interleaved
+    across writers, under a unique multikey index) reads the same once migrated: runs split
+    into runs of consecutive offsets, voids moved to their own collection as final."""
+    config = fresh_config(mongo_url)
+    client: AsyncMongoClient[dict[str, Any]] = AsyncMongoClient(config.url)
+    db = client[config.database]
+    pubs = db[schema.PUBLICATIONS]
     expire_at = datetime.now(UTC) + timedelta(minutes=5)
+    old = {"channel": "c", "epoch": "e1", "expire_at": expire_at}
+    await db[schema.META].insert_one({"_id": "schema", "version": 2})
+    await db[schema.CHANNELS].insert_one({"_id": "c", "epoch": "e1"})
+    await pubs.create_index([("channel", 1), ("offset", 1)], unique=True, name="channel_offset")
     await pubs.insert_many(
-        [
-            {"channel": "c", "epoch": "e1", "offset": o, "body": b"%d" % o, "expire_at": expire_at}
-            for o in (1, 2, 4)
-        ]
-        + [{"channel": "c", "epoch": "e1", "offset": 3, "void": True, "expire_at": expire_at}]
+        [dict(old, offset=o, body=b"%d" % o) for o in (1, 2, 4)]  # version 1
+        + [dict(old, offset=3, void=True)]
+        + [dict(old, offset=[5, 7], body=[b"5", b"7"], size=100)]  # version 2
+        + [dict(old, offset=[6, 8], body=[b"6", b"8"], size=100)]
+        + [dict(old, offset=[9, 10], void=True)]
     )
-    assert await mongo_store.position("c") == Position(4, "e1")
-    assert await mongo_store.span("c", "e1", 1, 4) == [(1, b"1"), (2, b"2"), (3, VOID), (4, b"4")]
-    await mongo_store.append("c", "e1", 5, b"5", 3, 60)  # floor 2: the version 1 ones go too
-    assert await mongo_store.history("c", "e1", None, 10, True) == [(5, b"5"), (4, b"4")]
-    assert [d["offset"] async for d in pubs.find({"channel": "c"}).sort("offset", 1)] == [3, 4, [5]]
-    with pytest.raises(StoreConflict):
-        await mongo_store.append("c", "e1", 3, b"3", 3, 60)
+    store = MongoStore(config)
+    try:
+        for _ in range(2):  # a second start finds nothing to migrate
+            await store.start()
+            assert "channel_offset" not in await pubs.index_information()
+            assert (await db[schema.META].find_one({"_id": "schema"}))["version"] == 3
+            runs = [d["offset"] async for d in pubs.find({}).sort("last", 1)]
+            assert runs == [[1], [2], [4], [5], [6], [7], [8]]
+            voids = [(d["offset"], d["state"]) async for d in db[schema.VOIDS].find({})]
+            assert sorted(voids) == [([3], "final"), ([9, 10], "final")]
+            assert await store.position("c") == Position(10, "e1")
+            assert await store.span("c", "e1", 1, 10) == [
+                (o, VOID if o in (3, 9, 10) else b"%d" % o) for o in range(1, 11)
+            ]
+            assert [o for o, _ in await store.history("c", "e1", 3, 3, False)] == [4, 5, 6]
+            await store.close()
+        await store.start()
+        with pytest.raises(StoreConflict):
+            await store.append("c", "e1", 9, b"9", 100, 60)
+        assert (await store.span("c", "e1", 9, 9)) == [(9, VOID)]
+        await store.append("c", "e1", 11, b"11", 3, 60)  # floor 8: the old documents go too
+        assert await store.history("c", "e1", None, 10, False) == [(11, b"11")]
+        left = sorted([d["offset"] async for d in pubs.find({})])
+        assert left == [[9], [11]]  # the refused run of 9 is trimmed with the others later
+    finally:
+        await store.close()
+        await client.drop_database(config.database)
+        await client.close()
 
 
 @pytest.mark.asyncio
@@ -345,7 +366,7 @@ async def test_a_page_of_history_reads_the_bodies_of_its_runs_only(
     commands.clear()
     page = await store.history("c", "e1", None, 3, True)
     assert page == [(50, b"50"), (49, b"49"), (48, b"48")]
-    offsets, bodies = commands.finds()
+    offsets, bodies = commands.finds(schema.PUBLICATIONS)
     assert "body" not in offsets["projection"]
     assert len(bodies["filter"]["_id"]["$in"]) == 1  # the newest run alone
 

@@ -13,10 +13,19 @@ from typing import Any
 from server.position import Position
 from server.store import mongo_docs, schema
 from server.store.base import VOID
-from server.store.mongo_io import Ready, outage, when
+from server.store.mongo_io import Db, Ready, outage, when
 
 #: What reads of offsets take of a document: everything but the bodies.
-FIELDS = {"epoch": 1, "offset": 1, "void": 1, "size": 1, "expire_at": 1}
+FIELDS = {
+    "channel": 1,
+    "epoch": 1,
+    "offset": 1,
+    "first": 1,
+    "last": 1,
+    "size": 1,
+    "state": 1,
+    "expire_at": 1,
+}
 
 
 class MongoReads:
@@ -48,28 +57,31 @@ class MongoReads:
     async def _page(
         self, channel: str, epoch: str, since: int | None, limit: int, reverse: bool
     ) -> list[tuple[int, mongo_docs.Doc]]:
-        """The page's offsets with the runs holding them. Runs are read in order (newest first
-        by their newest offset, or oldest first by their oldest) and the read stops once no
-        run left can hold an offset of the page. Going forward needs the floor first, from the
-        newest run; when the newest document sets none (a void), the channel is read whole."""
+        """The page's offsets with the runs holding them. Runs are read in order of their
+        newest offset (newest first, or oldest first: runs do not interleave), after the
+        channel's voids, and the read stops once no run left can hold an offset of the page.
+        Going forward needs the floor first, from the newest run."""
         db = await self._ready()
         pubs = db[schema.PUBLICATIONS]
         now = when(time.time())
-        floor: int | None = 0
-        if not reverse:
-            with outage("reading history"):
-                newest = await _newest(pubs, channel)
-            if newest is None:
-                return []
-            floor = mongo_docs.floor_of(newest) if mongo_docs.current(newest, epoch, now) else None
-        if floor is None:
-            kept = await self._visible(channel, epoch, since, bodies=False)
-            low = since or 0
-        else:
-            low = max(since or 0, floor)
-            docs = await _in_order(pubs, channel, epoch, now, low, limit, reverse)
-            kept = mongo_docs.visible(docs, epoch, now, floor)
-        page = [(o, d) for o, d in kept if not d.get("void") and o > low]
+        floor = 0
+        with outage("reading history"):
+            if reverse:
+                voids = await _voids(db, channel, since or 0)
+            else:
+                newest, voids = await asyncio.gather(
+                    _newest(pubs, channel), _voids(db, channel, since or 0)
+                )
+                if newest is None:
+                    return []
+                if mongo_docs.current(newest, epoch, now):
+                    floor = mongo_docs.floor_of(newest)
+        low = max(since or 0, floor)
+        final, pending = mongo_docs.claims(voids, epoch, now)
+        hidden = pending.union(final)
+        runs = await _in_order(pubs, channel, epoch, now, low, limit, reverse, hidden)
+        kept = mongo_docs.visible(runs, voids, epoch, now, floor)
+        page = [(o, d) for o, d in kept if "state" not in d and o > low]
         return (page[::-1] if reverse else page)[:limit]
 
     async def span(
@@ -111,47 +123,59 @@ class MongoReads:
         return kept[0][0] if kept else None
 
     async def position(self, channel: str) -> Position | None:
+        """The newest offset of the channel's epoch that a run or a void holds, or that was
+        reserved."""
         db = await self._ready()
         with outage("reading the position"):
-            current = await db[schema.CHANNELS].find_one({"_id": channel})
-            if current is None:
-                return None
-            newest = await _newest(db[schema.PUBLICATIONS], channel)
-        if newest is None:
+            current, newest, void = await asyncio.gather(
+                db[schema.CHANNELS].find_one({"_id": channel}),
+                _newest(db[schema.PUBLICATIONS], channel),
+                _newest(db[schema.VOIDS], channel),
+            )
+        if current is None:
             return None
-        epoch = current["epoch"]
-        if mongo_docs.current(newest, epoch, when(time.time())):
-            top: int | None = max(mongo_docs.offsets(newest))
-        else:  # another epoch's or expired: what is left of this epoch, if anything
+        epoch, now = current["epoch"], when(time.time())
+        tops = [d["last"] for d in (newest, void) if d is not None]
+        if not tops:
+            return None
+        if not all(mongo_docs.current(d, epoch, now) for d in (newest, void) if d is not None):
+            # another epoch's or expired: what is left of this epoch, if anything
             kept = await self._visible(channel, epoch, None, bodies=False)
-            top = kept[-1][0] if kept else None
-        if top is None:
+            tops = [kept[-1][0]] if kept else []
+        if not tops:
             return None
-        return Position(max(top, current.get("reserved", 0)), epoch)
+        return Position(max(max(tops), current.get("reserved", 0)), epoch)
 
     async def _visible(
         self, channel: str, epoch: str, since: int | None, bodies: bool
     ) -> list[tuple[int, mongo_docs.Doc]]:
-        """What readers see of the channel's `epoch` (mongo_docs.visible), from `since` on.
-
-        Every document from `since` to the newest is read, the newest setting the floor: one
-        index range on (channel, offset), the rest filtered here, where extra fields in the
-        query made the embedded server scan the collection.
-        """
+        """What readers see of the channel's `epoch` (mongo_docs.visible), from `since` on:
+        every run and void from `since` to the newest, the newest run setting the floor."""
         db = await self._ready()
-        query: dict[str, Any] = {"channel": channel}
-        if since is not None:
-            query["offset"] = {"$gte": since}
+        query = {"channel": channel, "last": {"$gte": since or 0}}
         fields = dict(FIELDS, body=1) if bodies else FIELDS
         with outage("reading history"):
-            docs = await db[schema.PUBLICATIONS].find(query, fields).to_list(None)
-        return mongo_docs.visible(docs, epoch, when(time.time()))
+            runs, voids = await asyncio.gather(
+                db[schema.PUBLICATIONS].find(query, fields).to_list(None),
+                _voids(db, channel, since or 0),
+            )
+        return mongo_docs.visible(runs, voids, epoch, when(time.time()))
 
 
-async def _newest(pubs: Any, channel: str) -> mongo_docs.Doc | None:
-    """The channel's document holding its highest offset, without bodies."""
-    found: mongo_docs.Doc | None = await pubs.find_one(
-        {"channel": channel}, FIELDS, sort=[("offset", -1)]
+async def _newest(coll: Any, channel: str) -> mongo_docs.Doc | None:
+    """The channel's run (or void) holding its highest offset, without bodies."""
+    found: mongo_docs.Doc | None = await coll.find_one(
+        {"channel": channel}, FIELDS, sort=[("last", -1)]
+    )
+    return found
+
+
+async def _voids(db: Db, channel: str, since: int) -> list[mongo_docs.Doc]:
+    """The channel's voids holding offsets from `since` on."""
+    found: list[mongo_docs.Doc] = (
+        await db[schema.VOIDS]
+        .find({"channel": channel, "last": {"$gte": since}}, FIELDS)
+        .to_list(None)
     )
     return found
 
@@ -164,30 +188,28 @@ async def _in_order(
     low: int,
     limit: int,
     reverse: bool,
+    hidden: set[int],
 ) -> list[mongo_docs.Doc]:
-    """The channel's documents holding offsets above `low`, newest first by their newest
-    offset (or oldest first by their oldest), up to the first that cannot hold one of the
-    `limit` publications nearest that end."""
-    query: dict[str, Any] = {"channel": channel}
-    if low:
-        query["offset"] = {"$gt": low}
+    """The channel's runs holding offsets above `low`, newest first (or oldest first), up to
+    the first that cannot hold one of the `limit` publications nearest that end; offsets in
+    `hidden` (voids' claims) are not publications."""
+    query = {"channel": channel, "last": {"$gt": low}}
     docs: list[mongo_docs.Doc] = []
     found: list[int] = []  # publications' offsets so far, ascending
     with outage("reading history"):
-        cursor = pubs.find(query, FIELDS).sort("offset", -1 if reverse else 1)
+        cursor = pubs.find(query, FIELDS).sort("last", -1 if reverse else 1)
         try:
             async for doc in cursor.batch_size(min(limit + 1, 1000)):
-                held = mongo_docs.offsets(doc)
                 if reverse:
-                    beyond = len(found) - bisect_right(found, max(held))
+                    beyond = len(found) - bisect_right(found, doc["last"])
                 else:
-                    beyond = bisect_left(found, min(held))
+                    beyond = bisect_left(found, doc["first"])
                 if beyond >= limit:
                     break
                 docs.append(doc)
-                if mongo_docs.current(doc, epoch, now) and not doc.get("void"):
-                    for o in held:
-                        if o > low:
+                if mongo_docs.current(doc, epoch, now):
+                    for o in doc["offset"]:
+                        if o > low and o not in hidden:
                             insort(found, o)
         finally:
             await cursor.close()

@@ -12,19 +12,21 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
-from pymongo.errors import BulkWriteError, DuplicateKeyError
+from pymongo.errors import DuplicateKeyError
 
 from server.store import mongo_docs, schema
 from server.store.base import Refused, StoreConflict, StoreUnavailable
 from server.store.commit import GroupCommit
 from server.store.mongo_docs import Doc
-from server.store.mongo_io import Db, Ready, outage, when
+from server.store.mongo_io import Db, Ready, insert_once, outage, when
 
 #: Channels whose epoch and trim floor this process remembers (least recently written go).
 CHANNEL_CACHE = 10_000
-DUPLICATE_KEY = 11000
-#: Rounds of writing a run again without the offsets other writes took meanwhile.
-SETTLE_ATTEMPTS = 5
+#: How long a publisher waits for a pending void claiming its offsets to settle before it
+#: withdraws the claim: far longer than a void's two writes take, even in a restart's storm.
+PENDING_WAIT_S = 5.0
+#: What reading a void takes: everything but the expiry.
+VOID_FIELDS = {"channel": 1, "epoch": 1, "offset": 1, "state": 1}
 
 
 @dataclass(frozen=True, slots=True)
@@ -87,10 +89,11 @@ class MongoWrites:
         return refused
 
     async def _write(self, batch: list[Append]) -> Refused:
-        """Write a batch: per channel, one run of the newest epoch's offsets above the floor
-        (older epochs' documents go, `_kept`); then trim.
+        """Write a batch: per channel, runs of the newest epoch's offsets above the floor
+        (older epochs' documents go, `_kept`); then, at once, trim and read the voids that
+        claim any of the offsets written.
 
-        Returns the items refused because their offset was made void first.
+        Returns the items refused because a void took their offset.
         """
         db = await self._ready()
         by_channel: dict[str, list[Append]] = {}
@@ -112,7 +115,10 @@ class MongoWrites:
         refused: Refused = {}
         if docs:
             try:
-                voided = await self._insert(db, docs)
+                with outage("storing publications"):
+                    await insert_once(db[schema.PUBLICATIONS], docs)
+                self._remember(docs)
+                voided, _ = await asyncio.gather(self._voided(db, docs), self._trim(db, kept))
             finally:
                 self._written(by_channel)
             for i, item in enumerate(batch):
@@ -120,8 +126,30 @@ class MongoWrites:
                     refused[i] = StoreConflict(
                         f"offset {item.offset} of {item.channel} was made void before it was stored"
                     )
-        await self._trim(db, kept)
+        else:
+            await self._trim(db, kept)
         return refused
+
+    async def _voided(self, db: Db, docs: list[Doc]) -> set[tuple[str, int]]:
+        """The (channel, offset) of the runs just written that a void took. A void still
+        pending is waited for, and withdrawn from these offsets if it stays pending."""
+        channels = list({d["channel"] for d in docs})
+        with outage("checking for void offsets"):
+            found = await (
+                db[schema.VOIDS].find({"channel": {"$in": channels}}, VOID_FIELDS).to_list(None)
+            )
+        voided: set[tuple[str, int]] = set()
+        if not found:
+            return voided
+        mine: dict[tuple[str, str], set[int]] = {}
+        for doc in docs:
+            mine.setdefault((doc["channel"], doc["epoch"]), set()).update(doc["offset"])
+        for v in found:
+            wanted = mine.get((v["channel"], v["epoch"]), set()).intersection(v["offset"])
+            if wanted:
+                taken = await _settled(db[schema.VOIDS], v, sorted(wanted))
+                voided.update((v["channel"], o) for o in taken)
+        return voided
 
     async def _trim(self, db: Db, kept: dict[str, _Kept]) -> None:
         """Delete the runs wholly at or below their channel's floor, in one round trip.
@@ -146,43 +174,9 @@ class MongoWrites:
         """The ids of `k.epoch`'s runs of `channel` wholly at or below its floor."""
         with outage("trimming history"):
             found = db[schema.PUBLICATIONS].find(
-                {"channel": channel, "offset": {"$lte": k.floor}}, {"epoch": 1, "offset": 1}
+                {"channel": channel, "last": {"$lte": k.floor}}, {"epoch": 1}
             )
-            return [
-                d["_id"]
-                async for d in found
-                if d["epoch"] == k.epoch and max(mongo_docs.offsets(d)) <= k.floor
-            ]
-
-    async def _insert(self, db: Db, docs: list[Doc]) -> set[tuple[str, int]]:
-        """Insert runs; an offset held by an older epoch's leftover is taken over, one held by
-        the same epoch is left to its holder (a retried publication is stored already).
-
-        Returns the (channel, offset) of publications refused because a void holds the offset.
-        """
-        pubs = db[schema.PUBLICATIONS]
-        voided: set[tuple[str, int]] = set()
-        with outage("storing publications"):
-            for _ in range(SETTLE_ATTEMPTS):
-                try:
-                    await pubs.insert_many(docs, ordered=False)
-                    self._remember(docs)
-                    return voided
-                except BulkWriteError as exc:
-                    refused = _duplicates(exc, docs)
-                taken = {id(d) for d in refused}
-                self._remember([d for d in docs if id(d) not in taken])
-                docs = []
-                for doc in refused:
-                    rest = await _settle(pubs, doc, voided)
-                    if rest is not None:
-                        docs.append(rest)
-                if not docs:
-                    return voided
-        raise StoreUnavailable(
-            f"MongoDB storing publications failed: offsets of {docs[0]['channel']} kept being "
-            f"taken by other writes ({SETTLE_ATTEMPTS} attempts)"
-        )
+            return [d["_id"] async for d in found if d["epoch"] == k.epoch]
 
     def _remember(self, docs: list[Doc]) -> None:
         """Note written runs for trimming, under their channel's current epoch."""
@@ -222,18 +216,36 @@ class MongoWrites:
                     {"_id": channel}, {"$set": {"epoch": epoch}}, upsert=True
                 )
             if before is not None and before["epoch"] != epoch:
-                await db[schema.PUBLICATIONS].delete_many(
-                    {"channel": channel, "epoch": {"$ne": epoch}}
+                stale = {"channel": channel, "epoch": {"$ne": epoch}}
+                await asyncio.gather(
+                    db[schema.PUBLICATIONS].delete_many(stale),
+                    db[schema.VOIDS].delete_many(stale),
                 )
 
     async def void(self, channel: str, epoch: str, offsets: list[int], ttl_s: float) -> None:
+        """Written pending; then the offsets a run holds already are pulled from it as it is
+        made final, in one update: of a void and a publication racing for an offset, either
+        this finds the run, or the publisher finds this void (mongo_docs, `_voided`)."""
         if not offsets:
             return
         db = await self._ready()
         await self._kept(db, channel, epoch)
-        doc = mongo_docs.void_run(channel, epoch, sorted(set(offsets)), when(time.time() + ttl_s))
+        claim = sorted(set(offsets))
+        doc = mongo_docs.void(channel, epoch, claim, when(time.time() + ttl_s), mongo_docs.PENDING)
+        voids = db[schema.VOIDS]
         try:
-            await self._insert(db, [doc])
+            with outage("making offsets void"):
+                await voids.insert_one(doc)
+                runs = db[schema.PUBLICATIONS].find(
+                    {"channel": channel, "last": {"$gte": claim[0]}}, {"epoch": 1, "offset": 1}
+                )
+                held = {
+                    o async for d in runs if d["epoch"] == epoch for o in d["offset"]
+                }.intersection(claim)
+                update: dict[str, Any] = {"$set": {"state": mongo_docs.FINAL}}
+                if held:
+                    update["$pullAll"] = {"offset": sorted(held)}
+                await voids.update_one({"_id": doc["_id"], "state": mongo_docs.PENDING}, update)
         finally:
             self._written((channel,))
 
@@ -245,31 +257,22 @@ class MongoWrites:
             )
 
 
-async def _settle(pubs: Any, doc: Doc, voided: set[tuple[str, int]]) -> Doc | None:
-    """What of a run refused as a duplicate to write again: its offsets no document of its
-    epoch holds. Documents of another epoch holding any are deleted (the channel moved on);
-    offsets of a publication run that a void holds go to `voided`."""
-    channel, epoch, mine = doc["channel"], doc["epoch"], mongo_docs.offsets(doc)
-    held: dict[int, bool] = {}  # offset -> held by a void
-    stale: list[Any] = []
-    found = pubs.find(
-        {"channel": channel, "offset": {"$in": mine}}, {"epoch": 1, "offset": 1, "void": 1}
-    )
-    async for d in found:
-        if d["epoch"] != epoch:
-            stale.append(d["_id"])
-        else:
-            held.update(dict.fromkeys(mongo_docs.offsets(d), bool(d.get("void"))))
-    if stale:
-        await pubs.delete_many({"_id": {"$in": stale}})
-    if not doc.get("void"):
-        voided.update((channel, o) for o in mine if held.get(o))
-    return mongo_docs.remainder(doc, {o for o in mine if o not in held})
-
-
-def _duplicates(exc: BulkWriteError, docs: list[dict[str, Any]]) -> list[dict[str, Any]]:
-    """The documents refused as duplicate keys; any other write error is re-raised."""
-    errors = exc.details.get("writeErrors", [])
-    if any(e.get("code") != DUPLICATE_KEY for e in errors):
-        raise exc
-    return [docs[e["index"]] for e in errors]
+async def _settled(voids: Any, void: Doc, mine: list[int]) -> list[int]:
+    """Which of `mine` (offsets of a run just written) `void` takes: those it holds once
+    final. While it is pending (its writer between its writes) it is read again, and after
+    PENDING_WAIT_S withdrawn from `mine`, on condition that it is still pending."""
+    deadline = time.monotonic() + PENDING_WAIT_S
+    delay = 0.005
+    with outage("settling a void"):
+        while void is not None and void["state"] == mongo_docs.PENDING:
+            if time.monotonic() >= deadline:
+                withdrawn = await voids.update_one(
+                    {"_id": void["_id"], "state": mongo_docs.PENDING},
+                    {"$pullAll": {"offset": mine}},
+                )
+                if withdrawn.matched_count:
+                    return []
+            await asyncio.sleep(delay)
+            delay = min(delay * 2, 0.2)
+            void = await voids.find_one({"_id": void["_id"]}, VOID_FIELDS)
+    return [] if void is None else sorted(set(mine).intersection(void["offset"]))

@@ -1,0 +1,113 @@
+"""The MongoDB store's void protocol, one interleaving at a time: a void is written pending, then
+made final without the offsets a run already holds; a publisher that finds a pending void
+claiming its offsets waits for it, and withdraws the claim if it stays pending. Every order ends
+with each offset either acknowledged and read as a publication, or refused and read as void."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import pytest
+import pytest_asyncio
+from bson import ObjectId
+from pymongo import AsyncMongoClient
+
+from server.config import MongoConfig
+from server.position import Position
+from server.store import mongo_docs, mongo_writes, schema
+from server.store.base import VOID, StoreConflict
+from server.store.mongo import MongoStore
+
+
+@pytest_asyncio.fixture
+async def voids(mongo_config: MongoConfig) -> AsyncIterator[Any]:
+    """The voids collection, through a client of its own, to stand in for a void's writer."""
+    client: AsyncMongoClient[dict[str, Any]] = AsyncMongoClient(mongo_config.url)
+    yield client[mongo_config.database][schema.VOIDS]
+    await client.close()
+
+
+def pending(offsets: list[int], age: timedelta = timedelta(0)) -> dict[str, Any]:
+    """A void of channel c, epoch e1, whose writer is between its writes (or gone)."""
+    expire_at = datetime.now(UTC) + timedelta(minutes=5)
+    doc = mongo_docs.void("c", "e1", offsets, expire_at, mongo_docs.PENDING)
+    doc["_id"] = ObjectId.from_datetime(datetime.now(UTC) - age)
+    return doc
+
+
+async def offsets(store: MongoStore) -> dict[int, bool]:
+    """Offset -> whether it reads as void, for offsets 1 to 5 of c."""
+    return {o: b is VOID for o, b in await store.span("c", "e1", 1, 5)}
+
+
+@pytest.mark.asyncio
+async def test_a_publisher_waits_for_a_pending_void_and_is_refused_when_it_ends_final(
+    mongo_store: MongoStore, voids: Any
+) -> None:
+    await mongo_store.append("c", "e1", 1, b"1", 100, 60)
+    claim = pending([2, 3])
+    await voids.insert_one(claim)
+    publishing = asyncio.ensure_future(
+        mongo_store.append_many("c", "e1", [(2, b"2"), (4, b"4")], 100, 60)
+    )
+    await asyncio.sleep(0.3)
+    assert not publishing.done()  # it waits for the void to settle
+    assert await offsets(mongo_store) == {1: False, 4: False}  # 2 is claimed: held back
+    await voids.update_one({"_id": claim["_id"]}, {"$set": {"state": mongo_docs.FINAL}})
+    refused = await asyncio.wait_for(publishing, 5)
+    assert list(refused) == [0] and isinstance(refused[0], StoreConflict)
+    assert await offsets(mongo_store) == {1: False, 2: True, 3: True, 4: False}
+
+
+@pytest.mark.asyncio
+async def test_a_void_left_pending_is_withdrawn_from_the_publishers_offsets(
+    mongo_store: MongoStore, voids: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(mongo_writes, "PENDING_WAIT_S", 0.3)
+    claim = pending([2, 3])
+    await voids.insert_one(claim)
+    assert await mongo_store.append_many("c", "e1", [(1, b"1"), (2, b"2")], 100, 60) == {}
+    assert (await voids.find_one({"_id": claim["_id"]}))["offset"] == [3]
+    assert await offsets(mongo_store) == {1: False, 2: False}  # 3 still pending: absent
+    # The void's writer comes back and makes what it still claims final: 2 stays published.
+    await voids.update_one({"_id": claim["_id"]}, {"$set": {"state": mongo_docs.FINAL}})
+    assert await offsets(mongo_store) == {1: False, 2: False, 3: True}
+
+
+@pytest.mark.asyncio
+async def test_a_void_made_after_a_run_leaves_the_runs_offsets_to_it(
+    mongo_store: MongoStore, voids: Any
+) -> None:
+    await mongo_store.append_many("c", "e1", [(1, b"1"), (2, b"2")], 100, 60)
+    await mongo_store.void("c", "e1", [2, 3], 60)
+    [made] = await voids.find({}).to_list(None)
+    assert (made["offset"], made["state"]) == ([3], mongo_docs.FINAL)
+    assert await offsets(mongo_store) == {1: False, 2: False, 3: True}
+    assert await mongo_store.history("c", "e1", None, 10, False) == [(1, b"1"), (2, b"2")]
+
+
+@pytest.mark.asyncio
+async def test_readers_hold_back_a_pending_claim_until_it_is_abandoned(
+    mongo_store: MongoStore, voids: Any
+) -> None:
+    """A run written while a void's writer was between its writes is not shown as published
+    until the void settles; a pending void older than ABANDONED no longer holds it back."""
+    await mongo_store.append_many("c", "e1", [(1, b"1"), (2, b"2")], 100, 60)
+    young = pending([2])
+    await voids.insert_one(young)
+    assert await offsets(mongo_store) == {1: False}
+    assert [o for o, _ in await mongo_store.history("c", "e1", None, 10, True)] == [1]
+    await voids.delete_one({"_id": young["_id"]})
+    await voids.insert_one(pending([2], age=mongo_docs.ABANDONED + timedelta(seconds=5)))
+    assert await offsets(mongo_store) == {1: False, 2: False}
+    assert [o for o, _ in await mongo_store.history("c", "e1", None, 10, True)] == [2, 1]
+
+
+@pytest.mark.asyncio
+async def test_position_counts_a_void_beyond_the_newest_run(mongo_store: MongoStore) -> None:
+    await mongo_store.append("c", "e1", 1, b"1", 100, 60)
+    await mongo_store.void("c", "e1", [2, 3, 7], 60)
+    assert await mongo_store.position("c") == Position(7, "e1")
