@@ -71,7 +71,7 @@ def _run(
     expire_at: datetime,
 ) -> Doc:
     return {
-        "_id": f"{channel}\0{epoch}\0{offsets[0]}\0{offsets[-1]}",
+        "_id": f"{channel}/{epoch}/{offsets[0]}-{offsets[-1]}",  # "/" is in no channel name
         "channel": channel,
         "epoch": epoch,
         "offset": offsets,

@@ -229,13 +229,13 @@ class MongoWrites:
         if not offsets:
             return
         db = await self._ready()
-        await self._kept(db, channel, epoch)
         claim = sorted(set(offsets))
         doc = mongo_docs.void(channel, epoch, claim, when(time.time() + ttl_s), mongo_docs.PENDING)
         voids = db[schema.VOIDS]
         try:
             with outage("making offsets void"):
-                await voids.insert_one(doc)
+                # The epoch's record and the claim are independent: one round trip for both.
+                await asyncio.gather(self._kept(db, channel, epoch), voids.insert_one(doc))
                 runs = db[schema.PUBLICATIONS].find(
                     {"channel": channel, "last": {"$gte": claim[0]}}, {"epoch": 1, "offset": 1}
                 )
