@@ -9,6 +9,7 @@ first. Where the namespace keeps history, a publish returns once the store holds
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import math
 import time
 from collections.abc import Awaitable, Callable
@@ -93,21 +94,30 @@ class Sequencer:
 
         A channel with history continues past every offset the broker may have handed out
         before it lost its state (the store's position plus the unstored window, reserved in
-        the store first), so no position is used twice; those skipped offsets are made void,
-        so recovery across them need not wait. Without history a channel starts a new epoch.
+        the store first), so no position is used twice; those skipped offsets are claimed with
+        the reservation and made void once the broker is seeded, so recovery across them need
+        not wait. Without history a channel starts a new epoch.
         """
-        start, stored, kept = Position(0, new_epoch()), None, None
+        start, stored, settle = Position(0, new_epoch()), None, None
         if ns.keeps_history:
             kept = await guard(self.store.position(channel))
             stored = 0
             if kept is not None:
                 stored = kept.offset + recovery.unstored_window(ns)
-                await guard(self.store.reserve(channel, kept.epoch, stored))
+                skipped = list(range(kept.offset + 1, stored + 1))
+                settle = await guard(
+                    self.store.claim(channel, kept.epoch, skipped, ns.history_ttl_s)
+                )
                 start = Position(stored, kept.epoch)
-        seeded = await guard(self.broker.seed(channel, start, stored, channel_ttl(ns)))
-        if seeded and kept is not None:
-            skipped = list(range(kept.offset + 1, start.offset + 1))
-            await guard(self.store.void(channel, kept.epoch, skipped, ns.history_ttl_s))
+        try:
+            seeded = await guard(self.broker.seed(channel, start, stored, channel_ttl(ns)))
+        except ProtocolError:
+            if settle is not None:  # give the claim up now, not a minute later (mongo_docs)
+                with contextlib.suppress(Unavailable):
+                    await settle(False)
+            raise
+        if settle is not None:
+            await guard(settle(seeded))
         pos = await guard(self.broker.position(channel))
         if pos is None:
             raise ProtocolError(Code.UNAVAILABLE, "the broker lost the channel's position")

@@ -111,3 +111,34 @@ async def test_position_counts_a_void_beyond_the_newest_run(mongo_store: MongoSt
     await mongo_store.append("c", "e1", 1, b"1", 100, 60)
     await mongo_store.void("c", "e1", [2, 3, 7], 60)
     assert await mongo_store.position("c") == Position(7, "e1")
+
+
+@pytest.mark.asyncio
+async def test_a_seed_claims_with_its_reservation_and_gives_the_claim_up_when_beaten(
+    mongo_store: MongoStore, voids: Any
+) -> None:
+    """The claim is written pending with the reservation; a seed another process won gives it
+    up at once rather than holding back publications until it is abandoned."""
+    await mongo_store.append("c", "e1", 1, b"1", 100, 60)
+    settle = await mongo_store.claim("c", "e1", [2, 3], 60)
+    [claim] = await voids.find({}).to_list(None)
+    assert (claim["offset"], claim["state"]) == ([2, 3], mongo_docs.PENDING)
+    assert await mongo_store.position("c") == Position(3, "e1")
+    await settle(False)
+    assert await voids.count_documents({}) == 0
+    assert await mongo_store.append_many("c", "e1", [(2, b"2")], 100, 60) == {}
+    assert await offsets(mongo_store) == {1: False, 2: False}
+
+
+@pytest.mark.asyncio
+async def test_final_voids_below_the_floor_are_deleted_by_the_next_write(
+    mongo_store: MongoStore, voids: Any
+) -> None:
+    await mongo_store.append("c", "e1", 1, b"1", 3, 60)
+    await mongo_store.void("c", "e1", [2, 3], 60)
+    await mongo_store.void("c", "e1", [5], 60)
+    await mongo_store.append("c", "e1", 4, b"4", 3, 60)  # floor 1: both voids stay
+    assert await voids.count_documents({}) == 2
+    await mongo_store.append("c", "e1", 6, b"6", 3, 60)  # floor 3: the void of 2 and 3 goes
+    assert [d["offset"] async for d in voids.find({})] == [[5]]
+    assert await offsets(mongo_store) == {4: False, 5: True}

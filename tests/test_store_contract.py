@@ -156,6 +156,28 @@ async def test_a_void_and_a_publication_racing_keep_exactly_one(any_store: Store
     assert {o for o, b in kept.items() if b is not VOID} == acked
 
 
+async def test_a_claim_reserves_then_voids_or_is_given_up(any_store: Store) -> None:
+    """A seed's claim: the reservation holds at once; settling it True makes the offsets still
+    unstored void, False leaves them free for publications."""
+    await fill(any_store, "c", "e1", range(1, 3))
+    settle = await any_store.claim("c", "e1", [3, 4, 5], 600)
+    assert await any_store.position("c") == Position(5, "e1")
+    await any_store.append("c", "e1", 3, body(3), 100, 600)  # stored before the void is made
+    await settle(True)
+    assert await any_store.span("c", "e1", 1, 5) == [
+        (1, body(1)),
+        (2, body(2)),
+        (3, body(3)),
+        (4, VOID),
+        (5, VOID),
+    ]
+    given_up = await any_store.claim("c", "e1", [6, 7], 600)
+    await given_up(False)
+    await any_store.append("c", "e1", 6, body(6), 100, 600)
+    assert [o for o, _ in await any_store.history("c", "e1", None, 10, False)] == [1, 2, 3, 6]
+    assert await any_store.position("c") == Position(7, "e1")
+
+
 async def test_position_counts_reservations_of_its_epoch(any_store: Store) -> None:
     assert await any_store.position("c") is None
     await fill(any_store, "c", "e1", range(1, 4))

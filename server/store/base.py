@@ -7,6 +7,7 @@ client publishes survives unchanged, whatever the database's own document rules.
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 
 from server.position import Position
@@ -30,6 +31,9 @@ VOID = None
 
 #: What a write refused: the index of each item not stored, with why.
 Refused = dict[int, BaseException]
+
+#: Settles a claim (Store.claim): True makes its offsets void, False gives the claim up.
+Settle = Callable[[bool], Awaitable[None]]
 
 
 @dataclass(frozen=True, slots=True)
@@ -126,6 +130,19 @@ class Store(ABC):
         A broker that lost its state is seeded past every offset it may have handed out, so
         no position is ever used twice (`position` counts reservations).
         """
+
+    async def claim(self, channel: str, epoch: str, offsets: list[int], ttl_s: float) -> Settle:
+        """Reserve up to the last of `offsets` (ascending, not empty) and claim them for a void,
+        made by the returned call once the broker is seeded past them (or given up if another
+        process seeded it first). A store that can write the reservation and the claim at once
+        saves a seed a round trip over `reserve` then `void`."""
+        await self.reserve(channel, epoch, offsets[-1])
+
+        async def settle(void: bool) -> None:
+            if void:
+                await self.void(channel, epoch, offsets, ttl_s)
+
+        return settle
 
     @abstractmethod
     async def position(self, channel: str) -> Position | None:

@@ -21,7 +21,7 @@ from pymongo import AsyncMongoClient
 from server.config import MongoConfig
 from server.position import Position
 from server.store import schema
-from server.store.base import Refused, Session, Store, StoreUnavailable, User
+from server.store.base import Refused, Session, Settle, Store, StoreUnavailable, User
 from server.store.mongo_io import Db, outage
 from server.store.mongo_reads import MongoReads
 from server.store.mongo_users import MongoUsers
@@ -133,6 +133,9 @@ class MongoStore(Store):
 
     async def void(self, channel: str, epoch: str, offsets: list[int], ttl_s: float) -> None:
         await self._writes.void(channel, epoch, offsets, ttl_s)
+
+    async def claim(self, channel: str, epoch: str, offsets: list[int], ttl_s: float) -> Settle:
+        return await self._writes.claim(channel, epoch, offsets, ttl_s)
 
     async def reserve(self, channel: str, epoch: str, offset: int) -> None:
         await self._writes.reserve(channel, epoch, offset)

@@ -15,7 +15,7 @@ from typing import Any
 from pymongo.errors import DuplicateKeyError
 
 from server.store import mongo_docs, schema
-from server.store.base import Refused, StoreConflict, StoreUnavailable
+from server.store.base import Refused, Settle, StoreConflict, StoreUnavailable
 from server.store.commit import GroupCommit
 from server.store.mongo_docs import Doc
 from server.store.mongo_io import Db, Ready, insert_once, outage, when
@@ -118,7 +118,7 @@ class MongoWrites:
                 with outage("storing publications"):
                     await insert_once(db[schema.PUBLICATIONS], docs)
                 self._remember(docs)
-                voided, _ = await asyncio.gather(self._voided(db, docs), self._trim(db, kept))
+                voided, _ = await asyncio.gather(self._voided(db, docs, kept), self._trim(db, kept))
             finally:
                 self._written(by_channel)
             for i, item in enumerate(batch):
@@ -130,14 +130,27 @@ class MongoWrites:
             await self._trim(db, kept)
         return refused
 
-    async def _voided(self, db: Db, docs: list[Doc]) -> set[tuple[str, int]]:
+    async def _voided(
+        self, db: Db, docs: list[Doc], kept: dict[str, _Kept]
+    ) -> set[tuple[str, int]]:
         """The (channel, offset) of the runs just written that a void took. A void still
-        pending is waited for, and withdrawn from these offsets if it stays pending."""
+        pending is waited for, and withdrawn from these offsets if it stays pending. Final
+        voids wholly at or below their channel's floor, which readers no longer look at, are
+        deleted on the way."""
         channels = list({d["channel"] for d in docs})
         with outage("checking for void offsets"):
             found = await (
                 db[schema.VOIDS].find({"channel": {"$in": channels}}, VOID_FIELDS).to_list(None)
             )
+            dead = [
+                v["_id"]
+                for v in found
+                if v["state"] == mongo_docs.FINAL
+                and v["epoch"] == kept[v["channel"]].epoch
+                and max(v["offset"], default=0) <= kept[v["channel"]].floor
+            ]
+            if dead:
+                await db[schema.VOIDS].delete_many({"_id": {"$in": dead}})
         voided: set[tuple[str, int]] = set()
         if not found:
             return voided
@@ -223,31 +236,50 @@ class MongoWrites:
                 )
 
     async def void(self, channel: str, epoch: str, offsets: list[int], ttl_s: float) -> None:
-        """Written pending; then the offsets a run holds already are pulled from it as it is
+        if offsets:
+            settle = await self.claim(channel, epoch, offsets, ttl_s, reserve=False)
+            await settle(True)
+
+    async def claim(
+        self, channel: str, epoch: str, offsets: list[int], ttl_s: float, reserve: bool = True
+    ) -> Settle:
+        """A void written pending, with the reservation and the channel's epoch in the same
+        round trip. Settling it True pulls the offsets a run holds already from it as it is
         made final, in one update: of a void and a publication racing for an offset, either
-        this finds the run, or the publisher finds this void (mongo_docs, `_voided`)."""
-        if not offsets:
-            return
+        this finds the run, or the publisher finds this void (`_voided`)."""
         db = await self._ready()
         claim = sorted(set(offsets))
         doc = mongo_docs.void(channel, epoch, claim, when(time.time() + ttl_s), mongo_docs.PENDING)
         voids = db[schema.VOIDS]
+        writes = [self._kept(db, channel, epoch), voids.insert_one(doc)]
+        if reserve:
+            writes.append(self.reserve(channel, epoch, claim[-1]))
         try:
-            with outage("making offsets void"):
-                # The epoch's record and the claim are independent: one round trip for both.
-                await asyncio.gather(self._kept(db, channel, epoch), voids.insert_one(doc))
-                runs = db[schema.PUBLICATIONS].find(
-                    {"channel": channel, "last": {"$gte": claim[0]}}, {"epoch": 1, "offset": 1}
-                )
-                held = {
-                    o async for d in runs if d["epoch"] == epoch for o in d["offset"]
-                }.intersection(claim)
-                update: dict[str, Any] = {"$set": {"state": mongo_docs.FINAL}}
-                if held:
-                    update["$pullAll"] = {"offset": sorted(held)}
-                await voids.update_one({"_id": doc["_id"], "state": mongo_docs.PENDING}, update)
+            with outage("claiming offsets"):
+                await asyncio.gather(*writes)
         finally:
             self._written((channel,))
+
+        async def settle(void: bool) -> None:
+            try:
+                with outage("making offsets void"):
+                    if not void:
+                        await voids.delete_one({"_id": doc["_id"], "state": mongo_docs.PENDING})
+                        return
+                    runs = db[schema.PUBLICATIONS].find(
+                        {"channel": channel, "last": {"$gte": claim[0]}}, {"epoch": 1, "offset": 1}
+                    )
+                    held = {
+                        o async for d in runs if d["epoch"] == epoch for o in d["offset"]
+                    }.intersection(claim)
+                    update: dict[str, Any] = {"$set": {"state": mongo_docs.FINAL}}
+                    if held:
+                        update["$pullAll"] = {"offset": sorted(held)}
+                    await voids.update_one({"_id": doc["_id"], "state": mongo_docs.PENDING}, update)
+            finally:
+                self._written((channel,))
+
+        return settle
 
     async def reserve(self, channel: str, epoch: str, offset: int) -> None:
         db = await self._ready()
