@@ -280,10 +280,14 @@ async def test_a_new_process_trims_runs_an_earlier_one_left(mongo_config: MongoC
 
 
 @pytest.mark.asyncio
-async def test_version_1_and_2_documents_are_migrated(mongo_url: str) -> None:
+async def test_version_1_and_2_documents_are_migrated(
+    mongo_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
     """A database written by versions 1 (a document per offset) and 2 (runs, interleaved
-    across writers, under a unique multikey index) reads the same once migrated: runs split
-    into runs of consecutive offsets, voids moved to their own collection as final."""
+    across writers, under a unique multikey index) reads the same once migrated, batch by
+    batch: runs split into runs of consecutive offsets, voids moved to their own collection
+    as final."""
+    monkeypatch.setattr(schema, "MIGRATION_BATCH", 2)
     config = fresh_config(mongo_url)
     client: AsyncMongoClient[dict[str, Any]] = AsyncMongoClient(config.url)
     db = client[config.database]

@@ -23,6 +23,9 @@ from server.store.mongo_io import insert_once
 #: before starting this one on their database: they cannot read what it writes.
 VERSION = 3
 
+#: Documents of an older schema rewritten per round trip when migrating.
+MIGRATION_BATCH = 500
+
 USERS = "users"
 SESSIONS = "sessions"
 PUBLICATIONS = "publications"
@@ -68,27 +71,29 @@ async def ensure(db: AsyncDatabase[dict[str, Any]]) -> None:
 
 async def _migrate_to_3(db: AsyncDatabase[dict[str, Any]]) -> None:
     """Rewrite version 1 and 2 documents: runs into runs of consecutive offsets, voids into
-    their own collection (as final), and drop the multikey index. Idempotent, so a migration
-    cut short, or run by two processes at once, ends the same."""
+    their own collection (as final), a batch of documents a round trip or two; the multikey
+    index goes first, as it would refuse the new runs. Idempotent, so a migration cut short,
+    or run by two processes at once, ends the same."""
     pubs, voids = db[PUBLICATIONS], db[VOIDS]
-    if "channel_offset" in await pubs.index_information():  # it would refuse the new runs
+    if "channel_offset" in await pubs.index_information():
         await pubs.drop_index("channel_offset")
-    async for doc in pubs.find({"last": {"$exists": False}}):
-        found = mongo_docs.offsets(doc)
-        if doc.get("void"):
-            new = [
-                dict(
-                    mongo_docs.void(
-                        doc["channel"], doc["epoch"], found, doc["expire_at"], mongo_docs.FINAL
-                    ),
-                    _id=doc["_id"],
+    old = pubs.find({"last": {"$exists": False}}).batch_size(MIGRATION_BATCH)
+    while batch := await old.to_list(MIGRATION_BATCH):
+        runs: list[dict[str, Any]] = []
+        made_void: list[dict[str, Any]] = []
+        for doc in batch:
+            found = mongo_docs.offsets(doc)
+            if doc.get("void"):
+                void = mongo_docs.void(
+                    doc["channel"], doc["epoch"], found, doc["expire_at"], mongo_docs.FINAL
                 )
-            ]
-            await insert_once(voids, new)
-        else:
-            bodies = doc["body"] if isinstance(doc["body"], list) else [doc["body"]]
-            size = doc.get("size", max(found))  # version 1 set no floor
-            items = sorted(zip(found, (bytes(b) for b in bodies), strict=True))
-            new = mongo_docs.runs(doc["channel"], doc["epoch"], items, size, doc["expire_at"])
-            await insert_once(pubs, new)
-        await pubs.delete_one({"_id": doc["_id"]})
+                made_void.append(dict(void, _id=doc["_id"]))
+            else:
+                bodies = doc["body"] if isinstance(doc["body"], list) else [doc["body"]]
+                size = doc.get("size", max(found))  # version 1 set no floor
+                items = sorted(zip(found, (bytes(b) for b in bodies), strict=True))
+                runs += mongo_docs.runs(doc["channel"], doc["epoch"], items, size, doc["expire_at"])
+        for coll, docs in ((pubs, runs), (voids, made_void)):
+            if docs:
+                await insert_once(coll, docs)
+        await pubs.delete_many({"_id": {"$in": [doc["_id"] for doc in batch]}})
