@@ -20,4 +20,6 @@ def test_send_floor_sends_every_round_to_every_socket() -> None:
     assert found, out
     per_send, system, rate = float(found[1]), float(found[2]), int(found[3].replace(",", ""))
     assert 360 <= rate <= 440, out  # 20 sockets × 20 rounds a second
-    assert 0 < system <= per_send, out
+    # The kernel splits CPU time into user and system by clock ticks: a run this short (about
+    # 2 ms of sending) may show no system time at all, but never more than the whole.
+    assert per_send > 0 and 0 <= system <= per_send, out
