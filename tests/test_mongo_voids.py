@@ -6,6 +6,7 @@ with each offset either acknowledged and read as a publication, or refused and r
 from __future__ import annotations
 
 import asyncio
+import random
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -142,3 +143,46 @@ async def test_final_voids_below_the_floor_are_deleted_by_the_next_write(
     await mongo_store.append("c", "e1", 6, b"6", 3, 60)  # floor 3: the void of 2 and 3 goes
     assert [d["offset"] async for d in voids.find({})] == [[5]]
     assert await offsets(mongo_store) == {4: False, 5: True}
+
+
+@pytest.mark.asyncio
+async def test_two_processes_racing_voids_and_publications_agree_on_every_offset(
+    mongo_config: MongoConfig,
+) -> None:
+    """One store appends runs while another voids random offsets of the same range, each on
+    its own connections: every offset ends acknowledged and read as a publication, or refused
+    and read as void."""
+    publisher, voider = MongoStore(mongo_config), MongoStore(mongo_config)
+    await publisher.start()
+    await voider.start()
+    rng = random.Random(19)
+    offsets_ = list(range(1, 301))
+    try:
+        runs = [offsets_[i : i + 10] for i in range(0, 300, 10)]
+        claims = [sorted(rng.sample(offsets_, 8)) for _ in range(30)]
+
+        async def publish(run: list[int]) -> dict[int, bool]:
+            await asyncio.sleep(rng.random() * 0.05)
+            refused = await publisher.append_many(
+                "c", "e1", [(o, b"%d" % o) for o in run], 1000, 60
+            )
+            return {o: i not in refused for i, o in enumerate(run)}
+
+        async def void(claim: list[int]) -> None:
+            await asyncio.sleep(rng.random() * 0.05)
+            await voider.void("c", "e1", claim, 60)
+
+        await voider.void("c", "e1", [5, 150, 295], 60)  # before any run: surely refused
+        results = await asyncio.gather(*map(publish, runs), *map(void, claims))
+        acked: dict[int, bool] = {}
+        for outcome in results[: len(runs)]:
+            acked.update(outcome)  # type: ignore[arg-type]
+        kept = dict(await voider.span("c", "e1", 1, 300))
+        assert sorted(kept) == offsets_  # every offset settled, none held back
+        for o in offsets_:
+            assert (kept[o] is not VOID) == acked[o], o
+        assert not acked[5] and not acked[150] and not acked[295]
+        assert sum(acked.values()) >= 300 - 3 - 30 * 8
+    finally:
+        await publisher.close()
+        await voider.close()
