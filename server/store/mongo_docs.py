@@ -97,19 +97,11 @@ def void(channel: str, epoch: str, offsets: list[int], expire_at: datetime, stat
     }
 
 
-def offsets(doc: Doc) -> list[int]:
-    found = doc["offset"]
-    return list(found) if isinstance(found, list) else [found]
-
-
 def body(doc: Doc, offset: int) -> bytes | None:
     """The body `doc` holds for `offset` (one of its offsets), VOID for a void's."""
     if "state" in doc:
         return VOID
-    bodies = doc["body"]
-    if not isinstance(bodies, list):
-        return bytes(bodies)
-    found: bytes = bodies[bisect_left(doc["offset"], offset)]  # a run's offsets ascend
+    found: bytes = doc["body"][bisect_left(doc["offset"], offset)]  # a run's offsets ascend
     return found
 
 

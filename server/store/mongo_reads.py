@@ -132,19 +132,18 @@ class MongoReads:
                 _newest(db[schema.PUBLICATIONS], channel),
                 _newest(db[schema.VOIDS], channel),
             )
-        if current is None:
+        found = [d for d in (newest, void) if d is not None]
+        if current is None or not found:
             return None
         epoch, now = current["epoch"], when(time.time())
-        tops = [d["last"] for d in (newest, void) if d is not None]
-        if not tops:
-            return None
-        if not all(mongo_docs.current(d, epoch, now) for d in (newest, void) if d is not None):
-            # another epoch's or expired: what is left of this epoch, if anything
+        if all(mongo_docs.current(d, epoch, now) for d in found):
+            top = max(d["last"] for d in found)
+        else:  # another epoch's or expired: what is left of this epoch, if anything
             kept = await self._visible(channel, epoch, None, bodies=False)
-            tops = [kept[-1][0]] if kept else []
-        if not tops:
-            return None
-        return Position(max(max(tops), current.get("reserved", 0)), epoch)
+            if not kept:
+                return None
+            top = kept[-1][0]
+        return Position(max(top, current.get("reserved", 0)), epoch)
 
     async def _visible(
         self, channel: str, epoch: str, since: int | None, bodies: bool

@@ -82,7 +82,7 @@ async def _migrate_to_3(db: AsyncDatabase[dict[str, Any]]) -> None:
         runs: list[dict[str, Any]] = []
         made_void: list[dict[str, Any]] = []
         for doc in batch:
-            found = mongo_docs.offsets(doc)
+            found = doc["offset"] if isinstance(doc["offset"], list) else [doc["offset"]]
             if doc.get("void"):
                 void = mongo_docs.void(
                     doc["channel"], doc["epoch"], found, doc["expire_at"], mongo_docs.FINAL
