@@ -16,7 +16,7 @@ from server.__main__ import prepare_services
 from server.config import MongoConfig
 from server.position import Position
 from server.store import mongo as store_mongo
-from server.store import mongo_docs, schema
+from server.store import mongo_docs, mongo_reads, schema
 from server.store.base import VOID, StoreConflict
 from server.store.mongo import MongoStore
 from tests.fixtures.mongo import drop_database, fresh_config
@@ -414,3 +414,77 @@ async def test_pages_of_interleaved_runs_and_of_a_channel_ending_in_a_void(
     assert [o for o, _ in await history("c", "e1", None, 3, True)] == [6, 5, 4]
     await mongo_store.append_many("c", "e1", [(9, b"9"), (10, b"10"), (11, b"11")], 9, 60)
     assert [o for o, _ in await history("c", "e1", None, 3, False)] == [3, 4, 5]  # floor 2
+
+
+@pytest.mark.asyncio
+async def test_a_complete_span_serves_later_readers_of_its_range_for_a_while(
+    heard: tuple[MongoStore, _Commands], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A restart's subscribers of a channel arrive over seconds: a span read that found every
+    offset of its range is kept for them; one with a hole is read again (it may be filled)."""
+    store, commands = heard
+    assert await store.append_many("c", "e1", [(o, b"%d" % o) for o in (1, 2, 3)], 100, 60) == {}
+    await store.append("d", "e1", 1, b"1", 100, 60)
+    await store.append("d", "e1", 3, b"3", 100, 60)
+
+    commands.clear()
+    assert [o for o, _ in await store.span("c", "e1", 0, 3)] == [1, 2, 3]
+    assert len(commands.finds(schema.PUBLICATIONS)) == 1
+    commands.clear()
+    assert await store.span("c", "e1", 1, 3) == [(1, b"1"), (2, b"2"), (3, b"3")]
+    assert await store.span("c", "e1", 2, 3) == [(2, b"2"), (3, b"3")]
+    assert commands.finds(schema.PUBLICATIONS) == []  # kept
+    await store.span("c", "e1", 0, 2)  # another range: read
+    assert len(commands.finds(schema.PUBLICATIONS)) == 1
+
+    commands.clear()
+    assert [o for o, _ in await store.span("d", "e1", 0, 3)] == [1, 3]
+    await store.append("d", "e1", 2, b"2", 100, 60)
+    assert [o for o, _ in await store.span("d", "e1", 0, 3)] == [1, 2, 3]
+    assert len(commands.finds(schema.PUBLICATIONS)) == 2  # the one with a hole was not kept
+
+    monkeypatch.setattr(mongo_reads, "SPAN_KEEP_S", 0.0)  # kept no time at all
+    commands.clear()
+    assert [o for o, _ in await store.span("c", "e1", 0, 1)] == [1]
+    assert [o for o, _ in await store.span("c", "e1", 0, 1)] == [1]
+    assert len(commands.finds(schema.PUBLICATIONS)) == 2
+
+
+@pytest.mark.asyncio
+async def test_the_store_opens_its_pool_before_clients_come(
+    mongo_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Connections opened under load take hundreds of milliseconds each: start opens them."""
+    pool = _Pool()
+    monkeypatch.setattr(
+        store_mongo, "AsyncMongoClient", partial(AsyncMongoClient, event_listeners=[pool])
+    )
+    config = fresh_config(mongo_url)
+    store = MongoStore(config)
+    await store.start()
+    try:
+        assert pool.opened == store_mongo.POOL_SIZE
+    finally:
+        await store.close()
+        await drop_database(config)
+
+
+class _Pool(monitoring.ConnectionPoolListener):
+    """Counts the connections a client opens."""
+
+    def __init__(self) -> None:
+        self.opened = 0
+
+    def connection_ready(self, event: monitoring.ConnectionReadyEvent) -> None:
+        self.opened += 1
+
+    def pool_created(self, event: Any) -> None: ...
+    def pool_ready(self, event: Any) -> None: ...
+    def pool_cleared(self, event: Any) -> None: ...
+    def pool_closed(self, event: Any) -> None: ...
+    def connection_created(self, event: Any) -> None: ...
+    def connection_closed(self, event: Any) -> None: ...
+    def connection_check_out_started(self, event: Any) -> None: ...
+    def connection_check_out_failed(self, event: Any) -> None: ...
+    def connection_checked_out(self, event: Any) -> None: ...
+    def connection_checked_in(self, event: Any) -> None: ...

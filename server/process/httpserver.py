@@ -1,6 +1,13 @@
 """Tornado's HTTPServer with admission control, timeouts and proxy headers from proxies only.
 
 What it adds (see docs/security.md):
+- A storm of connects (every client of a restarted process at once) is accepted at once, up
+  to ACCEPT_BATCH per readable event, but served HANDLE_BATCH per turn of the event loop,
+  oldest first. Connects then wait here rather than in the kernel's backlog, which past
+  net.core.somaxconn drops their SYNs (each such client waits out TCP's retransmission: 1,
+  3, 7 s), and no turn grows so long that the store's replies crawl: pymongo takes about
+  nine turns per operation, and the channels' seeds that every reconnecting subscriber waits
+  for are such operations (docs/benchmarks.md, the eighth round).
 - Every accepted socket is counted (server/process/admission.py). At `[server] max_sockets` the
   listening sockets leave the event loop, so the kernel's backlog holds further connects
   instead of the process spinning on them; they come back once the count has fallen a little.
@@ -27,6 +34,7 @@ its limits is left to Tornado's path, which answers the 429.
 
 from __future__ import annotations
 
+import collections
 import errno
 import socket
 from collections.abc import Awaitable, Iterable
@@ -44,7 +52,10 @@ from server.ws.handshake import Request
 from server.ws.listener import UpgradeServer
 
 #: Connections accepted per readable event before other work gets a turn (Tornado's 128).
-ACCEPT_BATCH = 128
+#: Accepting is cheap; serving them is what HANDLE_BATCH paces.
+ACCEPT_BATCH = 512
+#: Accepted connections that start being served per turn of the event loop.
+HANDLE_BATCH = 32
 #: After an accept failed for want of resources, wait this long before accepting again.
 ACCEPT_RETRY_S = 0.25
 #: 429 answers in flight at once; beyond this a refused connection is closed unanswered.
@@ -85,6 +96,9 @@ class GuardedHTTPServer(UpgradeServer):
         self._retry: object | None = None
         self._refusing = 0
         self._sweeper: PeriodicCallback | None = None
+        #: Accepted connections not yet served, oldest first, and whether a turn will serve some.
+        self._accepted: collections.deque[tuple[socket.socket, Any]] = collections.deque()
+        self._serving = False
 
     # -- accepting -----------------------------------------------------------------------------
 
@@ -190,7 +204,20 @@ class GuardedHTTPServer(UpgradeServer):
             return
         if ip is not None and not exempt:
             sock.charge(ip)
-        self.handle_socket(sock, address)
+        self._accepted.append((sock, address))
+        if not self._serving:
+            self._serving = True
+            IOLoop.current().add_callback(self._serve_accepted)
+
+    def _serve_accepted(self) -> None:
+        """Start serving the oldest accepted connections, HANDLE_BATCH a turn."""
+        accepted = self._accepted
+        for _ in range(min(HANDLE_BATCH, len(accepted))):
+            self.handle_socket(*accepted.popleft())
+        if accepted:
+            IOLoop.current().add_callback(self._serve_accepted)
+        else:
+            self._serving = False
 
     async def _refuse(self, sock: CountedSocket, retry_after: int) -> None:
         """Answer 429 at once, read the request head (so closing does not reset the answer

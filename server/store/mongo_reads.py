@@ -16,6 +16,14 @@ from server.store.base import VOID
 from server.store.mongo_io import Db, Ready, outage, when
 
 #: What reads of offsets take of a document: everything but the bodies.
+#: How long a complete span read serves later readers of the same range. A restart's
+#: subscribers of a channel arrive over seconds, not all while one read is in flight.
+SPAN_KEEP_S = 2.0
+#: Past this many kept spans, each new one first drops those expired.
+SPAN_KEEP_PRUNE = 256
+
+Span = list[tuple[int, bytes | None]]
+
 FIELDS = {
     "channel": 1,
     "epoch": 1,
@@ -33,6 +41,9 @@ class MongoReads:
         self._ready = ready
         #: Span reads in flight: (channel, epoch, upto) -> (since, the read).
         self._spans: dict[tuple[str, str, int], tuple[int, asyncio.Future[Any]]] = {}
+        #: Complete span reads kept for later readers: (channel, epoch, upto) -> (since,
+        #: until when, the span).
+        self._complete: dict[tuple[str, str, int], tuple[int, float, Span]] = {}
 
     async def history(
         self, channel: str, epoch: str, since: int | None, limit: int, reverse: bool
@@ -84,13 +95,17 @@ class MongoReads:
         page = [(o, d) for o, d in kept if "state" not in d and o > low]
         return (page[::-1] if reverse else page)[:limit]
 
-    async def span(
-        self, channel: str, epoch: str, since: int, upto: int
-    ) -> list[tuple[int, bytes | None]]:
+    async def span(self, channel: str, epoch: str, since: int, upto: int) -> Span:
         """Shared by concurrent readers of the same channel up to the same offset. A reader
         joins a read only when no write to the channel finished after that read began, so what
-        it gets is what a read of its own would have found."""
+        it gets is what a read of its own would have found. A read that found every offset
+        of its range serves later readers for SPAN_KEEP_S: such a range never changes (a void
+        cannot take an offset a run holds once it is seen, mongo_docs), except that trimming
+        may since have removed some of it."""
         key = (channel, epoch, upto)
+        complete = self._complete.get(key)
+        if complete is not None and complete[0] <= since and complete[1] > time.monotonic():
+            return [entry for entry in complete[2] if entry[0] >= since]
         shared = self._spans.get(key)
         if shared is not None and shared[0] <= since:
             kept = await asyncio.shield(shared[1])
@@ -112,11 +127,16 @@ class MongoReads:
             for key in [k for k in self._spans if k[0] in written]:
                 del self._spans[key]
 
-    async def _read_span(
-        self, channel: str, epoch: str, since: int, upto: int
-    ) -> list[tuple[int, bytes | None]]:
+    async def _read_span(self, channel: str, epoch: str, since: int, upto: int) -> Span:
         kept = await self._visible(channel, epoch, since, bodies=True)
-        return [(o, mongo_docs.body(d, o)) for o, d in kept if since <= o <= upto]
+        span = [(o, mongo_docs.body(d, o)) for o, d in kept if since <= o <= upto]
+        if len({o for o, _ in span if o > since}) == upto - since:  # no holes: keep it
+            now = time.monotonic()
+            if len(self._complete) > SPAN_KEEP_PRUNE:
+                for key in [k for k, v in self._complete.items() if v[1] <= now]:
+                    del self._complete[key]
+            self._complete[(channel, epoch, upto)] = (since, now + SPAN_KEEP_S, span)
+        return span
 
     async def lowest(self, channel: str, epoch: str) -> int | None:
         kept = await self._visible(channel, epoch, None, bodies=False)
