@@ -488,3 +488,22 @@ class _Pool(monitoring.ConnectionPoolListener):
     def connection_check_out_failed(self, event: Any) -> None: ...
     def connection_checked_out(self, event: Any) -> None: ...
     def connection_checked_in(self, event: Any) -> None: ...
+
+
+@pytest.mark.asyncio
+async def test_positions_of_many_channels_read_at_once_share_their_reads(
+    heard: tuple[MongoStore, _Commands],
+) -> None:
+    """After a restart every channel is seeded at once: their channel documents and voids are
+    read in one query each per batch, not one per channel."""
+    store, commands = heard
+    names = [f"c{i}" for i in range(20)]
+    for name in names:
+        await store.append(name, "e1", 1, b"1", 100, 60)
+    await store.void("c3", "e1", [2, 3], 60)
+    commands.clear()
+    positions = await asyncio.gather(*(store.position(n) for n in names))
+    assert positions == [Position(3 if n == "c3" else 1, "e1") for n in names]
+    assert len(commands.finds(schema.CHANNELS)) <= 2  # the first alone, then the rest
+    assert len(commands.finds(schema.VOIDS)) <= 2
+    assert len(commands.finds(schema.PUBLICATIONS)) == len(names)  # each channel's newest run

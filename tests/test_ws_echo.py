@@ -7,6 +7,7 @@ with 16 MiB messages.
 
 from __future__ import annotations
 
+import asyncio
 import os
 import subprocess
 import sys
@@ -16,6 +17,8 @@ from pathlib import Path
 import pytest
 import tornado.httpclient
 import tornado.websocket
+
+from tests.ws_support import ServerFrames, close_frame, send, ws_socket
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -34,6 +37,45 @@ def echo_process() -> Iterator[str]:
     proc.terminate()
     assert proc.wait(10) == 0
     proc.stdout.close()
+
+
+def _time_wait(server_port: int, client_port: int) -> bool:
+    """Whether the server's side of this loopback connection is in TIME_WAIT."""
+    with open("/proc/net/tcp") as table:
+        rows = [line.split() for line in table.readlines()[1:]]
+    wanted = (f"0100007F:{server_port:04X}", f"0100007F:{client_port:04X}", "06")
+    return any(tuple(row[1:4]) == wanted for row in rows)
+
+
+@pytest.mark.asyncio
+async def test_a_process_that_dies_resets_its_connections_and_leaves_no_time_wait() -> None:
+    """Killed, the process's connections are reset by the kernel rather than closed: no
+    TIME_WAIT is left to answer a client reconnecting from the same port with an ACK (its SYN
+    then waits out TCP's retransmission, server/ws/websocket.py). A close still ends in a FIN."""
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "server.ws.echo", "--port", "0"], cwd=ROOT, stdout=subprocess.PIPE
+    )
+    try:
+        assert proc.stdout is not None
+        port = int(proc.stdout.readline().split()[-1].rsplit(b":", 1)[1].split(b"/")[0])
+        graceful = await ws_socket(port, "/echo")
+        await send(graceful, close_frame(1000))
+        assert await ServerFrames(graceful).close() == b"\x03\xe8"  # 1000, then a FIN
+        graceful.close()
+
+        sock = await ws_socket(port, "/echo")
+        client_port = sock.getsockname()[1]
+        proc.kill()
+        proc.wait(10)
+        with pytest.raises(ConnectionResetError):
+            await asyncio.wait_for(asyncio.get_running_loop().sock_recv(sock, 1), 5)
+        sock.close()
+        assert not _time_wait(port, client_port)
+    finally:
+        proc.kill()
+        proc.wait(10)
+        if proc.stdout is not None:
+            proc.stdout.close()
 
 
 @pytest.mark.asyncio

@@ -13,6 +13,8 @@ from typing import Any
 from server.position import Position
 from server.store import mongo_docs, schema
 from server.store.base import VOID
+from server.store.batch import Batch
+from server.store.mongo_docs import Doc
 from server.store.mongo_io import Db, Ready, outage, when
 
 #: What reads of offsets take of a document: everything but the bodies.
@@ -39,6 +41,8 @@ FIELDS = {
 class MongoReads:
     def __init__(self, ready: Ready) -> None:
         self._ready = ready
+        #: The channel documents and voids of channels whose position is read at once.
+        self._positions: Batch[str, tuple[Doc | None, list[Doc]]] = Batch(self._read_positions)
         #: Span reads in flight: (channel, epoch, upto) -> (since, the read).
         self._spans: dict[tuple[str, str, int], tuple[int, asyncio.Future[Any]]] = {}
         #: Complete span reads kept for later readers: (channel, epoch, upto) -> (since,
@@ -147,11 +151,10 @@ class MongoReads:
         reserved."""
         db = await self._ready()
         with outage("reading the position"):
-            current, newest, void = await asyncio.gather(
-                db[schema.CHANNELS].find_one({"_id": channel}),
-                _newest(db[schema.PUBLICATIONS], channel),
-                _newest(db[schema.VOIDS], channel),
+            (current, voids), newest = await asyncio.gather(
+                self._positions(channel), _newest(db[schema.PUBLICATIONS], channel)
             )
+        void = max(voids, key=lambda d: int(d["last"]), default=None)
         found = [d for d in (newest, void) if d is not None]
         if current is None or not found:
             return None
@@ -164,6 +167,22 @@ class MongoReads:
                 return None
             top = kept[-1][0]
         return Position(max(top, current.get("reserved", 0)), epoch)
+
+    async def _read_positions(self, channels: list[str]) -> list[tuple[Doc | None, list[Doc]]]:
+        """For each channel, its document and its voids: two reads for any number of channels
+        (a void is short-lived, so a channel has few)."""
+        db = await self._ready()
+        wanted = list(set(channels))
+        with outage("reading the position"):
+            docs, voids = await asyncio.gather(
+                db[schema.CHANNELS].find({"_id": {"$in": wanted}}).to_list(None),
+                db[schema.VOIDS].find({"channel": {"$in": wanted}}, FIELDS).to_list(None),
+            )
+        current = {d["_id"]: d for d in docs}
+        held: dict[str, list[Doc]] = {}
+        for void in voids:
+            held.setdefault(void["channel"], []).append(void)
+        return [(current.get(c), held.get(c, [])) for c in channels]
 
     async def _visible(
         self, channel: str, epoch: str, since: int | None, bodies: bool

@@ -12,10 +12,12 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
+from pymongo import UpdateOne
 from pymongo.errors import DuplicateKeyError
 
 from server.store import mongo_docs, schema
 from server.store.base import Refused, Settle, StoreConflict, StoreUnavailable
+from server.store.batch import Batch
 from server.store.commit import GroupCommit
 from server.store.mongo_docs import Doc
 from server.store.mongo_io import Db, Ready, insert_once, outage, when
@@ -62,6 +64,10 @@ class MongoWrites:
         self._commit = (
             GroupCommit(self._write, group_commit_ms / 1000) if group_commit_ms > 0 else None
         )
+        #: Voids written pending, reservations and voids settled, many channels' in one write.
+        self._claims: Batch[Doc, None] = Batch(self._insert_claims)
+        self._reserves: Batch[tuple[str, str, int], None] = Batch(self._write_reserves)
+        self._settles: Batch[tuple[Doc, Doc], None] = Batch(self._write_settles)
 
     async def flush(self) -> None:
         if self._commit is not None:
@@ -251,7 +257,7 @@ class MongoWrites:
         claim = sorted(set(offsets))
         doc = mongo_docs.void(channel, epoch, claim, when(time.time() + ttl_s), mongo_docs.PENDING)
         voids = db[schema.VOIDS]
-        writes = [self._kept(db, channel, epoch), voids.insert_one(doc)]
+        writes = [self._kept(db, channel, epoch), self._claims(doc)]
         if reserve:
             writes.append(self.reserve(channel, epoch, claim[-1]))
         try:
@@ -275,18 +281,36 @@ class MongoWrites:
                     update: dict[str, Any] = {"$set": {"state": mongo_docs.FINAL}}
                     if held:
                         update["$pullAll"] = {"offset": sorted(held)}
-                    await voids.update_one({"_id": doc["_id"], "state": mongo_docs.PENDING}, update)
+                    await self._settles(({"_id": doc["_id"], "state": mongo_docs.PENDING}, update))
             finally:
                 self._written((channel,))
 
         return settle
 
     async def reserve(self, channel: str, epoch: str, offset: int) -> None:
+        await self._reserves((channel, epoch, offset))
+
+    async def _insert_claims(self, docs: list[Doc]) -> list[None]:
         db = await self._ready()
+        with outage("claiming offsets"):
+            await db[schema.VOIDS].insert_many(docs, ordered=False)
+        return [None] * len(docs)
+
+    async def _write_reserves(self, reserves: list[tuple[str, str, int]]) -> list[None]:
+        db = await self._ready()
+        updates = [
+            UpdateOne({"_id": channel, "epoch": epoch}, {"$max": {"reserved": offset}})
+            for channel, epoch, offset in reserves
+        ]
         with outage("reserving offsets"):
-            await db[schema.CHANNELS].update_one(
-                {"_id": channel, "epoch": epoch}, {"$max": {"reserved": offset}}
-            )
+            await db[schema.CHANNELS].bulk_write(updates, ordered=False)
+        return [None] * len(reserves)
+
+    async def _write_settles(self, settles: list[tuple[Doc, Doc]]) -> list[None]:
+        db = await self._ready()
+        with outage("making offsets void"):
+            await db[schema.VOIDS].bulk_write([UpdateOne(*s) for s in settles], ordered=False)
+        return [None] * len(settles)
 
 
 async def _settled(voids: Any, void: Doc, mine: list[int]) -> list[int]:
