@@ -61,3 +61,36 @@ async def test_a_burst_is_accepted_at_once_and_served_a_batch_a_turn_in_order(
     finally:
         for client in clients:
             client.close()
+
+
+@pytest.mark.asyncio
+async def test_a_connection_that_fails_to_start_leaves_the_others_served(
+    listener: socket.socket, caplog: pytest.LogCaptureFixture
+) -> None:
+    config = make_config()
+    server = httpserver.GuardedHTTPServer(
+        tornado.web.Application(), admission=Admission(config.limits, 1000)
+    )
+    served: list[int] = []
+    clients = [socket.create_connection(listener.getsockname()) for _ in range(3)]
+    broken = clients[0].getsockname()[1]
+
+    def handle_socket(sock: socket.socket, address: Any) -> None:
+        sock.close()
+        if address[1] == broken:
+            raise RuntimeError("a bug in one connection's start")
+        served.append(address[1])
+
+    server.handle_socket = handle_socket  # type: ignore[method-assign]
+    try:
+        server._on_acceptable(listener, IOLoop.READ)
+        for _ in range(10):
+            await asyncio.sleep(0)
+        assert served == [c.getsockname()[1] for c in clients[1:]]
+        failures = [r for r in caplog.records if r.name == "tornado.application"]
+        assert [str(r.exc_info[1]) for r in failures if r.exc_info] == [
+            "a bug in one connection's start"
+        ]
+    finally:
+        for client in clients:
+            client.close()

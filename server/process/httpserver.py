@@ -212,12 +212,14 @@ class GuardedHTTPServer(UpgradeServer):
     def _serve_accepted(self) -> None:
         """Start serving the oldest accepted connections, HANDLE_BATCH a turn."""
         accepted = self._accepted
-        for _ in range(min(HANDLE_BATCH, len(accepted))):
-            self.handle_socket(*accepted.popleft())
-        if accepted:
-            IOLoop.current().add_callback(self._serve_accepted)
-        else:
-            self._serving = False
+        try:
+            for _ in range(min(HANDLE_BATCH, len(accepted))):
+                self.handle_socket(*accepted.popleft())
+        finally:  # one connection's failure must not leave the others waiting
+            if accepted:
+                IOLoop.current().add_callback(self._serve_accepted)
+            else:
+                self._serving = False
 
     async def _refuse(self, sock: CountedSocket, retry_after: int) -> None:
         """Answer 429 at once, read the request head (so closing does not reset the answer
