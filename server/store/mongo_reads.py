@@ -17,7 +17,6 @@ from server.store.batch import Batch
 from server.store.mongo_docs import Doc
 from server.store.mongo_io import Db, Ready, outage, when
 
-#: What reads of offsets take of a document: everything but the bodies.
 #: How long a complete span read serves later readers of the same range. A restart's
 #: subscribers of a channel arrive over seconds, not all while one read is in flight.
 SPAN_KEEP_S = 2.0
@@ -26,6 +25,7 @@ SPAN_KEEP_PRUNE = 256
 
 Span = list[tuple[int, bytes | None]]
 
+#: What reads of offsets take of a document: everything but the bodies.
 FIELDS = {
     "channel": 1,
     "epoch": 1,

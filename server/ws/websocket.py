@@ -23,8 +23,8 @@ them: the socket lingers with a zero timeout until it is closed here, where the 
 restored. Ended by the kernel with a FIN instead, each connection would leave a TIME_WAIT on
 the server's side, and a client reconnecting from the same address and port (a proxy's pool,
 a NAT, a load tester) gets an ACK instead of a refusal while the server is down: its connect
-then waits out TCP's SYN retransmission (1, 3, 7 s) instead of its own reconnect delay. After
-a restart that held back a quarter of 19,900 clients for up to 7 s (docs/benchmarks.md, the
+then waits out TCP's SYN retransmission (1, 3, 7 s) instead of its own reconnect delay. A
+restart of 19,900 clients saw about 15,000 such retransmissions (docs/benchmarks.md, the
 eighth round).
 
 Read interest is kept while writes are pending and dropped only while a message is being handled
