@@ -507,3 +507,20 @@ async def test_positions_of_many_channels_read_at_once_share_their_reads(
     assert len(commands.finds(schema.CHANNELS)) <= 2  # the first alone, then the rest
     assert len(commands.finds(schema.VOIDS)) <= 2
     assert len(commands.finds(schema.PUBLICATIONS)) == len(names)  # each channel's newest run
+
+
+@pytest.mark.asyncio
+async def test_kept_spans_are_dropped_once_expired(
+    mongo_store: MongoStore, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Spans kept hold bodies: each one kept drops those expired, so a process keeps only the
+    last SPAN_KEEP_S of them, however many channels recovered before."""
+    monkeypatch.setattr(mongo_reads, "SPAN_KEEP_S", 0.05)
+    for name in ("a", "b", "c"):
+        await mongo_store.append(name, "e1", 1, b"1", 100, 60)
+    await mongo_store.span("a", "e1", 0, 1)
+    await mongo_store.span("b", "e1", 0, 1)
+    assert set(mongo_store._reads._complete) == {("a", "e1", 1), ("b", "e1", 1)}
+    await asyncio.sleep(0.06)
+    await mongo_store.span("c", "e1", 0, 1)
+    assert set(mongo_store._reads._complete) == {("c", "e1", 1)}

@@ -20,8 +20,6 @@ from server.store.mongo_io import Db, Ready, outage, when
 #: How long a complete span read serves later readers of the same range. A restart's
 #: subscribers of a channel arrive over seconds, not all while one read is in flight.
 SPAN_KEEP_S = 2.0
-#: Past this many kept spans, each new one first drops those expired.
-SPAN_KEEP_PRUNE = 256
 
 Span = list[tuple[int, bytes | None]]
 
@@ -45,8 +43,8 @@ class MongoReads:
         self._positions: Batch[str, tuple[Doc | None, list[Doc]]] = Batch(self._read_positions)
         #: Span reads in flight: (channel, epoch, upto) -> (since, the read).
         self._spans: dict[tuple[str, str, int], tuple[int, asyncio.Future[Any]]] = {}
-        #: Complete span reads kept for later readers: (channel, epoch, upto) -> (since,
-        #: until when, the span).
+        #: Complete span reads kept for later readers, oldest first: (channel, epoch, upto) ->
+        #: (since, until when, the span). Each one kept first drops those expired.
         self._complete: dict[tuple[str, str, int], tuple[int, float, Span]] = {}
 
     async def history(
@@ -135,11 +133,12 @@ class MongoReads:
         kept = await self._visible(channel, epoch, since, bodies=True)
         span = [(o, mongo_docs.body(d, o)) for o, d in kept if since <= o <= upto]
         if len({o for o, _ in span if o > since}) == upto - since:  # no holes: keep it
-            now = time.monotonic()
-            if len(self._complete) > SPAN_KEEP_PRUNE:
-                for key in [k for k, v in self._complete.items() if v[1] <= now]:
-                    del self._complete[key]
-            self._complete[(channel, epoch, upto)] = (since, now + SPAN_KEEP_S, span)
+            now, complete = time.monotonic(), self._complete
+            while complete and next(iter(complete.values()))[1] <= now:  # oldest first: expired go
+                del complete[next(iter(complete))]
+            key = (channel, epoch, upto)
+            complete.pop(key, None)
+            complete[key] = (since, now + SPAN_KEEP_S, span)
         return span
 
     async def lowest(self, channel: str, epoch: str) -> int | None:
