@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from datetime import UTC, datetime, timedelta
 from functools import partial
 from typing import Any
@@ -213,15 +214,28 @@ async def heard(
 ) -> AsyncIterator[tuple[MongoStore, _Commands]]:
     """A store on a database of its own, every command it sends recorded."""
     commands = _Commands()
+    async with _store_heard_by(mongo_url, monkeypatch, commands) as store:
+        yield store, commands
+
+
+@asynccontextmanager
+async def _store_heard_by(
+    mongo_url: str,
+    monkeypatch: pytest.MonkeyPatch,
+    listener: monitoring.CommandListener | monitoring.ConnectionPoolListener,
+) -> AsyncIterator[MongoStore]:
+    """A started store on a database of its own, its client's events told to `listener`."""
     monkeypatch.setattr(
-        store_mongo, "AsyncMongoClient", partial(AsyncMongoClient, event_listeners=[commands])
+        store_mongo, "AsyncMongoClient", partial(AsyncMongoClient, event_listeners=[listener])
     )
     config = fresh_config(mongo_url)
     store = MongoStore(config)
     await store.start()
-    yield store, commands
-    await store.close()
-    await drop_database(config)
+    try:
+        yield store
+    finally:
+        await store.close()
+        await drop_database(config)
 
 
 @pytest.mark.asyncio
@@ -456,17 +470,8 @@ async def test_the_store_opens_its_pool_before_clients_come(
 ) -> None:
     """Connections opened under load take hundreds of milliseconds each: start opens them."""
     pool = _Pool()
-    monkeypatch.setattr(
-        store_mongo, "AsyncMongoClient", partial(AsyncMongoClient, event_listeners=[pool])
-    )
-    config = fresh_config(mongo_url)
-    store = MongoStore(config)
-    await store.start()
-    try:
+    async with _store_heard_by(mongo_url, monkeypatch, pool):
         assert pool.opened == store_mongo.POOL_SIZE
-    finally:
-        await store.close()
-        await drop_database(config)
 
 
 class _Pool(monitoring.ConnectionPoolListener):
