@@ -35,7 +35,7 @@ from bench.servers import (
     started_redis,
     started_switchboard,
 )
-from bench.suite_report import render
+from bench.suite_report import render, write
 from bench.suite_scenarios import BASELINES, SCENARIOS, Scenario
 from bench.suite_tester import Outcome, Sizes
 
@@ -144,8 +144,7 @@ def main(argv: list[str] | None = None) -> int:
             print(
                 f"   {json.dumps(results[sc.name][name].figures, ensure_ascii=False)}", flush=True
             )
-    output.parent.mkdir(parents=True, exist_ok=True)
-    output.write_text(render(results, sz, started))
+    write(output, render(results, sz, started))
     print(f"wrote {output} (raw documents and plots in {outdir})")
     broken = [
         n

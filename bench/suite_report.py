@@ -1,5 +1,9 @@
 """The suite's write-up (docs/benchmarks.md): each scenario's figures beside the baselines',
-with Switchboard's ratio to each, and the machine and commit they were measured on."""
+with Switchboard's ratio to each, and the machine and commit they were measured on.
+
+A run rewrites only the part above `NOTES_MARK`: the analyses written by hand below it (rounds
+of work, profiles, what was tried) outlive every run of the suite.
+"""
 
 from __future__ import annotations
 
@@ -13,6 +17,21 @@ from typing import Any
 from bench.servers import ROOT
 from bench.suite_scenarios import BASELINES, SCENARIOS
 from bench.suite_tester import Outcome, Sizes
+
+#: The line that ends the generated part of the write-up; everything after it is kept.
+NOTES_MARK = "<!-- Written by hand below this line: bench.suite keeps it. -->"
+
+
+def write(output: Path, generated: str) -> None:
+    """Write the generated part over `output`'s, keeping its hand-written notes."""
+    kept = ""
+    if output.exists():
+        old = output.read_text()
+        at = old.find(NOTES_MARK)
+        if at >= 0:
+            kept = old[at:]
+    output.parent.mkdir(parents=True, exist_ok=True)
+    output.write_text(f"{generated.rstrip()}\n\n{kept}" if kept else generated)
 
 
 def machine() -> str:
