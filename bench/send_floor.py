@@ -8,19 +8,30 @@ This measures that floor with the cost scenarios' shape (`bench.suite` `cost-1k-
 (core 1, as the tester) reads them all. Printed: the sender's CPU per send, user and system.
 Compare it with the servers' CPU per delivery measured in the same minutes.
 
+`--path hub` sends the same rounds through Switchboard's own delivery path instead of a bare
+loop: `Hub.broadcast` to subscribers whose `send` is an `Outbox` (server/ws/outbox.py), flushed
+by the `Flusher` on an asyncio loop, as in the server. The difference between the two is what
+that path costs per delivery, without a publication's parsing or the tester's noise.
+
     python -m bench.send_floor [--sockets 1000] [--rate 50] [--seconds 5] [--payload 150]
+                               [--path floor|hub]
 """
 
 from __future__ import annotations
 
 import argparse
+import asyncio
 import multiprocessing
 import os
 import resource
 import selectors
 import socket
 import time
+from collections.abc import Callable
 from multiprocessing.connection import Connection
+
+from server.hub import Hub
+from server.ws.outbox import Flusher, Outbox
 
 SERVER_CORE, CLIENT_CORE = 0, 1
 
@@ -62,7 +73,85 @@ def cpu_s() -> tuple[float, float]:
     return usage.ru_utime, usage.ru_stime
 
 
-def measure(sockets: int, rate: float, seconds: float, payload: int) -> dict[str, float]:
+class Subscriber:
+    """What the hub holds of a connection: an id, no user, and its outbox's `send`."""
+
+    __slots__ = ("id", "user", "send")
+
+    def __init__(self, outbox: Outbox) -> None:
+        self.id = str(outbox.fd)
+        self.user: str | None = None
+        self.send: Callable[[bytes], None] = outbox.send
+
+
+class Dropping(Outbox):
+    """An outbox whose client fell too far behind: the bench only stops writing to it."""
+
+    __slots__ = ()
+
+    def overflowed(self) -> None:
+        pass
+
+
+def floor_rounds(
+    conns: list[socket.socket], frame: bytes, rate: float, seconds: float
+) -> tuple[int, tuple[float, float]]:
+    """A bare loop of `send`: (sends in the measured seconds, CPU at their start)."""
+    interval = 1 / rate
+    sends = 0
+    start_cpu: tuple[float, float] | None = None
+    started = time.monotonic()
+    warm_until = started + 1.0
+    next_round = started
+    while True:
+        now = time.monotonic()
+        if start_cpu is None and now >= warm_until:
+            start_cpu, measured_from, sends = cpu_s(), now, 0
+        if start_cpu is not None and now >= measured_from + seconds:
+            return sends, start_cpu
+        for conn in conns:
+            try:
+                conn.send(frame)
+            except BlockingIOError:
+                pass  # the receiver fell behind: this frame is dropped, not counted
+            else:
+                sends += 1
+        next_round += interval
+        delay = next_round - time.monotonic()
+        if delay > 0:
+            time.sleep(delay)
+
+
+async def hub_rounds(
+    conns: list[socket.socket], frame: bytes, rate: float, seconds: float
+) -> tuple[int, tuple[float, float]]:
+    """The server's path: `Hub.broadcast` into outboxes, flushed at the end of the loop turn."""
+    loop, flusher, hub = asyncio.get_running_loop(), Flusher(), Hub[Subscriber]()
+    for conn in conns:
+        sub = Subscriber(Dropping(conn, loop, 1 << 20, flusher))
+        hub.add_client(sub)
+        hub.subscribe("bench", sub, buffer=False)
+    interval = 1 / rate
+    sends, offset = 0, 0
+    start_cpu: tuple[float, float] | None = None
+    started = time.monotonic()
+    warm_until = started + 1.0
+    next_round = started
+    while True:
+        now = time.monotonic()
+        if start_cpu is None and now >= warm_until:
+            start_cpu, measured_from, sends = cpu_s(), now, 0
+        if start_cpu is not None and now >= measured_from + seconds:
+            return sends, start_cpu
+        offset += 1
+        sends += hub.broadcast("bench", offset, frame)
+        next_round += interval
+        await asyncio.sleep(max(0.0, next_round - time.monotonic()))
+
+
+def measure(
+    sockets: int, rate: float, seconds: float, payload: int, path: str = "floor"
+) -> dict[str, float]:
     """Send rounds for `seconds` after one second of warm-up; CPU per send in µs."""
     pin(SERVER_CORE)
     listener = socket.create_server(("127.0.0.1", 0), backlog=sockets)
@@ -80,31 +169,11 @@ def measure(sockets: int, rate: float, seconds: float, payload: int) -> dict[str
     # One unmasked WebSocket text frame, as a server sends a publication.
     body = b"x" * payload
     frame = bytes([0x81, 126]) + len(body).to_bytes(2, "big") + body
-    interval = 1 / rate
-    sends = 0
-    start_cpu: tuple[float, float] | None = None
-    started = time.monotonic()
-    warm_until = started + 1.0
-    next_round = started
-    while True:
-        now = time.monotonic()
-        if start_cpu is None and now >= warm_until:
-            start_cpu, measured_from, sends = cpu_s(), now, 0
-        if start_cpu is not None and now >= measured_from + seconds:
-            break
-        for conn in conns:
-            try:
-                conn.send(frame)
-            except BlockingIOError:
-                pass  # the receiver fell behind: this frame is dropped, not counted
-            else:
-                sends += 1
-        next_round += interval
-        delay = next_round - time.monotonic()
-        if delay > 0:
-            time.sleep(delay)
+    if path == "hub":
+        sends, start_cpu = asyncio.run(hub_rounds(conns, frame, rate, seconds))
+    else:
+        sends, start_cpu = floor_rounds(conns, frame, rate, seconds)
     user, system = cpu_s()
-    assert start_cpu is not None
     for conn in conns:
         conn.close()
     receiver.join(10)
@@ -121,10 +190,16 @@ def main() -> None:
     p.add_argument("--rate", type=float, default=50.0, help="rounds (frames per socket) a second")
     p.add_argument("--seconds", type=float, default=5.0)
     p.add_argument("--payload", type=int, default=150, help="frame payload bytes")
+    p.add_argument(
+        "--path",
+        choices=("floor", "hub"),
+        default="floor",
+        help="a bare loop of send, or the server's Hub.broadcast, Outbox and Flusher",
+    )
     args = p.parse_args()
-    figures = measure(args.sockets, args.rate, args.seconds, args.payload)
+    figures = measure(args.sockets, args.rate, args.seconds, args.payload, args.path)
     print(
-        f"send floor, {args.sockets} sockets × {args.rate:g}/s, {args.payload}-byte payload: "
+        f"send {args.path}, {args.sockets} sockets × {args.rate:g}/s, {args.payload}-byte payload: "
         f"{figures['µs CPU per send']:.2f} µs CPU per send "
         f"({figures['of it system']:.2f} system), {figures['sends/s']:,.0f} sends/s"
     )

@@ -1,4 +1,5 @@
-"""bench.send_floor: every frame of every round reaches a socket, and its CPU is counted."""
+"""bench.send_floor: every frame of every round reaches a socket, by a bare loop or by the
+server's own delivery path, and its CPU is counted."""
 
 from __future__ import annotations
 
@@ -6,11 +7,14 @@ import re
 import subprocess
 import sys
 
+import pytest
 
-def test_send_floor_sends_every_round_to_every_socket() -> None:
+
+@pytest.mark.parametrize("path", ["floor", "hub"])
+def test_send_floor_sends_every_round_to_every_socket(path: str) -> None:
     out = subprocess.run(
         [sys.executable, "-m", "bench.send_floor", "--sockets", "20", "--rate", "20"]
-        + ["--seconds", "1"],
+        + ["--seconds", "1", "--path", path],
         capture_output=True,
         text=True,
         timeout=60,
