@@ -64,8 +64,6 @@ C = TypeVar("C", bound=Addressable)
 class Hub(Generic[C]):
     """Generic over what it holds, so its callers get their own client type back."""
 
-    """Generic over what it holds, so its callers get their own client type back."""
-
     def __init__(self, max_buffered_bytes: int = MAX_BUFFERED_BYTES) -> None:
         self._max_buffered = max_buffered_bytes
         self._clients: dict[str, C] = {}
