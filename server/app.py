@@ -106,7 +106,7 @@ def make_app(node: Node) -> tornado.web.Application:
     node.attach(KeepAlive(node.hub.clients, config.server.ping_interval_s))
     node.attach(LoopLag(node.stats))
     n = {"node": node}
-    endpoint = ws.Endpoint(node, Flusher(), Transcoder())
+    endpoint = ws.Endpoint(node, Flusher(config.server.write_delay_ms / 1000), Transcoder())
     upgrades: dict[str, Any] = {UPGRADES: {"/ws": endpoint}}
     nl = {**n, "login": Login(config, node.store)}
     channel = r"/api/channels/([^/]+)"

@@ -35,6 +35,7 @@ class ServerConfig:
     shutdown_grace_s: float = 5.0
     drain_s: float = 10.0
     event_loop: str = "asyncio"
+    write_delay_ms: float = 0.0  # frames wait this long to leave with later ones (not replies)
     # Hostile clients (docs/security.md): timeouts, the socket cap, proxies trusted.
     idle_timeout_s: float = 30.0
     body_timeout_s: float = 30.0
@@ -65,6 +66,12 @@ class ServerConfig:
         )
         _check("server.host", bool(self.host), "a host name or address", self.host)
         _check("server.drain_s", 0 <= self.drain_s <= 3600, "seconds from 0 to 3600", self.drain_s)
+        _check(
+            "server.write_delay_ms",
+            0 <= self.write_delay_ms <= 1000,
+            "milliseconds from 0 to 1000",
+            self.write_delay_ms,
+        )
 
     def _validate_hostile(self) -> None:
         for key in ("idle_timeout_s", "body_timeout_s"):

@@ -1,4 +1,5 @@
-"""Per-connection output: frames are queued, coalesced and written once per loop iteration.
+"""Per-connection output: frames are queued, coalesced and written once per loop iteration
+(or once per `[server] write_delay_ms`, see Flusher).
 
 The hot path of fan-out. A connection's frames of one loop iteration are joined into one write
 straight to its socket. What the kernel does not take waits in the connection's own buffer,
@@ -57,7 +58,8 @@ class Outbox:
         self._flags = ACCEPTING
 
     def send(self, data: bytes) -> None:
-        """Queue one encoded frame (server.ws.frame): written at the end of this iteration."""
+        """Queue one encoded frame (server.ws.frame): written at the end of this iteration, or
+        after the Flusher's delay."""
         if not self._flags & ACCEPTING:
             return
         queued = self._frames
@@ -74,6 +76,7 @@ class Outbox:
         if self._flags & ACCEPTING:
             self.send(data)
             self._flags |= URGENT
+            self._flusher.hurry(self)
 
     def flush(self) -> None:
         """Write what this iteration queued; called by the Flusher (or before a close)."""
@@ -205,19 +208,44 @@ class Outbox:
 
 
 class Flusher:
-    """Flushes every outbox that got frames during this loop iteration, in one callback."""
+    """Flushes every outbox that got frames during this loop iteration, in one callback.
 
-    __slots__ = ("_dirty",)
+    With a write delay (`[server] write_delay_ms`), frames wait until `delay_s` after the first
+    of them, so what a connection is sent meanwhile leaves in one write: fewer `send` calls
+    than deliveries when a channel publishes faster than that, for up to `delay_s` of added
+    latency. Replies never wait; an outbox with one leaves at the end of the iteration.
+    """
 
-    def __init__(self) -> None:
+    __slots__ = ("_dirty", "_delay", "_urgent")
+
+    def __init__(self, delay_s: float = 0.0) -> None:
         self._dirty: list[Outbox] = []
+        self._delay = delay_s
+        self._urgent: list[Outbox] = []
 
     def mark(self, outbox: Outbox) -> None:
         if not self._dirty:
-            asyncio.get_running_loop().call_soon(self._flush)
+            if self._delay:
+                asyncio.get_running_loop().call_later(self._delay, self._flush)
+            else:
+                asyncio.get_running_loop().call_soon(self._flush)
         self._dirty.append(outbox)
+
+    def hurry(self, outbox: Outbox) -> None:
+        """`outbox` holds a reply: it leaves at the end of this iteration, delay or not."""
+        if self._delay:
+            if not self._urgent:
+                asyncio.get_running_loop().call_soon(self._flush_urgent)
+            self._urgent.append(outbox)
 
     def _flush(self) -> None:
         dirty, self._dirty = self._dirty, []
         for outbox in dirty:
+            outbox.flush()
+
+    def _flush_urgent(self) -> None:
+        """Outboxes flushed here stay marked; their delayed flush finds nothing queued, or
+        what was queued after the reply."""
+        urgent, self._urgent = self._urgent, []
+        for outbox in urgent:
             outbox.flush()
