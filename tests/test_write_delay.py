@@ -103,3 +103,23 @@ async def test_a_server_with_a_delay_delays_publications_but_not_replies() -> No
         await client.close()
     finally:
         await server.stop()
+
+
+@pytest.mark.asyncio
+async def test_publications_that_wait_together_arrive_whole_and_in_order() -> None:
+    server = await start_server(make_config(server={"write_delay_ms": 50}))
+    try:
+        client = await ws_open(server.ws_url)
+        await client.ok("subscribe", channel="quiet:batched")
+        for n in range(30):
+            status, _ = await http(
+                server, "POST", "/api/publish", {"channel": "quiet:batched", "data": {"n": n}}
+            )
+            assert status == 200
+        pushes = [await client.push_of("pub") for _ in range(30)]
+        assert [p["data"]["n"] for p in pushes] == list(range(30))
+        offsets = [p["offset"] for p in pushes]
+        assert offsets == list(range(offsets[0], offsets[0] + 30))
+        await client.close()
+    finally:
+        await server.stop()
