@@ -93,33 +93,50 @@ class Dropping(Outbox):
         pass
 
 
+class Rounds:
+    """`rate` rounds a second: one second of warm-up, then `seconds` measured. The caller
+    adds to `sends` in each round; the count and the CPU clock start again when warm."""
+
+    def __init__(self, rate: float, seconds: float) -> None:
+        self.interval, self.seconds = 1 / rate, seconds
+        self.sends = 0
+        self.start_cpu: tuple[float, float] | None = None
+        self.next_round = time.monotonic()
+        self.warm_until = self.next_round + 1.0
+        self.measured_from = 0.0
+
+    def more(self) -> bool:
+        """Whether another round is due (False once the measured seconds are over)."""
+        now = time.monotonic()
+        if self.start_cpu is None and now >= self.warm_until:
+            self.start_cpu, self.measured_from, self.sends = cpu_s(), now, 0
+        return self.start_cpu is None or now < self.measured_from + self.seconds
+
+    def wait(self) -> float:
+        """Seconds until the next round."""
+        self.next_round += self.interval
+        return max(0.0, self.next_round - time.monotonic())
+
+    def result(self) -> tuple[int, tuple[float, float]]:
+        assert self.start_cpu is not None
+        return self.sends, self.start_cpu
+
+
 def floor_rounds(
     conns: list[socket.socket], frame: bytes, rate: float, seconds: float
 ) -> tuple[int, tuple[float, float]]:
     """A bare loop of `send`: (sends in the measured seconds, CPU at their start)."""
-    interval = 1 / rate
-    sends = 0
-    start_cpu: tuple[float, float] | None = None
-    started = time.monotonic()
-    warm_until = started + 1.0
-    next_round = started
-    while True:
-        now = time.monotonic()
-        if start_cpu is None and now >= warm_until:
-            start_cpu, measured_from, sends = cpu_s(), now, 0
-        if start_cpu is not None and now >= measured_from + seconds:
-            return sends, start_cpu
+    rounds = Rounds(rate, seconds)
+    while rounds.more():
         for conn in conns:
             try:
                 conn.send(frame)
             except BlockingIOError:
                 pass  # the receiver fell behind: this frame is dropped, not counted
             else:
-                sends += 1
-        next_round += interval
-        delay = next_round - time.monotonic()
-        if delay > 0:
-            time.sleep(delay)
+                rounds.sends += 1
+        time.sleep(rounds.wait())
+    return rounds.result()
 
 
 async def hub_rounds(
@@ -131,22 +148,12 @@ async def hub_rounds(
         sub = Subscriber(Dropping(conn, loop, 1 << 20, flusher))
         hub.add_client(sub)
         hub.subscribe("bench", sub, buffer=False)
-    interval = 1 / rate
-    sends, offset = 0, 0
-    start_cpu: tuple[float, float] | None = None
-    started = time.monotonic()
-    warm_until = started + 1.0
-    next_round = started
-    while True:
-        now = time.monotonic()
-        if start_cpu is None and now >= warm_until:
-            start_cpu, measured_from, sends = cpu_s(), now, 0
-        if start_cpu is not None and now >= measured_from + seconds:
-            return sends, start_cpu
+    rounds, offset = Rounds(rate, seconds), 0
+    while rounds.more():
         offset += 1
-        sends += hub.broadcast("bench", offset, frame)
-        next_round += interval
-        await asyncio.sleep(max(0.0, next_round - time.monotonic()))
+        rounds.sends += hub.broadcast("bench", offset, frame)
+        await asyncio.sleep(rounds.wait())
+    return rounds.result()
 
 
 def measure(

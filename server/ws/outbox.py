@@ -216,12 +216,11 @@ class Flusher:
     latency. Replies never wait; an outbox with one leaves at the end of the iteration.
     """
 
-    __slots__ = ("_dirty", "_delay", "_urgent")
+    __slots__ = ("_dirty", "_delay")
 
     def __init__(self, delay_s: float = 0.0) -> None:
         self._dirty: list[Outbox] = []
         self._delay = delay_s
-        self._urgent: list[Outbox] = []
 
     def mark(self, outbox: Outbox) -> None:
         if not self._dirty:
@@ -232,20 +231,12 @@ class Flusher:
         self._dirty.append(outbox)
 
     def hurry(self, outbox: Outbox) -> None:
-        """`outbox` holds a reply: it leaves at the end of this iteration, delay or not."""
+        """`outbox` holds a reply: it leaves at the end of this iteration, delay or not. It stays
+        marked; the delayed flush finds nothing queued, or what was queued after the reply."""
         if self._delay:
-            if not self._urgent:
-                asyncio.get_running_loop().call_soon(self._flush_urgent)
-            self._urgent.append(outbox)
+            asyncio.get_running_loop().call_soon(outbox.flush)
 
     def _flush(self) -> None:
         dirty, self._dirty = self._dirty, []
         for outbox in dirty:
-            outbox.flush()
-
-    def _flush_urgent(self) -> None:
-        """Outboxes flushed here stay marked; their delayed flush finds nothing queued, or
-        what was queued after the reply."""
-        urgent, self._urgent = self._urgent, []
-        for outbox in urgent:
             outbox.flush()
